@@ -1,0 +1,38 @@
+"""representer: exact RPS-LJE, RPS-l2 and last-layer influence for linear heads.
+
+Pure computation on arrays; no HTTP, SQL or queues. The mathematics is
+``../shared/docs/MATH.md``; symbols in the code follow it.
+
+Typical use::
+
+    head = LinearHead(weights, bias)                      # (k, d), (k,)
+    state = fit(head, train_features, train_labels, method=Method.LJE)
+    [explanation] = explain(state, train_features, test_features[:1], top_k=10)
+"""
+
+from representer.config import InfluenceConfig, L2Config, LJEConfig, Method, MethodConfig, default_config
+from representer.errors import InvalidInputError, MemoryLimitError, RepresenterError, SingularSystemError
+from representer.explanation import Explanation
+from representer.fitting import fit
+from representer.head import LinearHead
+from representer.query import contributions, explain
+from representer.state import FittedState
+
+__all__ = [
+    "Explanation",
+    "FittedState",
+    "InfluenceConfig",
+    "InvalidInputError",
+    "L2Config",
+    "LJEConfig",
+    "LinearHead",
+    "MemoryLimitError",
+    "Method",
+    "MethodConfig",
+    "RepresenterError",
+    "SingularSystemError",
+    "contributions",
+    "default_config",
+    "explain",
+    "fit",
+]

@@ -1,0 +1,100 @@
+"""Choices and per-method settings, as small frozen dataclasses (MATH.md §2-§4)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+
+from representer.errors import InvalidInputError
+
+__all__ = [
+    "Method",
+    "LJEConfig",
+    "L2Config",
+    "InfluenceConfig",
+    "MethodConfig",
+    "default_config",
+]
+
+DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
+
+
+class Method(str, Enum):
+    """The explanation methods the engine offers."""
+
+    LJE = "lje"  # RPS-LJE, MATH.md §2
+    L2 = "l2"  # RPS-l2 (Yeh et al. 2018), MATH.md §3
+    INFLUENCE = "influence"  # last-layer influence function, MATH.md §4
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+        raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}", argument=name)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise InvalidInputError(f"{name} must be a finite number > 0, got {value!r}", argument=name)
+
+
+@dataclass(frozen=True)
+class LJEConfig:
+    """Settings of RPS-LJE (MATH.md §2)."""
+
+    lr: float = 0.01
+    """Step size γ of the single gradient-ascent step Θ* = Θ† + γ ḡ(Θ†)."""
+    damping: float = 0.0
+    """δ added to the Hessian's diagonal (H + δI); raise it when the solve is singular."""
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
+
+    def __post_init__(self) -> None:
+        _check_non_negative("lr", self.lr)
+        _check_non_negative("damping", self.damping)
+        _check_positive("memory_budget_bytes", self.memory_budget_bytes)
+
+
+@dataclass(frozen=True)
+class L2Config:
+    """Settings of RPS-l2 (MATH.md §3)."""
+
+    lam: float = 0.003
+    """Weight λ of the ridge penalty λ‖Θ‖²_F in the fine-tuning objective."""
+    max_iter: int = 1000
+    """Iteration cap of the L-BFGS fine-tuning."""
+    grad_reduction: float = 1e6
+    """Stop once the gradient norm has fallen by this factor (MATH.md asks >= 200)."""
+
+    def __post_init__(self) -> None:
+        _check_positive("lambda", self.lam)
+        _check_positive("max_iter", self.max_iter)
+        if not self.grad_reduction >= 200:
+            raise InvalidInputError(
+                f"grad_reduction must be >= 200, got {self.grad_reduction!r}",
+                argument="grad_reduction",
+            )
+
+
+@dataclass(frozen=True)
+class InfluenceConfig:
+    """Settings of the last-layer influence function (MATH.md §4)."""
+
+    damping: float = 0.0
+    """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
+
+    def __post_init__(self) -> None:
+        _check_non_negative("damping", self.damping)
+        _check_positive("memory_budget_bytes", self.memory_budget_bytes)
+
+
+MethodConfig = LJEConfig | L2Config | InfluenceConfig
+
+
+def default_config(method: Method) -> MethodConfig:
+    """The default settings of ``method``."""
+    return {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[
+        Method(method)
+    ]()
