@@ -1,0 +1,400 @@
+"""A small synchronous Python client for the explanation service (API.md).
+
+Typical use::
+
+    with Client("http://127.0.0.1:8000") as client:
+        model = client.register_linear(weights, bias, train_features, train_labels, name="m")
+        client.wait_ready(model["id"])
+        body = client.explain(model["id"], test_id="17", k=5)
+
+Arrays travel as ``.npy`` parts written with ``allow_pickle=False``; every error the
+service answers (``application/problem+json``) is raised as one ``ServiceError``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import httpx
+import numpy as np
+
+__all__ = ["Client", "ServiceError", "ModelFailedError", "WaitTimeoutError"]
+
+DEFAULT_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.25
+BOOSTER_SUFFIXES = (".json", ".ubj")
+
+JsonBody = dict[str, Any]
+
+
+class ServiceError(Exception):
+    """The service answered an error (problem+json, RFC 9457).
+
+    Attributes
+    ----------
+    status : int
+        The HTTP status code (or the failed job's problem status).
+    problem : dict
+        The problem body: ``type``, ``title``, ``status``, ``detail``, maybe ``errors``.
+    """
+
+    def __init__(self, status: int, problem: Mapping[str, Any]) -> None:
+        self.status = status
+        self.problem = dict(problem)
+        title = self.problem.get("title") or "error"
+        detail = self.problem.get("detail")
+        message = f"{status} {title}" + (f": {detail}" if detail else "")
+        for error in self.problem.get("errors") or []:
+            message += f"\n  - {_describe_field_error(error)}"
+        super().__init__(message)
+
+
+class ModelFailedError(ServiceError):
+    """The model's precompute job failed; ``problem`` is the job's recorded error body."""
+
+    def __init__(self, model: Mapping[str, Any]) -> None:
+        self.model = dict(model)
+        problem = self.model.get("error") or {"title": "precompute failed"}
+        if not isinstance(problem, Mapping):
+            problem = {"title": "precompute failed", "detail": str(problem)}
+        super().__init__(int(problem.get("status") or 500), problem)
+
+
+class WaitTimeoutError(TimeoutError):
+    """The model did not become ready within the allowed time; ``model`` is its last status."""
+
+    def __init__(self, model: Mapping[str, Any], timeout: float) -> None:
+        self.model = dict(model)
+        super().__init__(
+            f"model {model.get('id')} still {model.get('status')!r} "
+            f"(progress {model.get('progress')}) after {timeout:g} s"
+        )
+
+
+def _describe_field_error(error: Any) -> str:
+    if not isinstance(error, Mapping):
+        return str(error)
+    where = error.get("loc") or error.get("field") or error.get("part") or error.get("name")
+    if isinstance(where, (list, tuple)):
+        where = ".".join(str(piece) for piece in where)
+    message = error.get("msg") or error.get("message") or error.get("detail") or ""
+    return f"{where}: {message}" if where else str(message or error)
+
+
+def _npy_part(name: str, array: Any, *, kind: str) -> tuple[str, tuple[str, bytes, str]]:
+    """Encode ``array`` as a ``.npy`` file part; ``kind`` is "float" or "int"."""
+    values = np.asarray(array)
+    if kind == "int":
+        if not np.issubdtype(values.dtype, np.integer):
+            rounded = np.rint(values)
+            if not np.array_equal(rounded, values):
+                raise ValueError(f"{name} must hold integers, got dtype {values.dtype}")
+            values = rounded
+        values = values.astype(np.int64, copy=False)
+    elif not np.issubdtype(values.dtype, np.floating):
+        values = values.astype(np.float64)
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(values), allow_pickle=False)
+    return name, (f"{name}.npy", buffer.getvalue(), "application/octet-stream")
+
+
+def _booster_part(booster: Any) -> tuple[str, tuple[str, bytes, str]]:
+    """The booster as a ``.json``/``.ubj`` file part (never a pickle)."""
+    if isinstance(booster, (str, Path)):
+        path = Path(booster)
+        if path.suffix.lower() not in BOOSTER_SUFFIXES:
+            raise ValueError(f"booster must be a .json or .ubj file, got {path.name}")
+        return "booster", (path.name, path.read_bytes(), "application/octet-stream")
+    if not hasattr(booster, "save_raw"):
+        raise TypeError("booster must be an xgboost.Booster or a path to a .json/.ubj file")
+    return "booster", ("booster.ubj", bytes(booster.save_raw(raw_format="ubj")), "application/octet-stream")
+
+
+def _json_list(values: Iterable[Any]) -> str:
+    return json.dumps([_plain(value) for value in values])
+
+
+def _plain(value: Any) -> Any:
+    """Numpy scalars and arrays inside records turned into JSON-ready Python values."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value
+
+
+def _build_spec(kind: str, *, name, class_names, methods, lje, l2, extra) -> str:
+    spec: JsonBody = {"kind": kind}
+    if name is not None:
+        spec["name"] = name
+    if class_names is not None:
+        spec["class_names"] = [str(label) for label in class_names]
+    if methods is not None:
+        spec["methods"] = [getattr(method, "value", method) for method in methods]
+    if lje is not None:
+        spec["lje"] = dict(lje)
+    if l2 is not None:
+        spec["l2"] = dict(l2)
+    spec.update(extra)
+    return json.dumps(spec)
+
+
+class Client:
+    """Synchronous client of one service instance; also a context manager.
+
+    Parameters
+    ----------
+    base_url : str
+        E.g. ``"http://127.0.0.1:8000"``.
+    api_key : str, optional
+        Sent as ``Authorization: Bearer <api_key>``; omit when auth is off.
+    timeout : float
+        Seconds for each HTTP request.
+    """
+
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+        headers = {"Accept": "application/json"}
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.base_url = base_url.rstrip("/")
+        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the underlying connection pool."""
+        self._http.close()
+
+    # -- plumbing -------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        response = self._http.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise ServiceError(response.status_code, _problem_of(response))
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
+
+    def health(self) -> bool:
+        """True when ``GET /healthz`` answers 2xx; False when nothing answers."""
+        try:
+            return self._http.get("/healthz").status_code < 300
+        except httpx.TransportError:
+            return False
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register_linear(
+        self,
+        weights: np.ndarray,
+        bias: np.ndarray | None,
+        train_features: np.ndarray,
+        train_labels: np.ndarray,
+        *,
+        name: str | None = None,
+        class_names: Sequence[str] | None = None,
+        methods: Sequence[str] | None = None,
+        lje: Mapping[str, float] | None = None,
+        l2: Mapping[str, float] | None = None,
+        train_ids: Sequence[str] | None = None,
+        train_records: Sequence[Any] | None = None,
+        test_features: np.ndarray | None = None,
+        test_labels: np.ndarray | None = None,
+        test_ids: Sequence[str] | None = None,
+        test_records: Sequence[Any] | None = None,
+    ) -> JsonBody:
+        """Register a linear head over given features; returns the status body (queued).
+
+        Parameters
+        ----------
+        weights : array of shape (k, d), float
+            k = 1 is a binary sigmoid head, k >= 2 a softmax head.
+        bias : array of shape (k,), float, or None (zeros)
+        train_features : array of shape (n, d), float
+            φ(x_i), the head's input for every training point.
+        train_labels : array of shape (n,), int in 0..num_classes-1
+        test_features : array of shape (m, d), float, optional
+            A stored test set, so ``explain(test_id=...)`` works; with ``test_labels`` (m,).
+        train_ids, test_ids : sequences of distinct str, optional
+        train_records, test_records : sequences of JSON values, optional
+        """
+        files = [
+            _npy_part("weights", weights, kind="float"),
+            _npy_part("train_features", train_features, kind="float"),
+            _npy_part("train_labels", train_labels, kind="int"),
+        ]
+        if bias is not None:
+            files.append(_npy_part("bias", bias, kind="float"))
+        if test_features is not None:
+            files.append(_npy_part("test_features", test_features, kind="float"))
+        spec = _build_spec("linear", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra={})
+        return self._register(
+            spec, files, test_labels=test_labels,
+            ids_and_records={"train_ids": train_ids, "train_records": train_records,
+                             "test_ids": test_ids, "test_records": test_records},
+        )
+
+    def register_xgboost(
+        self,
+        booster: Any,
+        train_inputs: np.ndarray,
+        train_labels: np.ndarray,
+        *,
+        test_inputs: np.ndarray | None = None,
+        test_labels: np.ndarray | None = None,
+        name: str | None = None,
+        class_names: Sequence[str] | None = None,
+        methods: Sequence[str] | None = None,
+        embedding: str | None = None,
+        lje: Mapping[str, float] | None = None,
+        l2: Mapping[str, float] | None = None,
+        train_ids: Sequence[str] | None = None,
+        train_records: Sequence[Any] | None = None,
+        test_ids: Sequence[str] | None = None,
+        test_records: Sequence[Any] | None = None,
+    ) -> JsonBody:
+        """Register an XGBoost booster; the service computes φ from the raw rows itself.
+
+        Parameters
+        ----------
+        booster : xgboost.Booster or path to a ``.json``/``.ubj`` file
+        train_inputs : array of shape (n, p), float
+            The raw rows the booster takes.
+        train_labels : array of shape (n,), int
+        test_inputs : array of shape (m, p), float, optional; with ``test_labels`` (m,)
+        embedding : "tree_margins" (default on the service) or "leaf_onehot"
+        """
+        files = [
+            _booster_part(booster),
+            _npy_part("train_inputs", train_inputs, kind="float"),
+            _npy_part("train_labels", train_labels, kind="int"),
+        ]
+        if test_inputs is not None:
+            files.append(_npy_part("test_inputs", test_inputs, kind="float"))
+        extra = {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
+        spec = _build_spec("xgboost", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra=extra)
+        return self._register(
+            spec, files, test_labels=test_labels,
+            ids_and_records={"train_ids": train_ids, "train_records": train_records,
+                             "test_ids": test_ids, "test_records": test_records},
+        )
+
+    def _register(self, spec: str, files: list, *, test_labels, ids_and_records) -> JsonBody:
+        if test_labels is not None:
+            files.append(_npy_part("test_labels", test_labels, kind="int"))
+        fields = {"spec": spec}
+        for part, values in ids_and_records.items():
+            if values is None:
+                continue
+            if part.endswith("_ids"):
+                values = [str(value) for value in values]
+            fields[part] = _json_list(values)
+        return self._json("POST", "/models", data=fields, files=files)
+
+    # -- models ---------------------------------------------------------------------------
+
+    def get_model(self, model_id: str) -> JsonBody:
+        """The model's status body (``GET /models/{id}``)."""
+        return self._json("GET", f"/models/{model_id}")
+
+    def list_models(self) -> list[JsonBody]:
+        """Every model of this tenant (``GET /models``)."""
+        body = self._json("GET", "/models")
+        if isinstance(body, Mapping):
+            return list(body.get("items") or body.get("models") or [])
+        return list(body)
+
+    def delete_model(self, model_id: str) -> None:
+        """Remove the model, its rows and its artifacts."""
+        self._request("DELETE", f"/models/{model_id}")
+
+    def wait_ready(
+        self, model_id: str, *, timeout: float = 600.0, progress: bool = True, poll_interval: float = POLL_INTERVAL_S
+    ) -> JsonBody:
+        """Poll until the model is ready; returns its status body.
+
+        Raises
+        ------
+        ModelFailedError
+            The precompute failed; carries the recorded problem body.
+        WaitTimeoutError
+            Still not ready after ``timeout`` seconds.
+        """
+        from tqdm.auto import tqdm
+
+        deadline = time.monotonic() + timeout
+        with tqdm(total=100, desc=f"model {model_id[:8]}", unit="%", disable=not progress, leave=False) as bar:
+            while True:
+                model = self.get_model(model_id)
+                done = round(100 * float(model.get("progress") or 0.0))
+                bar.set_postfix_str(str(model.get("status")), refresh=False)
+                bar.update(max(0, min(100, done) - bar.n))
+                if model.get("status") == "ready":
+                    bar.update(100 - bar.n)
+                    return model
+                if model.get("status") == "failed":
+                    raise ModelFailedError(model)
+                if time.monotonic() >= deadline:
+                    raise WaitTimeoutError(model, timeout)
+                time.sleep(poll_interval)
+
+    # -- queries --------------------------------------------------------------------------
+
+    def explain(
+        self,
+        model_id: str,
+        *,
+        test_id: str | None = None,
+        features: np.ndarray | None = None,
+        inputs: np.ndarray | None = None,
+        k: int = 10,
+        method: str = "lje",
+        target: str | int = "predicted",
+    ) -> JsonBody | list[JsonBody]:
+        """Explain a stored test point (one body) or submitted rows (a list of bodies, in order).
+
+        Give exactly one of ``test_id`` (``GET /explain``), ``features`` (φ rows of shape
+        (m, d) for linear models) or ``inputs`` (raw rows of shape (m, p) for XGBoost models).
+        """
+        given = [name for name, value in (("test_id", test_id), ("features", features), ("inputs", inputs))
+                 if value is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of test_id, features, inputs; got {given or 'none'}")
+        method = getattr(method, "value", method)
+        if test_id is not None:
+            params = {"model_id": model_id, "test_id": str(test_id), "k": k, "method": method, "target": target}
+            return self._json("GET", "/explain", params=params)
+        rows = np.atleast_2d(np.asarray(features if features is not None else inputs, dtype=np.float64))
+        if not np.all(np.isfinite(rows)):
+            raise ValueError(f"{given[0]} holds NaN or infinite values")
+        payload = {"model_id": model_id, given[0]: rows.tolist(), "k": k, "method": method, "target": target}
+        return self._json("POST", "/explain", json=payload)["explanations"]
+
+    def suspicious(self, model_id: str, *, method: str = "lje", limit: int = 50, offset: int = 0) -> JsonBody:
+        """Training points ranked by self-contribution, most suspicious first."""
+        params = {"model_id": model_id, "method": getattr(method, "value", method), "limit": limit, "offset": offset}
+        return self._json("GET", "/debug/suspicious", params=params)
+
+
+def _problem_of(response: httpx.Response) -> JsonBody:
+    """The problem body of an error response, or a synthetic one if it is not JSON."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, Mapping):
+        return dict(body)
+    return {"title": response.reason_phrase, "status": response.status_code, "detail": response.text[:500]}
