@@ -1,4 +1,15 @@
 """Adapters that turn a trained model into "features + linear head" (MATH.md §1, §7).
 
-PLACEHOLDER written by the lead; the adapters author fills it in.
+* ``extract_features`` / ``head_from_linear``: a torch network whose last layer is an
+  ``nn.Linear``; φ(x) is that Linear's input.
+* ``BoosterEmbedding``: an XGBoost booster written exactly as Θ†φ̃(x) (``tree_margins``
+  or ``leaf_onehot``, MATH.md §7); ``load_booster`` reads a saved .json / .ubj model.
 """
+
+from representer.adapters.torch_module import extract_features, head_from_linear, linear_layer_names
+
+__all__ = [
+    "extract_features",
+    "head_from_linear",
+    "linear_layer_names",
+]
