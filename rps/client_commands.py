@@ -1,0 +1,324 @@
+"""Client subcommands of the ``rps`` console script: register, wait, status, explain, suspicious.
+
+``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
+running service: the URL comes from ``--url`` or ``RPS_URL`` (default
+``http://127.0.0.1:8000``), the key from ``--api-key`` or ``RPS_API_KEY``. Tables are printed
+for people; ``--json`` prints the service's body unchanged for scripts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import httpx
+import numpy as np
+
+from rps.client import Client, ServiceError, WaitTimeoutError
+
+__all__ = ["add_client_commands"]
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+WAIT_TIMEOUT_S = 3600.0
+RECORD_WIDTH = 60
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``register``, ``wait``, ``status``, ``explain`` and ``suspicious`` to ``subparsers``.
+
+    Each parser gets ``func`` set to its handler, which returns the exit code.
+    """
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--url", default=os.environ.get("RPS_URL", DEFAULT_URL),
+                        help="service base URL (env RPS_URL; default %(default)s)")
+    common.add_argument("--api-key", default=os.environ.get("RPS_API_KEY"),
+                        help="API key, sent as a Bearer token (env RPS_API_KEY)")
+    common.add_argument("--json", action="store_true", help="print the raw JSON body")
+    _add_register(subparsers, common)
+    _add_wait(subparsers, common)
+    _add_status(subparsers, common)
+    _add_explain(subparsers, common)
+    _add_suspicious(subparsers, common)
+
+
+# -- parsers ------------------------------------------------------------------------------
+
+
+def _add_register(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "register", parents=[common], help="register a model from .npy files (linear or xgboost)",
+        description="Register a linear head (--weights, --train-features) or an XGBoost booster "
+                    "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
+    )
+    parser.add_argument("--spec", type=Path, help="spec JSON file (API.md); flags below override its fields")
+    parser.add_argument("--name")
+    parser.add_argument("--class-names", help="comma-separated class names")
+    parser.add_argument("--methods", help="comma-separated methods, e.g. lje,l2,influence")
+    parser.add_argument("--lje-lr", type=float)
+    parser.add_argument("--lje-damping", type=float)
+    parser.add_argument("--l2-lambda", type=float)
+    parser.add_argument("--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding")
+    parser.add_argument("--weights", type=Path, help="(k, d) .npy: linear head weights")
+    parser.add_argument("--bias", type=Path, help="(k,) .npy")
+    parser.add_argument("--train-features", type=Path, help="(n, d) .npy: the head's inputs")
+    parser.add_argument("--test-features", type=Path, help="(m, d) .npy")
+    parser.add_argument("--booster", type=Path, help="XGBoost model, .json or .ubj")
+    parser.add_argument("--train-inputs", type=Path, help="(n, p) .npy: raw rows for the booster")
+    parser.add_argument("--test-inputs", type=Path, help="(m, p) .npy")
+    parser.add_argument("--train-labels", type=Path, required=True, help="(n,) .npy of ints")
+    parser.add_argument("--test-labels", type=Path, help="(m,) .npy of ints")
+    for part in ("train-ids", "train-records", "test-ids", "test-records"):
+        parser.add_argument(f"--{part}", type=Path, help="JSON file holding an array")
+    parser.add_argument("--wait", action="store_true", help="wait until the model is ready")
+    parser.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S, help="seconds --wait waits")
+    parser.set_defaults(func=_register)
+
+
+def _add_wait(subparsers, common) -> None:
+    parser = subparsers.add_parser("wait", parents=[common], help="wait until a model is ready (progress bar)")
+    parser.add_argument("model_id")
+    parser.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S)
+    parser.set_defaults(func=_wait)
+
+
+def _add_status(subparsers, common) -> None:
+    parser = subparsers.add_parser("status", parents=[common], help="show one model, or list all models")
+    parser.add_argument("model_id", nargs="?")
+    parser.set_defaults(func=_status)
+
+
+def _add_explain(subparsers, common) -> None:
+    parser = subparsers.add_parser("explain", parents=[common], help="explain a stored test point or rows of a .npy")
+    parser.add_argument("model_id")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-id", help="id of a stored test point")
+    source.add_argument("--features", type=Path, help="(m, d) .npy of φ rows (linear models)")
+    source.add_argument("--inputs", type=Path, help="(m, p) .npy of raw rows (xgboost models)")
+    parser.add_argument("-k", "--k", type=int, default=10, help="points per side (default %(default)s)")
+    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
+    parser.set_defaults(func=_explain)
+
+
+def _add_suspicious(subparsers, common) -> None:
+    parser = subparsers.add_parser("suspicious", parents=[common], help="training points most likely mislabelled")
+    parser.add_argument("model_id")
+    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.set_defaults(func=_suspicious)
+
+
+# -- handlers -----------------------------------------------------------------------------
+
+
+def _client(args: argparse.Namespace) -> Client:
+    return Client(args.url, api_key=args.api_key)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """Turn service errors and unreachable servers into a message and exit code 1."""
+
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return handler(args)
+        except ServiceError as error:
+            print(f"error: {error}", file=sys.stderr)
+            if args.json:
+                print(json.dumps(error.problem, indent=2), file=sys.stderr)
+            return 1
+        except WaitTimeoutError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        except httpx.TransportError as error:
+            print(f"error: cannot reach {args.url}: {error}", file=sys.stderr)
+            return 1
+        except (OSError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def _load_npy(path: Path | None) -> np.ndarray | None:
+    return None if path is None else np.load(path, allow_pickle=False)
+
+
+def _load_json(path: Path | None) -> Any:
+    return None if path is None else json.loads(path.read_text())
+
+
+def _split(text: str | None) -> list[str] | None:
+    return None if text is None else [piece.strip() for piece in text.split(",") if piece.strip()]
+
+
+def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
+    spec = dict(_load_json(args.spec) or {})
+    for key, value in (("name", args.name), ("class_names", _split(args.class_names)),
+                       ("methods", _split(args.methods))):
+        if value is not None:
+            spec[key] = value
+    lje = dict(spec.get("lje") or {})
+    if args.lje_lr is not None:
+        lje["lr"] = args.lje_lr
+    if args.lje_damping is not None:
+        lje["damping"] = args.lje_damping
+    l2 = dict(spec.get("l2") or {})
+    if args.l2_lambda is not None:
+        l2["lambda"] = args.l2_lambda
+    spec["lje"], spec["l2"] = lje or None, l2 or None
+    if args.embedding:
+        spec["xgboost"] = {**(spec.get("xgboost") or {}), "embedding": args.embedding}
+    return spec
+
+
+@_guarded
+def _register(args: argparse.Namespace) -> int:
+    spec = _merged_spec(args)
+    common = dict(
+        name=spec.get("name"), class_names=spec.get("class_names"), methods=spec.get("methods"),
+        lje=spec.get("lje"), l2=spec.get("l2"), test_labels=_load_npy(args.test_labels),
+        train_ids=_load_json(args.train_ids), train_records=_load_json(args.train_records),
+        test_ids=_load_json(args.test_ids), test_records=_load_json(args.test_records),
+    )
+    is_xgboost = args.booster is not None or spec.get("kind") == "xgboost"
+    with _client(args) as client:
+        if is_xgboost:
+            if args.booster is None or args.train_inputs is None:
+                raise ValueError("an xgboost model needs --booster and --train-inputs")
+            model = client.register_xgboost(
+                args.booster, _load_npy(args.train_inputs), _load_npy(args.train_labels),
+                test_inputs=_load_npy(args.test_inputs),
+                embedding=(spec.get("xgboost") or {}).get("embedding"), **common,
+            )
+        else:
+            if args.weights is None or args.train_features is None:
+                raise ValueError("a linear model needs --weights and --train-features (or --booster)")
+            model = client.register_linear(
+                _load_npy(args.weights), _load_npy(args.bias), _load_npy(args.train_features),
+                _load_npy(args.train_labels), test_features=_load_npy(args.test_features), **common,
+            )
+        if args.wait:
+            model = client.wait_ready(model["id"], timeout=args.timeout, progress=not args.json)
+    _print_model(model, as_json=args.json)
+    return 0
+
+
+@_guarded
+def _wait(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        model = client.wait_ready(args.model_id, timeout=args.timeout, progress=not args.json)
+    _print_model(model, as_json=args.json)
+    return 0
+
+
+@_guarded
+def _status(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.model_id:
+            _print_model(client.get_model(args.model_id), as_json=args.json)
+            return 0
+        models = client.list_models()
+    if args.json:
+        print(json.dumps(models, indent=2))
+        return 0
+    rows = [[m.get("id"), m.get("name") or "", m.get("kind"), m.get("status"), _percent(m.get("progress")),
+             m.get("n_train"), ",".join(m.get("methods") or [])] for m in models]
+    print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
+    return 0
+
+
+@_guarded
+def _explain(args: argparse.Namespace) -> int:
+    target: str | int = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    with _client(args) as client:
+        answer = client.explain(
+            args.model_id, test_id=args.test_id, features=_load_npy(args.features),
+            inputs=_load_npy(args.inputs), k=args.k, method=args.method, target=target,
+        )
+    if args.json:
+        print(json.dumps(answer, indent=2))
+        return 0
+    for body in answer if isinstance(answer, list) else [answer]:
+        _print_explanation(body)
+    return 0
+
+
+@_guarded
+def _suspicious(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.suspicious(args.model_id, method=args.method, limit=args.limit, offset=args.offset)
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    print(f"model {body.get('model_id')}  method {body.get('method')}  "
+          f"{len(body.get('items') or [])} of {body.get('total')} training points")
+    rows = [[item.get("rank"), item.get("train_id"), item.get("label"), item.get("predicted_class"),
+             _number(item.get("score")), _short(item.get("record"))] for item in body.get("items") or []]
+    print(_table(["rank", "train_id", "label", "predicted", "score", "record"], rows))
+    return 0
+
+
+# -- printing -----------------------------------------------------------------------------
+
+
+def _print_model(model: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(model, indent=2))
+        return
+    keys = ["id", "name", "kind", "status", "progress", "attempts", "num_classes", "feature_dim",
+            "n_train", "n_test", "methods", "created_at", "ready_at"]
+    rows = [[key, _percent(model.get(key)) if key == "progress" else _short(model.get(key))]
+            for key in keys if key in model]
+    for key, value in (model.get("diagnostics") or {}).items():
+        rows.append([f"diagnostics.{key}", _number(value)])
+    if model.get("error"):
+        rows.append(["error", _short(model["error"], width=200)])
+    print(_table(["field", "value"], rows))
+
+
+def _print_explanation(body: dict[str, Any]) -> None:
+    prediction = body.get("prediction") or {}
+    decomposition = body.get("decomposition") or {}
+    print(f"model {body.get('model_id')}  test {body.get('test_id', '-')}  method {body.get('method')}  "
+          f"target class {body.get('target_class')}  predicted {prediction.get('predicted_class')}  "
+          f"p={_short(prediction.get('probabilities'))}")
+    print(f"output {_number(decomposition.get('model_output'))} = sum of contributions "
+          f"{_number(decomposition.get('sum_of_contributions'))} + residual {_number(decomposition.get('residual'))}")
+    for side in ("positive", "negative"):
+        rows = [[item.get("rank"), item.get("train_id"), item.get("label"), _number(item.get("contribution")),
+                 _short(item.get("record"))] for item in body.get(side) or []]
+        print(f"\n{side} (toward / against the target class)")
+        print(_table(["rank", "train_id", "label", "contribution", "record"], rows))
+    print()
+
+
+def _number(value: Any) -> str:
+    return f"{value:.6g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _short(value)
+
+
+def _percent(value: Any) -> str:
+    return f"{100 * value:.0f}%" if isinstance(value, (int, float)) else _short(value)
+
+
+def _short(value: Any, *, width: int = RECORD_WIDTH) -> str:
+    if value is None:
+        return "-"
+    text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A plain left-aligned text table."""
+    cells = [[str(header) for header in headers]] + [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
