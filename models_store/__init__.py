@@ -1,0 +1,37 @@
+"""models_store: persistence of the service (tables, migrations, artifact store)."""
+
+from models_store.artifacts import ArtifactStore
+from models_store.db import is_sqlite, make_engine, make_sessionmaker
+from models_store.migrate import upgrade
+from models_store.tables import (
+    ApiKey,
+    Base,
+    Job,
+    JobStatus,
+    Model,
+    ModelKind,
+    ModelStatus,
+    Score,
+    TestPoint,
+    TrainPoint,
+    utcnow,
+)
+
+__all__ = [
+    "ApiKey",
+    "ArtifactStore",
+    "Base",
+    "Job",
+    "JobStatus",
+    "Model",
+    "ModelKind",
+    "ModelStatus",
+    "Score",
+    "TestPoint",
+    "TrainPoint",
+    "is_sqlite",
+    "make_engine",
+    "make_sessionmaker",
+    "upgrade",
+    "utcnow",
+]

@@ -1,0 +1,105 @@
+"""The one settings object of the service, read from ``RPS_*`` environment variables.
+
+Embedded default (nothing set): SQLite and artifacts under ``./data``, Dramatiq's in-memory
+broker, auth off unless keys exist. Production: ``RPS_DATABASE_URL=postgresql+psycopg://…``,
+``RPS_REDIS_URL=redis://…``, ``RPS_ENV=production`` (which refuses SQLite and refuses to
+start without API keys).
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Environment", "Settings", "get_settings", "parse_api_keys"]
+
+
+class Environment(str, Enum):
+    """Where the service runs; production refuses insecure defaults."""
+
+    DEVELOPMENT = "development"
+    PRODUCTION = "production"
+
+
+def parse_api_keys(raw: str | None) -> dict[str, str]:
+    """Parse ``"tenant:key,tenant2:key2"`` into ``{key: tenant}``.
+
+    Raises
+    ------
+    ValueError
+        When an entry lacks the ``tenant:`` prefix or either side is empty.
+    """
+    keys: dict[str, str] = {}
+    for entry in (raw or "").split(","):
+        entry = entry.strip()
+        if not entry:
+            continue
+        tenant, sep, key = entry.partition(":")
+        if not sep or not tenant.strip() or not key.strip():
+            raise ValueError(f"RPS_API_KEYS entries must look like 'tenant:key', got {entry!r}")
+        keys[key.strip()] = tenant.strip()
+    return keys
+
+
+class Settings(BaseSettings):
+    """Service settings (env prefix ``RPS_``); validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_prefix="RPS_", extra="ignore")
+
+    env: Environment = Environment.DEVELOPMENT
+    data_dir: Path = Field(default=Path("./data"), description="Artifacts, SQLite file, temp uploads.")
+    database_url: str | None = Field(default=None, description="Unset: sqlite under data_dir.")
+    redis_url: str | None = Field(default=None, description="Unset: in-memory broker, no result cache.")
+    api_keys: str | None = Field(default=None, description="Comma list 'tenant:key'.")
+    max_upload_bytes: int = Field(default=1024**3, gt=0, description="Per multipart part.")
+    worker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
+    broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
+    job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
+    explain_cache_ttl_s: int = Field(default=600, ge=0)
+    model_cache_size: int = Field(default=8, ge=1)
+    device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    log_level: str = "INFO"
+
+    @field_validator("api_keys")
+    @classmethod
+    def _keys_parse(cls, value: str | None) -> str | None:
+        parse_api_keys(value)
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_insecure_production(self) -> "Settings":
+        if self.env is Environment.PRODUCTION and self.resolved_database_url.startswith("sqlite"):
+            raise ValueError("RPS_ENV=production refuses SQLite: set RPS_DATABASE_URL to PostgreSQL")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to ``sqlite:///<data_dir>/rps.sqlite3``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'rps.sqlite3').resolve()}"
+
+    @property
+    def env_api_keys(self) -> dict[str, str]:
+        """Keys configured through ``RPS_API_KEYS``, as ``{key: tenant}``."""
+        return parse_api_keys(self.api_keys)
+
+    @property
+    def artifact_dir(self) -> Path:
+        """Root of the artifact store."""
+        return self.data_dir / "artifacts"
+
+    @property
+    def upload_tmp_dir(self) -> Path:
+        """Where multipart parts are streamed before validation."""
+        return self.data_dir / "tmp"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()
