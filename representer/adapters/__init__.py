@@ -7,9 +7,16 @@
 """
 
 from representer.adapters.torch_module import extract_features, head_from_linear, linear_layer_names
+from representer.adapters.xgboost_booster import BoosterEmbedding, Embedding, load_booster
+from representer.adapters.xgboost_trees import Objective, TreeTable
 
 __all__ = [
+    "BoosterEmbedding",
+    "Embedding",
+    "Objective",
+    "TreeTable",
     "extract_features",
     "head_from_linear",
     "linear_layer_names",
+    "load_booster",
 ]
