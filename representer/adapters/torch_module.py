@@ -110,7 +110,7 @@ def extract_features(
     with _eval_on_device(module, torch_device), _capture_input(linear, layer, captured):
         for batch in tqdm(batches, total=_batch_count(data, batch_size), disable=not progress):
             calls_before = len(captured)
-            module(_to_device(batch, torch_device))
+            module(batch.to(torch_device))
             _check_one_call(layer, len(captured) - calls_before)
     if not captured:
         raise InvalidInputError("data holds no rows", argument="data")
@@ -154,11 +154,14 @@ def _check_device(device: str | torch.device) -> torch.device:
     }
     if not available.get(torch_device.type, lambda: False)():
         raise InvalidInputError(f"device {device!r} is not available on this machine", argument="device")
-    if torch_device.type == "cuda" and (torch_device.index or 0) >= torch.cuda.device_count():
-        raise InvalidInputError(
-            f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible",
-            argument="device",
-        )
+    if torch_device.type == "cuda":
+        if (torch_device.index or 0) >= torch.cuda.device_count():
+            raise InvalidInputError(
+                f"device {device!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible",
+                argument="device",
+            )
+        if torch_device.index is None:  # "cuda" means the current one; tensors report "cuda:i"
+            torch_device = torch.device("cuda", torch.cuda.current_device())
     return torch_device
 
 
@@ -211,10 +214,6 @@ def _batch_count(data: object, batch_size: int) -> int | None:
     return -(-len(data) // batch_size)
 
 
-def _to_device(batch: torch.Tensor, device: torch.device) -> torch.Tensor:
-    return batch.to(device, non_blocking=False)
-
-
 def _check_one_call(layer: str, calls: int) -> None:
     if calls != 1:
         raise InvalidInputError(
@@ -225,9 +224,15 @@ def _check_one_call(layer: str, calls: int) -> None:
 
 
 def _module_device(module: nn.Module) -> torch.device | None:
-    for tensor in list(module.parameters()) + list(module.buffers()):
-        return tensor.device
-    return None
+    """The one device holding the module's parameters and buffers (None if it has none)."""
+    devices = {tensor.device for tensor in [*module.parameters(), *module.buffers()]}
+    if len(devices) > 1:
+        raise InvalidInputError(
+            f"module's parameters live on several devices {sorted(map(str, devices))}; "
+            "move it to one device first",
+            argument="module",
+        )
+    return next(iter(devices), None)
 
 
 @contextmanager
@@ -235,7 +240,9 @@ def _eval_on_device(module: nn.Module, device: torch.device) -> Iterator[None]:
     """Eval mode, no_grad, on ``device``; restore the training flags and device after."""
     training_flags = {name: child.training for name, child in module.named_modules()}
     original_device = _module_device(module)
-    module.to(device)
+    moved = original_device is not None and original_device != device
+    if moved:
+        module.to(device)
     module.eval()
     try:
         with torch.no_grad():
@@ -243,7 +250,7 @@ def _eval_on_device(module: nn.Module, device: torch.device) -> Iterator[None]:
     finally:
         for name, child in module.named_modules():
             child.training = training_flags.get(name, child.training)
-        if original_device is not None:
+        if moved:
             module.to(original_device)
 
 

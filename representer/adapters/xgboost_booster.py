@@ -141,7 +141,7 @@ class BoosterEmbedding:
         if isinstance(inputs, xgb.DMatrix):
             matrix = inputs
         elif hasattr(inputs, "columns") and hasattr(inputs, "dtypes"):  # a pandas DataFrame
-            matrix = _checked(lambda: xgb.DMatrix(inputs))
+            matrix = _checked(lambda: xgb.DMatrix(inputs, enable_categorical=True))
         else:
             rows = np.asarray(inputs)
             if rows.ndim != 2 or not (np.issubdtype(rows.dtype, np.number) or rows.dtype == bool):
@@ -149,7 +149,14 @@ class BoosterEmbedding:
                     f"inputs must be a numeric 2-d array (n, p), got shape {rows.shape} dtype {rows.dtype}",
                     argument="inputs",
                 )
-            matrix = _checked(lambda: xgb.DMatrix(rows, feature_names=self.booster.feature_names))
+            matrix = _checked(
+                lambda: xgb.DMatrix(
+                    rows,
+                    feature_names=self.booster.feature_names,
+                    feature_types=self.booster.feature_types,
+                    enable_categorical=True,
+                )
+            )
         if matrix.num_row() == 0:
             raise InvalidInputError("inputs hold no rows", argument="inputs")
         if matrix.num_col() != self.trees.num_features:

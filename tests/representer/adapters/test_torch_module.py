@@ -149,6 +149,15 @@ def test_validation_errors_name_the_argument(module, layer, data, kwargs, argume
     assert argument in str(error.value) or argument == "data"
 
 
+def test_module_split_across_devices_is_refused_and_left_alone():
+    model = _model(2)
+    model.features[0].to("meta")  # parameters on two devices
+    with pytest.raises(InvalidInputError) as error:
+        extract_features(model, "classifier", _images(), progress=False)
+    assert error.value.argument == "module"
+    assert model.classifier.weight.device.type == "cpu" and model.features[0].weight.device.type == "meta"
+
+
 def test_unknown_layer_error_lists_the_linear_layers():
     with pytest.raises(InvalidInputError, match=r"features\.4.*classifier"):
         extract_features(_model(2), "features.1", _images(), progress=False)

@@ -239,3 +239,17 @@ def test_load_booster_refuses_missing_and_corrupt_files(tmp_path):
         with pytest.raises(InvalidInputError) as error:
             load_booster(path)
         assert error.value.argument == "booster"
+
+
+def test_categorical_splits_from_a_frame_or_from_codes():
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame({"amount": rng.normal(size=300), "kind": pd.Categorical(rng.integers(0, 6, 300))})
+    labels = ((frame["amount"] > 0) ^ (frame["kind"].cat.codes % 2 == 0)).astype(int)
+    train = xgb.DMatrix(frame, label=labels, enable_categorical=True)
+    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, train, num_boost_round=10)
+    expected = booster.predict(xgb.DMatrix(frame, enable_categorical=True), output_margin=True)[:, None]
+    codes = np.column_stack([frame["amount"], frame["kind"].cat.codes]).astype(np.float64)
+    for embedding in Embedding:
+        model = BoosterEmbedding.from_booster(booster, embedding=embedding)
+        np.testing.assert_allclose(model.margin(frame), expected, atol=MARGIN_ATOL)
+        np.testing.assert_allclose(model.margin(codes), expected, atol=MARGIN_ATOL)
