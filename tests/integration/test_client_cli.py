@@ -1,0 +1,173 @@
+"""The Python client and the ``rps`` client commands against a real ``rps serve`` subprocess."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import httpx
+import numpy as np
+import pytest
+
+from expected_answers import (
+    assert_explanation_matches,
+    assert_prediction_matches,
+    assert_suspicious_matches,
+    fitted_states,
+    make_linear_problem,
+)
+from rps.client import Client, ServiceError
+from rps.demo import DEMO_NAME, load_demo_data
+from service_processes import RPS_SCRIPT, free_port
+
+pytestmark = pytest.mark.slow
+
+TOP_K = 5
+READY_TIMEOUT_S = 120.0
+DEMO_READY_TIMEOUT_S = 240.0
+
+
+@pytest.fixture
+def problem():
+    return make_linear_problem(seed=7, n_train=240, n_test=12, dim=6, num_classes=3)
+
+
+def _register(client: Client, problem, *, methods=("lje",), name="client-test"):
+    n_train, n_test = len(problem.train_labels), len(problem.test_labels)
+    return client.register_linear(
+        problem.weights, problem.bias, problem.train_features, problem.train_labels,
+        name=name, class_names=["a", "b", "c"], methods=list(methods),
+        train_ids=[f"tr-{i}" for i in range(n_train)],
+        train_records=[{"row": i} for i in range(n_train)],
+        test_features=problem.test_features, test_labels=problem.test_labels,
+        test_ids=[f"te-{i}" for i in range(n_test)],
+    )
+
+
+def test_client_registers_explains_and_deletes(embedded_server, problem):
+    methods = ("lje", "influence")
+    states = fitted_states(problem.head, problem.train_features, problem.train_labels, methods)
+    with Client(embedded_server.base_url) as client:
+        queued = _register(client, problem, methods=methods)
+        assert queued["status"] in ("queued", "running", "ready")
+        ready = client.wait_ready(queued["id"], timeout=READY_TIMEOUT_S, progress=False)
+        assert ready["status"] == "ready" and ready["progress"] == pytest.approx(1.0)
+        assert (ready["n_train"], ready["n_test"], ready["feature_dim"], ready["num_classes"]) == (240, 12, 6, 3)
+        assert any(model["id"] == queued["id"] for model in client.list_models())
+
+        for method in methods:
+            body = client.explain(queued["id"], test_id="te-3", k=TOP_K, method=method)
+            assert body["test_id"] == "te-3" and body["method"] == method
+            assert_prediction_matches(body, problem.head, problem.test_features[3])
+            assert_explanation_matches(body, states[method], problem.train_features, problem.test_features[3], k=TOP_K)
+            first = body["positive"][0]
+            assert first["train_id"] == f"tr-{first['train_index']}"
+            assert first["record"] == {"row": first["train_index"]}
+            assert first["label"] == problem.train_labels[first["train_index"]]
+
+        submitted = client.explain(queued["id"], features=problem.test_features[:2], k=TOP_K, target=1)
+        assert len(submitted) == 2
+        for row, body in enumerate(submitted):
+            assert body["target_class"] == 1
+            assert_explanation_matches(body, states["lje"], problem.train_features, problem.test_features[row], k=TOP_K)
+
+        assert_suspicious_matches(client.suspicious(queued["id"], limit=20), states["lje"], n_train=240)
+
+        client.delete_model(queued["id"])
+        with pytest.raises(ServiceError) as missing:
+            client.get_model(queued["id"])
+        assert missing.value.status == 404
+        assert missing.value.problem["status"] == 404
+
+
+def test_client_raises_service_error_with_the_problem_body(embedded_server, problem):
+    bad_labels = problem.train_labels.copy()
+    bad_labels[0] = 7  # out of range for 3 classes
+    with Client(embedded_server.base_url) as client:
+        with pytest.raises(ServiceError) as rejected:
+            client.register_linear(problem.weights, problem.bias, problem.train_features, bad_labels)
+        assert rejected.value.status == 422
+        assert "train_labels" in json.dumps(rejected.value.problem)
+        assert client.list_models() == []
+        with pytest.raises(ServiceError) as unknown:
+            client.explain("no-such-model", test_id="0")
+        assert unknown.value.status == 404
+
+
+def _rps(server, *arguments: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(RPS_SCRIPT), *arguments, "--url", server.base_url],
+        capture_output=True, text=True, timeout=READY_TIMEOUT_S,
+    )
+
+
+def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, tmp_path):
+    arrays = {
+        "weights": problem.weights, "bias": problem.bias, "train_features": problem.train_features,
+        "train_labels": problem.train_labels, "test_features": problem.test_features,
+        "test_labels": problem.test_labels,
+    }
+    for name, array in arrays.items():
+        np.save(tmp_path / f"{name}.npy", array, allow_pickle=False)
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"kind": "linear", "name": "cli-test", "methods": ["lje"]}))
+    flags = [f"--{name.replace('_', '-')}={tmp_path / (name + '.npy')}" for name in arrays]
+
+    registered = _rps(embedded_server, "register", f"--spec={spec}", *flags, "--wait", "--json")
+    assert registered.returncode == 0, registered.stderr
+    model = json.loads(registered.stdout)
+    assert model["status"] == "ready" and model["name"] == "cli-test"
+
+    listed = _rps(embedded_server, "status")
+    assert listed.returncode == 0 and model["id"] in listed.stdout and "ready" in listed.stdout
+
+    explained = _rps(embedded_server, "explain", model["id"], "--test-id", "2", "-k", "3", "--json")
+    assert explained.returncode == 0, explained.stderr
+    body = json.loads(explained.stdout)
+    state = fitted_states(problem.head, problem.train_features, problem.train_labels, ["lje"])["lje"]
+    assert_explanation_matches(body, state, problem.train_features, problem.test_features[2], k=3)
+
+    table = _rps(embedded_server, "explain", model["id"], "--test-id", "2", "-k", "3")
+    assert table.returncode == 0 and "positive" in table.stdout and "negative" in table.stdout
+    assert f"{body['positive'][0]['contribution']:.6g}" in table.stdout
+
+    suspicious = _rps(embedded_server, "suspicious", model["id"], "--limit", "4", "--json")
+    assert suspicious.returncode == 0
+    assert_suspicious_matches(json.loads(suspicious.stdout), state, n_train=240)
+
+    missing = _rps(embedded_server, "status", "no-such-model")
+    assert missing.returncode == 1 and "404" in missing.stderr
+
+
+def test_serve_demo_becomes_ready_and_explains(embedded_backend):
+    port = free_port()
+    server = embedded_backend.spawn("serve-demo", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
+                                    port=port).wait_healthy()
+    with Client(server.base_url) as client:
+        model = _wait_for_demo(client, server)
+        assert model["kind"] == "xgboost" and sorted(model["methods"]) == ["influence", "l2", "lje"]
+        demo = load_demo_data()
+        assert (model["n_train"], model["n_test"]) == (len(demo.train_labels), len(demo.test_labels))
+        test_id = demo.test_ids[0]
+        answer = httpx.get(f"{server.base_url}/explain", params={"model_id": model["id"], "test_id": test_id, "k": 5})
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert len(body["positive"]) == 5 and len(body["negative"]) == 5
+        assert set(body["positive"][0]["record"]) == set(demo.feature_names)
+        decomposition = body["decomposition"]
+        assert decomposition["residual"] == pytest.approx(
+            decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6)
+    assert "curl" in server.log_tail() and model["id"] in server.log_tail()
+
+
+def _wait_for_demo(client: Client, server) -> dict:
+    import time
+
+    deadline = time.monotonic() + DEMO_READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        demos = [model for model in client.list_models() if model["name"] == DEMO_NAME]
+        if demos and demos[0]["status"] == "ready":
+            return demos[0]
+        assert not demos or demos[0]["status"] != "failed", demos[0].get("error")
+        time.sleep(0.5)
+    pytest.fail(f"the demo model was not ready within {DEMO_READY_TIMEOUT_S:g} s:\n{server.log_tail()}")

@@ -1,0 +1,68 @@
+"""Production layout in miniature: an API process and two worker processes on PostgreSQL + Redis."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from expected_answers import (
+    assert_explanation_matches,
+    assert_prediction_matches,
+    assert_suspicious_matches,
+    fitted_states,
+    head_accuracy,
+    make_linear_problem,
+)
+from rps.client import Client
+from service_processes import start_api, start_worker
+
+pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
+
+TOP_K = 4
+READY_TIMEOUT_S = 150.0
+PROBLEMS = {  # name: (seed, n_train, n_test, dim, num_classes, methods)
+    "binary": (11, 300, 6, 8, 2, ("lje", "influence")),
+    "three-class": (12, 260, 6, 5, 3, ("lje", "l2")),
+    "five-class": (13, 220, 6, 7, 5, ("lje",)),
+}
+
+
+def test_three_models_registered_at_once_all_ready_with_the_engines_answers(production_backend):
+    api = start_api(production_backend)
+    workers = [start_worker(production_backend, f"worker-{index}") for index in range(2)]
+    problems = {
+        name: make_linear_problem(seed=seed, n_train=n, n_test=m, dim=d, num_classes=k)
+        for name, (seed, n, m, d, k, _methods) in PROBLEMS.items()
+    }
+
+    with Client(api.base_url) as client:
+        def register(name):
+            problem, methods = problems[name], PROBLEMS[name][-1]
+            return client.register_linear(
+                problem.weights, problem.bias, problem.train_features, problem.train_labels,
+                name=name, methods=list(methods),
+                test_features=problem.test_features, test_labels=problem.test_labels,
+            )
+
+        with ThreadPoolExecutor(max_workers=len(problems)) as pool:
+            registered = dict(zip(problems, pool.map(register, problems)))
+        assert len({model["id"] for model in registered.values()}) == 3
+
+        for name, model in registered.items():
+            problem, methods = problems[name], PROBLEMS[name][-1]
+            ready = client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
+            assert ready["status"] == "ready" and ready["n_train"] == len(problem.train_labels)
+            assert ready["attempts"] == 1
+            assert ready["diagnostics"]["train_accuracy"] == pytest.approx(
+                head_accuracy(problem.head, problem.train_features, problem.train_labels), abs=1e-9)
+            states = fitted_states(problem.head, problem.train_features, problem.train_labels, methods)
+            for method in methods:
+                for test_index in (0, 5):
+                    body = client.explain(model["id"], test_id=str(test_index), k=TOP_K, method=method)
+                    assert_prediction_matches(body, problem.head, problem.test_features[test_index])
+                    assert_explanation_matches(body, states[method], problem.train_features,
+                                               problem.test_features[test_index], k=TOP_K)
+                assert_suspicious_matches(client.suspicious(model["id"], method=method, limit=10),
+                                          states[method], n_train=len(problem.train_labels))
+    assert all(worker.alive() for worker in workers), "a worker died during the run"
