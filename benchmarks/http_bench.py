@@ -1,0 +1,276 @@
+"""Explain latency over HTTP: p50/p99 with one client and with 16 concurrent clients.
+
+Starts the servers itself on loopback ports chosen free at run time, registers one linear
+model (n training points of dimension d, a stored test set), waits until it is ready, then
+times ``GET /explain?test_id=...&k=10``, every request for a different stored test point (so
+no answer comes from the result cache). Two deployments:
+
+* ``embedded``: ``rps serve`` alone (SQLite, in-memory broker, worker thread);
+* ``production``: ``rps serve`` + ``rps worker`` on PostgreSQL (a fresh database, dropped
+  afterwards) and Redis (its own database index, flushed).
+
+Run::
+
+    .venv/bin/python benchmarks/http_bench.py            # n=50,000, d=512, k=10
+    .venv/bin/python benchmarks/http_bench.py --quick    # n=5,000, d=64
+
+Targets (one client): p50 <= 15 ms, p99 <= 50 ms. Results also go to benchmarks/out/.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterator
+
+import httpx
+import numpy as np
+
+from rps.client import Client
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OUT_DIR = REPO_ROOT / "benchmarks" / "out"
+RPS_SCRIPT = Path(sys.executable).with_name("rps")
+POSTGRES_ADMIN_URL = os.environ.get("RPS_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("RPS_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+TARGET_P50_MS = 15.0
+TARGET_P99_MS = 50.0
+CONCURRENT_CLIENTS = 16
+STARTUP_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class BenchSize:
+    """The model and the request counts of one run."""
+
+    n_train: int
+    dim: int
+    top_k: int
+    warmup: int
+    single_requests: int
+    concurrent_requests_per_client: int
+
+    @property
+    def n_test(self) -> int:
+        """Enough stored test points that no request repeats another."""
+        return self.warmup + self.single_requests + CONCURRENT_CLIENTS * self.concurrent_requests_per_client
+
+
+FULL = BenchSize(n_train=50_000, dim=512, top_k=10, warmup=30, single_requests=300, concurrent_requests_per_client=30)
+QUICK = BenchSize(n_train=5_000, dim=64, top_k=10, warmup=10, single_requests=100, concurrent_requests_per_client=10)
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Latency summary of one batch of requests, in milliseconds."""
+
+    requests: int
+    p50_ms: float
+    p99_ms: float
+    mean_ms: float
+    throughput_rps: float
+
+    @classmethod
+    def of(cls, seconds: np.ndarray, *, wall_s: float) -> "Latency":
+        millis = 1000.0 * np.asarray(seconds)
+        return cls(len(millis), float(np.percentile(millis, 50)), float(np.percentile(millis, 99)),
+                   float(millis.mean()), len(millis) / wall_s)
+
+
+def make_problem(size: BenchSize, *, seed: int = 0) -> dict[str, np.ndarray]:
+    """A binary head with labels drawn from its own probabilities (so it fits the data)."""
+    rng = np.random.default_rng(seed)
+    total = size.n_train + size.n_test
+    features = rng.standard_normal((total, size.dim), dtype=np.float32)  # (n + m, d)
+    weights = rng.standard_normal((1, size.dim)) / np.sqrt(size.dim) * 3.0  # (1, d)
+    bias = np.array([0.1])
+    probabilities = 1.0 / (1.0 + np.exp(-(features @ weights.T)[:, 0] - bias[0]))  # (n + m,)
+    labels = (rng.random(total) < probabilities).astype(np.int64)
+    return {
+        "weights": weights, "bias": bias,
+        "train_features": features[: size.n_train], "train_labels": labels[: size.n_train],
+        "test_features": features[size.n_train:], "test_labels": labels[size.n_train:],
+    }
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def rps_process(arguments: list[str], *, env: dict[str, str], log_path: Path) -> Iterator[subprocess.Popen]:
+    """Run ``rps <arguments>``; always SIGTERM (then SIGKILL) its process group on exit."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([str(RPS_SCRIPT), *arguments], env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
+    try:
+        yield process
+    finally:
+        for sig, grace in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+            try:
+                os.killpg(process.pid, sig)
+                process.wait(timeout=grace)
+                break
+            except (ProcessLookupError, subprocess.TimeoutExpired):
+                continue
+
+
+def wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log_path.read_text()[-3000:]}")
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"server not healthy after {STARTUP_TIMEOUT_S:g} s")
+
+
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    import psycopg
+
+    name = f"rps_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def flushed_redis() -> Iterator[str]:
+    import redis
+
+    connection = redis.Redis.from_url(REDIS_URL)
+    connection.flushdb()
+    try:
+        yield REDIS_URL
+    finally:
+        connection.flushdb()
+        connection.close()
+
+
+@contextmanager
+def deployment(kind: str, workdir: Path) -> Iterator[str]:
+    """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL."""
+    env = {key: value for key, value in os.environ.items() if not key.startswith("RPS_")}
+    env.update(PYTHONUNBUFFERED="1", RPS_DATA_DIR=str(workdir / kind), RPS_ENV="development")
+    (workdir / kind).mkdir()
+    port = free_port()
+    with ExitStack() as stack:
+        if kind == "production":
+            env["RPS_DATABASE_URL"] = stack.enter_context(fresh_postgres_database())
+            env["RPS_REDIS_URL"] = stack.enter_context(flushed_redis())
+            subprocess.run([str(RPS_SCRIPT), "db", "upgrade"], env=env, check=True, capture_output=True)
+            stack.enter_context(rps_process(["worker", "--processes", "1", "--threads", "1"], env=env,
+                                            log_path=workdir / f"{kind}-worker.log"))
+        log_path = workdir / f"{kind}-serve.log"
+        server = stack.enter_context(rps_process(["serve", "--host", "127.0.0.1", "--port", str(port)], env=env,
+                                                 log_path=log_path))
+        base_url = f"http://127.0.0.1:{port}"
+        wait_healthy(base_url, server, log_path)
+        yield base_url
+
+
+def time_requests(base_url: str, model_id: str, test_ids: list[str], *, top_k: int) -> np.ndarray:
+    """Seconds per ``GET /explain`` for each test id, one keep-alive connection."""
+    seconds = np.empty(len(test_ids))
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        for index, test_id in enumerate(test_ids):
+            started = time.perf_counter()
+            answer = http.get("/explain", params={"model_id": model_id, "test_id": test_id, "k": top_k})
+            seconds[index] = time.perf_counter() - started
+            if answer.status_code != 200:
+                raise RuntimeError(f"GET /explain answered {answer.status_code}: {answer.text[:500]}")
+    return seconds
+
+
+def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> dict[str, object]:
+    """Register, wait, then time one client and 16 concurrent clients."""
+    with Client(base_url, timeout=600) as client:
+        started = time.perf_counter()
+        model = client.register_linear(
+            problem["weights"], problem["bias"], problem["train_features"], problem["train_labels"],
+            name="http-bench", methods=["lje"],
+            test_features=problem["test_features"], test_labels=problem["test_labels"],
+        )
+        registered_s = time.perf_counter() - started
+        client.wait_ready(model["id"], timeout=3600, progress=True)
+        ready_s = time.perf_counter() - started
+    test_ids = [str(index) for index in range(size.n_test)]
+    warmup, rest = test_ids[: size.warmup], test_ids[size.warmup:]
+    single_ids, concurrent_ids = rest[: size.single_requests], rest[size.single_requests:]
+    time_requests(base_url, model["id"], warmup, top_k=size.top_k)
+
+    started = time.perf_counter()
+    single = time_requests(base_url, model["id"], single_ids, top_k=size.top_k)
+    single_latency = Latency.of(single, wall_s=time.perf_counter() - started)
+
+    chunks = [concurrent_ids[i::CONCURRENT_CLIENTS] for i in range(CONCURRENT_CLIENTS)]
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=CONCURRENT_CLIENTS) as pool:
+        timings = list(pool.map(lambda ids: time_requests(base_url, model["id"], ids, top_k=size.top_k), chunks))
+    concurrent_latency = Latency.of(np.concatenate(timings), wall_s=time.perf_counter() - started)
+    return {
+        "upload_s": registered_s, "register_to_ready_s": ready_s,
+        "one_client": asdict(single_latency), f"{CONCURRENT_CLIENTS}_clients": asdict(concurrent_latency),
+    }
+
+
+def report(results: dict[str, dict], size: BenchSize) -> str:
+    lines = [f"GET /explain, n={size.n_train:,}, d={size.dim}, k={size.top_k}, binary head, LJE, distinct test ids",
+             f"{'deployment':<12} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s':>7}"]
+    for kind, result in results.items():
+        for label, key in (("1", "one_client"), (str(CONCURRENT_CLIENTS), f"{CONCURRENT_CLIENTS}_clients")):
+            row = result[key]
+            lines.append(f"{kind:<12} {label:>7} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
+                         f"{row['mean_ms']:>8.2f} {row['throughput_rps']:>7.1f}")
+        lines.append(f"{'':<12} register->ready {result['register_to_ready_s']:.1f} s (upload {result['upload_s']:.1f} s)")
+    lines.append(f"targets, one client: p50 <= {TARGET_P50_MS:g} ms, p99 <= {TARGET_P99_MS:g} ms")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="n=5,000, d=64 and fewer requests")
+    parser.add_argument("--deployments", default="embedded,production", help="comma list: embedded,production")
+    args = parser.parse_args(argv)
+    size = QUICK if args.quick else FULL
+    problem = make_problem(size)
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="rps-http-bench-") as workdir:
+        for kind in args.deployments.split(","):
+            with deployment(kind, Path(workdir)) as base_url:
+                results[kind] = measure(base_url, size, problem)
+    text = report(results, size)
+    print(text)
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    name = "http_bench_quick" if args.quick else "http_bench"
+    (OUT_DIR / f"{name}.json").write_text(json.dumps(
+        {"size": asdict(size), "results": results, "machine": platform.platform(), "cpus": os.cpu_count()}, indent=2))
+    (OUT_DIR / f"{name}.txt").write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
