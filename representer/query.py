@@ -1,18 +1,29 @@
-"""Queries against a fitted state: contributions, top-k explanations.
-
-PLACEHOLDER written by the lead to fix the signatures; the engine author replaces the bodies.
-"""
+"""Queries against a fitted state: contributions and top-k explanations (MATH.md §2-§6)."""
 
 from __future__ import annotations
 
-from typing import Literal, Sequence
+from typing import Any, Literal, Sequence
 
 import numpy as np
 
+from representer.config import Method
+from representer.errors import InvalidInputError
 from representer.explanation import Explanation
+from representer.influence import influence_contributions
+from representer.l2 import l2_contributions
+from representer.likelihood import predicted_class_from_logits, target_scores
+from representer.lje import lje_contributions
+from representer.ranking import top_indices
 from representer.state import FittedState
+from representer.validation import check_class_array, check_features, check_state, check_top_k
 
 __all__ = ["contributions", "explain"]
+
+_CONTRIBUTIONS = {
+    Method.LJE: lje_contributions,
+    Method.L2: l2_contributions,
+    Method.INFLUENCE: influence_contributions,
+}
 
 
 def contributions(
@@ -22,12 +33,28 @@ def contributions(
     *,
     target_classes: np.ndarray | Sequence[int],
 ) -> np.ndarray:
-    """c_i(t) toward each test row's target class, shape (m, n) float64.
+    """c_i(t) toward each test row's target class.
 
-    train_features (n, d) float (may be a read-only memmap, float32); test_features (m, d);
-    target_classes (m,) int in 0..num_classes-1. Binary class 0 is −c_i (MATH.md §5).
+    Parameters
+    ----------
+    state : FittedState
+    train_features : array of shape (n, d), float
+        The same training features ``fit`` saw (may be a read-only float32 memmap).
+    test_features : array of shape (m, d), float
+    target_classes : array of shape (m,), int
+        In 0..num_classes-1. For a binary head class 0 gets −c_i (MATH.md §5).
+
+    Returns
+    -------
+    ndarray of shape (m, n), float64
+        Row t, column i: the contribution of training point i to test point t.
     """
-    raise NotImplementedError("engine author: implement")
+    state = check_state(state)
+    train, test = _check_query_features(state, train_features, test_features)
+    targets = check_class_array(
+        target_classes, argument="target_classes", length=test.shape[0], num_classes=state.meta["num_classes"]
+    )
+    return _contributions(state, train, test, targets)
 
 
 def explain(
@@ -38,5 +65,85 @@ def explain(
     target: Literal["predicted"] | int | np.ndarray | Sequence[int] = "predicted",
     top_k: int = 10,
 ) -> list[Explanation]:
-    """One ``Explanation`` per row of test_features (m, d), in order."""
-    raise NotImplementedError("engine author: implement")
+    """One ``Explanation`` per row of test_features (m, d), in order.
+
+    Parameters
+    ----------
+    state : FittedState
+    train_features : array of shape (n, d), float
+    test_features : array of shape (m, d), float
+    target : "predicted", int, or array of shape (m,) of int
+        The class each explanation is signed toward; defaults to the head's prediction.
+    top_k : int
+        How many positive and negative representer points (clamped to n).
+    """
+    state = check_state(state)
+    train, test = _check_query_features(state, train_features, test_features)
+    top_k = check_top_k(top_k)
+    theta_dagger = np.asarray(state.arrays["theta_dagger"])  # (k_out, D)
+    logits = test @ theta_dagger[:, :-1].T + theta_dagger[:, -1]  # (m, k_out)
+    predicted = predicted_class_from_logits(logits)
+    targets = _resolve_targets(target, predicted, num_classes=state.meta["num_classes"])
+    values = _contributions(state, train, test, targets)  # (m, n)
+    model_output = target_scores(logits, targets)
+    probabilities = _probabilities(logits)
+    explanations = []
+    for row in range(test.shape[0]):
+        positive = top_indices(values[row], top_k, largest=True)
+        negative = top_indices(values[row], top_k, largest=False)
+        total = float(values[row].sum())
+        explanations.append(
+            Explanation(
+                target_class=int(targets[row]),
+                logits=logits[row].copy(),
+                probabilities=probabilities[row].copy(),
+                predicted_class=int(predicted[row]),
+                model_output=float(model_output[row]),
+                sum_of_contributions=total,
+                residual=float(model_output[row]) - total,
+                positive_indices=positive,
+                positive_contributions=values[row, positive],
+                negative_indices=negative,
+                negative_contributions=values[row, negative],
+            )
+        )
+    return explanations
+
+
+def _check_query_features(state: FittedState, train_features: Any, test_features: Any) -> tuple[np.ndarray, np.ndarray]:
+    feature_dim = state.meta["feature_dim"]
+    # A finiteness scan of the training features would cost a whole query; a NaN/inf in
+    # them shows up in the result instead and is reported there (``_contributions``).
+    train = check_features(
+        train_features, argument="train_features", feature_dim=feature_dim,
+        num_rows=state.meta["n_train"], check_finite=False,
+    )
+    test = check_features(test_features, argument="test_features", feature_dim=feature_dim, min_rows=0)
+    return train, np.asarray(test, dtype=np.float64)
+
+
+def _contributions(state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    if test.shape[0] == 0:
+        return np.empty((0, train.shape[0]))
+    values = _CONTRIBUTIONS[state.method](state, train, test, targets)
+    if not np.isfinite(values).all():
+        raise InvalidInputError("train_features holds NaN or infinite values", argument="train_features")
+    return values
+
+
+def _resolve_targets(target: Any, predicted: np.ndarray, *, num_classes: int) -> np.ndarray:
+    if isinstance(target, str):
+        if target != "predicted":
+            raise InvalidInputError(f"target must be 'predicted', a class or an array of classes, got {target!r}", argument="target")
+        return predicted
+    if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
+        target = np.full(predicted.shape[0], target, dtype=np.int64)
+    return check_class_array(target, argument="target", length=predicted.shape[0], num_classes=num_classes)
+
+
+def _probabilities(logits: np.ndarray) -> np.ndarray:
+    """σ(z) (one output) or softmax(z), shape (m, k_out), float64."""
+    if logits.shape[1] == 1:
+        return 0.5 * (1.0 + np.tanh(0.5 * logits))
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)

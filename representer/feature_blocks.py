@@ -1,0 +1,69 @@
+"""Row blocks of Φ̃ = [Φ, 1] without ever building the augmented n×D array.
+
+The training features arrive as an (n, d) array, often a read-only float32 memmap.
+The precompute walks them in row blocks converted to float64 (one copy per block);
+queries apply Φ̃ v = Φ v[:d] + v[d] in the features' own floating dtype.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+import torch
+
+__all__ = ["augmented_row_blocks", "rows_per_block", "augmented_product"]
+
+BLOCK_BYTES = 256 * 1024**2
+"""Soft cap on the temporary arrays one row block creates."""
+
+
+def rows_per_block(bytes_per_row: int, *, block_bytes: int = BLOCK_BYTES) -> int:
+    """How many rows fit a block of ``block_bytes`` (at least 64)."""
+    return max(64, int(block_bytes // max(1, bytes_per_row)))
+
+
+def augmented_row_blocks(
+    train_features: np.ndarray, *, block_rows: int, device: torch.device
+) -> Iterator[tuple[slice, torch.Tensor]]:
+    """Yield ``(rows, Φ̃[rows])`` in float64 on ``device``.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n, d), real
+    block_rows : int
+    device : torch.device
+
+    Yields
+    ------
+    rows : slice
+    block : Tensor of shape (len(rows), d + 1), float64, last column all ones.
+    """
+    n, d = train_features.shape
+    for start in range(0, n, block_rows):
+        stop = min(n, start + block_rows)
+        block = torch.empty((stop - start, d + 1), dtype=torch.float64)
+        block_view = block.numpy()
+        block_view[:, :d] = train_features[start:stop]
+        block_view[:, d] = 1.0
+        yield slice(start, stop), block.to(device, non_blocking=True)
+
+
+def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """Φ̃ V = Φ V[:d] + V[d], computed in the features' floating dtype.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n, d), float32 or float64 (others go via float64)
+    vectors : ndarray of shape (d + 1, q), float64
+
+    Returns
+    -------
+    ndarray of shape (n, q), float64.
+    """
+    compute_dtype = np.float32 if train_features.dtype == np.float32 else np.float64
+    d = train_features.shape[1]
+    weights = np.ascontiguousarray(vectors[:d], dtype=compute_dtype)  # (d, q)
+    product = np.asarray(np.matmul(train_features, weights), dtype=np.float64)  # (n, q)
+    product += vectors[d]
+    return product

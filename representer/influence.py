@@ -1,0 +1,145 @@
+"""Last-layer influence function (Koh & Liang 2017; MATH.md §4).
+
+At Θ† (no ascent step): g_i = r†_i ⊗ φ̃_i, H† = H(Θ†), and
+
+    I(i, t) = (1/n) g_tᵀ H†⁺ g_i,    g_t = (P†_t − e_target) ⊗ φ̃_t
+                                      (binary: (p_t − [target = 1]) φ̃_t),
+
+positive when point i helps the target prediction. Self-influence (1/n) g_iᵀ H†⁺ g_i ≥ 0
+is the suspicious-label score.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from representer.config import InfluenceConfig
+from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.head import LinearHead
+from representer.hessian import HessianFactor, check_hessian_memory, factorize_hessian
+from representer.kernel import directions_from_rows, kernel_scores
+from representer.likelihood import predicted_class_from_logits, target_scores
+from representer.lje import relative_shift
+from representer.progress import ProgressCallback, stage_progress
+from representer.state import FittedState
+from representer.training_pass import run_training_pass
+
+__all__ = ["fit_influence", "influence_contributions"]
+
+
+def fit_influence(
+    head: LinearHead,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    config: InfluenceConfig,
+    *,
+    device: torch.device,
+    progress: ProgressCallback | None,
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Precompute the influence function.
+
+    Returns
+    -------
+    arrays : dict
+        ``theta_dagger`` (k_out, D) float64; ``residuals`` (n, k_out) float64 (r†);
+        ``hessian_inverse`` (k_out·D, k_out·D) float64; ``self_scores`` (n,) float32
+        (self-influence); ``train_predicted_class`` (n,) int64.
+    diagnostics : dict
+        ``train_accuracy``; ``mean_abs_residual``: mean over training points of
+        |(mat(H†⁺ vec ḡ(Θ†)) φ̃_i)| at the predicted class, the Newton-step size of §2.5
+        that measures how far Θ† is from stationary; ``theta_shift`` = 0 (no step).
+    """
+    num_outputs, dim = head.num_outputs, head.feature_dim + 1
+    check_hessian_memory(num_outputs, dim, memory_budget_bytes=config.memory_budget_bytes)
+    theta_dagger = head.theta
+    at_dagger = run_training_pass(
+        train_features, train_labels, theta_dagger,
+        device=device, with_hessian=True, progress=stage_progress(progress, 0.0, 0.5),
+    )
+    factor = factorize_hessian(
+        at_dagger.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_dagger.second_moment
+    )
+    inverse = factor.inverse()  # (k_out·D, k_out·D)
+    newton_shift = (inverse @ at_dagger.mean_gradient.reshape(-1)).reshape(num_outputs, dim)
+    self_influence, shift_logits = _self_influence(
+        train_features, at_dagger.residuals, factor, newton_shift, progress=stage_progress(progress, 0.55, 1.0)
+    )
+    predicted = predicted_class_from_logits(at_dagger.logits)
+    arrays = {
+        "theta_dagger": theta_dagger,
+        "residuals": at_dagger.residuals,
+        "hessian_inverse": inverse.cpu().numpy(),
+        "self_scores": self_influence.astype(np.float32),
+        "train_predicted_class": predicted,
+    }
+    diagnostics = {
+        "train_accuracy": float(np.mean(predicted == train_labels)),
+        "mean_abs_residual": float(np.mean(np.abs(target_scores(shift_logits, predicted)))),
+        "theta_shift": relative_shift(theta_dagger, theta_dagger),
+    }
+    return arrays, diagnostics
+
+
+def _self_influence(
+    train_features: np.ndarray,
+    residuals: np.ndarray,
+    factor: HessianFactor,
+    newton_shift: torch.Tensor,
+    *,
+    progress: ProgressCallback,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(1/n) g_iᵀ A⁻¹ g_i = (1/n) ‖L⁻¹ S g_i‖² for every i, and Φ̃ mat(H⁺ḡ)ᵀ.
+
+    Returns
+    -------
+    self_influence : ndarray of shape (n,), float64, >= 0
+    shift_logits : ndarray of shape (n, k_out), float64
+    """
+    n = train_features.shape[0]
+    num_outputs, dim = newton_shift.shape
+    device = newton_shift.device
+    residuals_t = torch.as_tensor(residuals, device=device)
+    self_influence = torch.empty(n, dtype=torch.float64, device=device)
+    shift_logits = torch.empty((n, num_outputs), dtype=torch.float64, device=device)
+    block_rows = rows_per_block(8 * num_outputs * dim * 3)
+    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
+        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(block.shape[0], -1)  # (b, k_out·D)
+        whitened = factor.whiten(gradients)  # (b, k_out·D)
+        self_influence[rows] = (whitened * whitened).sum(dim=1) / n
+        shift_logits[rows] = block @ newton_shift.T  # (b, k_out)
+        progress(rows.stop / n)
+    return self_influence.cpu().numpy(), shift_logits.cpu().numpy()
+
+
+def influence_contributions(
+    state: FittedState, train_features: np.ndarray, test_features: np.ndarray, target_classes: np.ndarray
+) -> np.ndarray:
+    """I(i, t) toward each test row's target class.
+
+    Parameters
+    ----------
+    state : FittedState of method INFLUENCE
+    train_features : ndarray of shape (n, d), float32 or float64
+    test_features : ndarray of shape (m, d), float64
+    target_classes : ndarray of shape (m,), int64
+
+    Returns
+    -------
+    ndarray of shape (m, n), float64.
+    """
+    arrays = state.arrays
+    theta_dagger = np.asarray(arrays["theta_dagger"])  # (k_out, D)
+    num_outputs, dim = theta_dagger.shape
+    n, m = train_features.shape[0], test_features.shape[0]
+    test_augmented = np.hstack([test_features, np.ones((m, 1))])  # (m, D)
+    logits = test_augmented @ theta_dagger.T  # (m, k_out)
+    if num_outputs == 1:
+        test_residuals = 1.0 / (1.0 + np.exp(-logits)) - (target_classes == 1)[:, None]  # (m, 1)
+    else:
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        test_residuals = shifted / shifted.sum(axis=1, keepdims=True)
+        test_residuals[np.arange(m), target_classes] -= 1.0  # P_t − e_target (m, k)
+    test_gradients = (test_residuals[:, :, None] * test_augmented[:, None, :]).reshape(m, -1)  # g_t (m, k_out·D)
+    directions = directions_from_rows(np.asarray(arrays["hessian_inverse"]), test_gradients, num_outputs=num_outputs)
+    return kernel_scores(train_features, np.asarray(arrays["residuals"]), directions) / n
