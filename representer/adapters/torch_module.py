@@ -112,11 +112,9 @@ def extract_features(
             calls_before = len(captured)
             module(batch.to(torch_device))
             _check_one_call(layer, len(captured) - calls_before)
-    if not captured:
+    if sum(batch.shape[0] for batch in captured) == 0:
         raise InvalidInputError("data holds no rows", argument="data")
-    features = torch.cat(captured).numpy()
-    if features.shape[0] == 0:
-        raise InvalidInputError("data holds no rows", argument="data")
+    features = torch.cat(captured).numpy()  # (n, d)
     if not np.all(np.isfinite(features)):
         raise InvalidInputError(
             f"the input of layer {layer!r} holds NaN or infinite values for some rows of data",

@@ -108,7 +108,12 @@ class BoosterEmbedding:
         """The leaf node id each used tree sends every row to, shape (n, T) int64."""
         matrix = self._dmatrix(inputs)
         leaves = self.booster.predict(matrix, pred_leaf=True, iteration_range=(0, self.trees.num_rounds))
-        return np.asarray(leaves, dtype=np.int64).reshape(matrix.num_row(), self.trees.num_trees)
+        leaves = np.asarray(leaves, dtype=np.int64).reshape(matrix.num_row(), self.trees.num_trees)
+        if not np.all(self.trees.is_leaf[np.arange(self.trees.num_trees), leaves]):  # (n, T)
+            raise InvalidInputError(
+                "the booster sent rows to nodes its JSON model does not mark as leaves", argument="booster"
+            )
+        return leaves
 
     def transform(self, inputs: object) -> np.ndarray:
         """φ(x) for raw rows.
