@@ -1,0 +1,105 @@
+"""API keys: hashing, the token format, and the request-time lookup with small caches.
+
+A token is ``rps_<prefix>_<secret>``; the table stores ``prefix`` (for lookup) and the
+sha256 of the whole token. Keys from ``RPS_API_KEYS`` are compared by hash too. Auth is on
+as soon as any key exists (environment or table); with none, every request is tenant
+``default`` and the server logs that auth is off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.errors import UnauthorizedError
+from models_store import ApiKey
+
+__all__ = ["DEFAULT_TENANT", "hash_token", "new_token", "token_prefix", "KeyRing"]
+
+DEFAULT_TENANT = "default"
+TOKEN_PREFIX_CHARS = 12
+CACHE_TTL_S = 5.0
+
+
+def hash_token(token: str) -> str:
+    """sha256 hex digest of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> tuple[str, str]:
+    """A fresh token and its lookup prefix."""
+    prefix = secrets.token_hex(TOKEN_PREFIX_CHARS // 2)
+    return f"rps_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def token_prefix(token: str) -> str | None:
+    """The lookup prefix of an ``rps_<prefix>_<secret>`` token, else None."""
+    parts = token.split("_", 2)
+    if len(parts) == 3 and parts[0] == "rps" and len(parts[1]) == TOKEN_PREFIX_CHARS:
+        return parts[1]
+    return None
+
+
+class KeyRing:
+    """Resolves a bearer token to its tenant (environment keys, then the table)."""
+
+    def __init__(self, env_keys: dict[str, str], sessions: sessionmaker[Session]) -> None:
+        self._env_hashes = {hash_token(key): tenant for key, tenant in env_keys.items()}
+        self._sessions = sessions
+        self._lock = threading.Lock()
+        self._db_count: tuple[float, int] = (-1e9, 0)
+        self._resolved: dict[str, tuple[float, str]] = {}
+
+    def count_db_keys(self) -> int:
+        """Number of keys in the table (cached a few seconds)."""
+        checked_at, count = self._db_count
+        if time.monotonic() - checked_at > CACHE_TTL_S:
+            with self._sessions() as session:
+                count = session.scalar(select(func.count()).select_from(ApiKey)) or 0
+            self._db_count = (time.monotonic(), count)
+        return count
+
+    @property
+    def env_key_count(self) -> int:
+        return len(self._env_hashes)
+
+    def enabled(self) -> bool:
+        """True when any key exists, so requests must carry one."""
+        return bool(self._env_hashes) or self.count_db_keys() > 0
+
+    def tenant_for(self, authorization: str | None) -> str:
+        """The tenant of the ``Authorization`` header; 401 when auth is on and it is bad."""
+        if not self.enabled():
+            return DEFAULT_TENANT
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <api key>'")
+        digest = hash_token(token.strip())
+        cached = self._resolved.get(digest)
+        if cached and time.monotonic() - cached[0] < CACHE_TTL_S * 12:
+            return cached[1]
+        tenant = self._lookup(token.strip(), digest)
+        if tenant is None:
+            raise UnauthorizedError("unknown API key")
+        with self._lock:
+            self._resolved[digest] = (time.monotonic(), tenant)
+        return tenant
+
+    def _lookup(self, token: str, digest: str) -> str | None:
+        for env_digest, tenant in self._env_hashes.items():
+            if hmac.compare_digest(env_digest, digest):
+                return tenant
+        prefix = token_prefix(token)
+        if prefix is None:
+            return None
+        with self._sessions() as session:
+            row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+        if row is not None and hmac.compare_digest(row.key_hash, digest):
+            return row.tenant
+        return None

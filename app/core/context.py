@@ -1,0 +1,57 @@
+"""Everything a request needs that outlives it: database, broker, artifact store, caches."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dramatiq
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.auth import KeyRing
+from app.explain.cache import ResultCache
+from app.explain.loader import ModelCache
+from models_store import ArtifactStore, make_engine, make_sessionmaker
+from rps.broker import make_broker
+from rps.settings import Settings
+
+__all__ = ["ServiceContext", "build_context"]
+
+
+@dataclass
+class ServiceContext:
+    """Process-wide state of one API process (stateless apart from caches)."""
+
+    settings: Settings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    store: ArtifactStore
+    broker: dramatiq.Broker
+    keys: KeyRing
+    models: ModelCache
+    results: ResultCache | None
+
+    def close(self) -> None:
+        self.models.clear()
+        if self.results is not None:
+            self.results.close()
+        self.engine.dispose()
+
+
+def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) -> ServiceContext:
+    """Open the database, artifact store, broker and caches for ``settings``."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(settings.resolved_database_url)
+    sessions = make_sessionmaker(engine)
+    store = ArtifactStore(settings.artifact_dir)
+    store.root.mkdir(parents=True, exist_ok=True)
+    return ServiceContext(
+        settings=settings,
+        engine=engine,
+        sessions=sessions,
+        store=store,
+        broker=broker if broker is not None else make_broker(settings),
+        keys=KeyRing(settings.env_api_keys, sessions),
+        models=ModelCache(store, capacity=settings.model_cache_size),
+        results=ResultCache(settings.redis_url, ttl_s=settings.explain_cache_ttl_s) if settings.redis_url else None,
+    )

@@ -1,0 +1,88 @@
+"""Request dependencies as ``Annotated`` aliases: the session (the transaction boundary),
+the tenant, and the tenant's model named by ``model_id`` (path or query)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Callable, Iterator
+
+from fastapi import Depends, Header, Request
+from sqlalchemy.orm import Session
+
+from app.core.context import ServiceContext
+from app.core.errors import NotFoundError
+from models_store import Model
+
+__all__ = [
+    "ContextDep",
+    "SessionDep",
+    "TenantDep",
+    "ModelDep",
+    "after_commit",
+    "on_rollback",
+    "get_tenant_model",
+]
+
+_AFTER_COMMIT = "after_commit"
+_ON_ROLLBACK = "on_rollback"
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.context
+
+
+ContextDep = Annotated[ServiceContext, Depends(get_context)]
+
+
+def after_commit(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` once the request's transaction has committed (e.g. enqueue a job)."""
+    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
+
+
+def on_rollback(session: Session, callback: Callable[[], None]) -> None:
+    """Run ``callback`` if the request's transaction is rolled back (e.g. delete files)."""
+    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
+
+
+def get_session(context: ContextDep) -> Iterator[Session]:
+    """One transaction per request: commit on success, roll back on any error."""
+    session = context.sessions()
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        for callback in session.info.pop(_ON_ROLLBACK, []):
+            callback()
+        raise
+    else:
+        session.info.pop(_ON_ROLLBACK, None)
+        for callback in session.info.pop(_AFTER_COMMIT, []):
+            callback()
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+def get_tenant(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's tenant from the bearer token ('default' when auth is off)."""
+    return context.keys.tenant_for(authorization)
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_tenant_model(session: Session, model_id: str, *, tenant: str) -> Model:
+    """The model ``model_id`` of ``tenant``; another tenant's model is 404 like a missing one."""
+    model = session.get(Model, model_id)
+    if model is None or model.tenant != tenant:
+        raise NotFoundError(f"no model with id {model_id!r}")
+    return model
+
+
+def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Model:
+    return get_tenant_model(session, model_id, tenant=tenant)
+
+
+ModelDep = Annotated[Model, Depends(get_model)]

@@ -1,0 +1,78 @@
+"""The one error hierarchy of the front end; ``app.core.problems`` maps it to problem+json.
+
+Domain code raises these (never ``HTTPException``). ``FieldError`` names the offending
+multipart part, spec field, query parameter or body field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "FieldError",
+    "ServiceError",
+    "NotFoundError",
+    "ConflictError",
+    "InvalidRequestError",
+    "PayloadTooLargeError",
+    "UnsupportedMediaTypeError",
+    "UnauthorizedError",
+    "UnavailableError",
+]
+
+
+@dataclass(frozen=True)
+class FieldError:
+    """One field-level problem: which part/field, where it was, and what is wrong."""
+
+    field: str
+    message: str
+    location: str = "body"
+
+    def as_dict(self) -> dict[str, str]:
+        return {"field": self.field, "location": self.location, "message": self.message}
+
+
+@dataclass
+class ServiceError(Exception):
+    """Base of every error the service answers on purpose."""
+
+    detail: str
+    errors: list[FieldError] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __str__(self) -> str:
+        return self.detail
+
+
+class NotFoundError(ServiceError):
+    status, title, slug = 404, "Not Found", "not-found"
+
+
+class ConflictError(ServiceError):
+    status, title, slug = 409, "Conflict", "conflict"
+
+
+class InvalidRequestError(ServiceError):
+    status, title, slug = 422, "Unprocessable Content", "validation"
+
+
+class PayloadTooLargeError(ServiceError):
+    status, title, slug = 413, "Content Too Large", "too-large"
+
+
+class UnsupportedMediaTypeError(ServiceError):
+    status, title, slug = 415, "Unsupported Media Type", "media-type"
+
+
+class UnauthorizedError(ServiceError):
+    status, title, slug = 401, "Unauthorized", "unauthorized"
+
+
+class UnavailableError(ServiceError):
+    status, title, slug = 503, "Service Unavailable", "unavailable"

@@ -1,0 +1,87 @@
+"""Map every error to RFC 9457 problem+json in one place; never a bare 500 with a trace."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.core.errors import FieldError, InvalidRequestError, ServiceError
+from representer import RepresenterError
+
+__all__ = ["install_problem_handlers", "problem_response", "PROBLEM_MEDIA_TYPE"]
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+logger = logging.getLogger("rps.app")
+
+
+def problem_response(
+    status: int, title: str, detail: str, *, slug: str, errors: list[FieldError] | None = None, **extra: Any
+) -> JSONResponse:
+    """A problem+json response; ``errors`` lists field-level problems."""
+    body: dict[str, Any] = {"type": f"urn:rps:problem:{slug}", "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = [error.as_dict() for error in errors]
+    body.update(extra)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+def _from_service_error(error: ServiceError) -> JSONResponse:
+    return problem_response(
+        error.status, error.title, error.detail, slug=error.slug, errors=error.errors, **error.extra
+    )
+
+
+def _location_and_field(loc: tuple[Any, ...]) -> tuple[str, str]:
+    if loc and loc[0] in ("query", "path", "body", "header"):
+        return str(loc[0]), ".".join(str(part) for part in loc[1:]) or str(loc[0])
+    return "body", ".".join(str(part) for part in loc)
+
+
+async def _on_request_validation(_request: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for item in exc.errors():
+        location, name = _location_and_field(tuple(item.get("loc", ())))
+        errors.append(FieldError(field=name, message=item.get("msg", "invalid"), location=location))
+    named = ", ".join(sorted({error.field for error in errors}))
+    return _from_service_error(InvalidRequestError(f"invalid request: {named}", errors=errors))
+
+
+async def _on_service_error(_request: Request, exc: ServiceError) -> JSONResponse:
+    return _from_service_error(exc)
+
+
+async def _on_engine_error(_request: Request, exc: RepresenterError) -> JSONResponse:
+    name = exc.argument or "request"
+    return _from_service_error(
+        InvalidRequestError(str(exc), errors=[FieldError(field=name, message=str(exc), location="engine")])
+    )
+
+
+async def _on_http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+    titles = {404: "Not Found", 405: "Method Not Allowed", 401: "Unauthorized"}
+    return problem_response(
+        exc.status_code,
+        titles.get(exc.status_code, "HTTP error"),
+        str(exc.detail),
+        slug="http",
+    )
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, "Internal Server Error", "an unexpected error occurred; it was logged", slug="internal")
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into problem+json."""
+    app.add_exception_handler(RequestValidationError, _on_request_validation)
+    app.add_exception_handler(ServiceError, _on_service_error)
+    app.add_exception_handler(RepresenterError, _on_engine_error)
+    app.add_exception_handler(StarletteHTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)

@@ -1,0 +1,1 @@
+"""debug domain of the API."""

@@ -1,0 +1,1 @@
+"""explain domain of the API."""

@@ -1,0 +1,52 @@
+"""Explanations cached in Redis, keyed by model id + version + the query."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from typing import Any
+
+import redis
+
+__all__ = ["ResultCache", "cache_key"]
+
+logger = logging.getLogger("rps.app")
+
+
+def cache_key(model_id: str, version: int, query: dict[str, Any]) -> str:
+    """A key that changes whenever the model is re-published or the query differs."""
+    digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:32]
+    return f"rps:explain:{model_id}:{version}:{digest}"
+
+
+class ResultCache:
+    """A thin JSON cache over Redis; failures are logged and treated as misses."""
+
+    def __init__(self, url: str, *, ttl_s: int) -> None:
+        self._client = redis.Redis.from_url(url, socket_timeout=1.0)
+        self._ttl_s = ttl_s
+
+    def get(self, key: str) -> Any | None:
+        if self._ttl_s <= 0:
+            return None
+        try:
+            raw = self._client.get(key)
+        except redis.RedisError as error:
+            logger.warning("explain cache read failed: %s", error)
+            return None
+        return None if raw is None else json.loads(raw)
+
+    def put(self, key: str, value: Any) -> None:
+        if self._ttl_s <= 0:
+            return
+        try:
+            self._client.set(key, json.dumps(value), ex=self._ttl_s)
+        except redis.RedisError as error:
+            logger.warning("explain cache write failed: %s", error)
+
+    def ping(self) -> None:
+        self._client.ping()
+
+    def close(self) -> None:
+        self._client.close()

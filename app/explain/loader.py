@@ -1,0 +1,116 @@
+"""The query path's view of a ready model: its result arrays memory-mapped, in a small LRU.
+
+A result directory (written by the precompute, see ``workers.precompute``) holds::
+
+    train_features.npy  (n, d) float32      test_features.npy (m, d) float32, optional
+    test_ids.json, test_labels.npy (m,) int64, optional
+    head_weights.npy (k_out, d), head_bias.npy (k_out,)
+    <method>/           one ``FittedState`` per method
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models_store import ArtifactStore, Model
+from representer import FittedState, LinearHead, Method
+
+__all__ = ["LoadedModel", "ModelCache"]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """Arrays of one published version of a model, ready for queries.
+
+    Attributes
+    ----------
+    train_features : ndarray of shape (n, d), float32 (memory-mapped)
+    test_features : ndarray of shape (m, d), float32, or None
+    test_labels : ndarray of shape (m,), int64, or None
+    """
+
+    model_id: str
+    version: int
+    head: LinearHead
+    states: dict[Method, FittedState]
+    train_features: np.ndarray
+    test_features: np.ndarray | None
+    test_labels: np.ndarray | None
+    test_index_by_id: dict[str, int]
+    embedding: Any = field(default=None)  # representer.adapters BoosterEmbedding for xgboost
+
+    def test_index(self, test_id: str) -> int | None:
+        return self.test_index_by_id.get(test_id)
+
+
+def _load_embedding(store: ArtifactStore, model: Model) -> Any:
+    from representer.adapters import BoosterEmbedding, Embedding, load_booster
+
+    inputs = store.inputs_dir(model.id)
+    booster_path = next(path for path in inputs.iterdir() if path.stem == "booster")
+    embedding = Embedding(model.spec.get("xgboost", {}).get("embedding", "tree_margins"))
+    return BoosterEmbedding.from_booster(load_booster(booster_path), embedding=embedding)
+
+
+def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
+    """Open the published result of ``model`` (which must be ready)."""
+    result = Path(model.result_dir)
+    test_path = result / "test_features.npy"
+    labels_path = result / "test_labels.npy"
+    test_ids = store.load_json(result / "test_ids.json") if (result / "test_ids.json").exists() else []
+    return LoadedModel(
+        model_id=model.id,
+        version=model.version,
+        head=LinearHead(np.load(result / "head_weights.npy"), np.load(result / "head_bias.npy")),
+        states={Method(name): FittedState.load(result / name) for name in model.methods},
+        train_features=store.load_array(result / "train_features.npy"),
+        test_features=store.load_array(test_path) if test_path.exists() else None,
+        test_labels=np.load(labels_path) if labels_path.exists() else None,
+        test_index_by_id={test_id: index for index, test_id in enumerate(test_ids)},
+        embedding=_load_embedding(store, model) if model.kind == "xgboost" else None,
+    )
+
+
+class ModelCache:
+    """LRU of opened models keyed by (model id, version); thread-safe."""
+
+    def __init__(self, store: ArtifactStore, *, capacity: int) -> None:
+        self._store = store
+        self._capacity = capacity
+        self._entries: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: Model) -> LoadedModel:
+        """The opened arrays of ``model``'s current version (loaded on first use)."""
+        key = (model.id, model.version)
+        with self._lock:
+            loaded = self._entries.get(key)
+            if loaded is not None:
+                self._entries.move_to_end(key)
+                return loaded
+        loaded = load_model(self._store, model)
+        with self._lock:
+            self._entries[key] = loaded
+            self._entries.move_to_end(key)
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return loaded
+
+    def forget(self, model_id: str) -> None:
+        """Drop every cached version of ``model_id`` (after a delete)."""
+        with self._lock:
+            for key in [key for key in self._entries if key[0] == model_id]:
+                del self._entries[key]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

@@ -1,0 +1,79 @@
+"""API schemas of the explain domain."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from representer import Method
+
+__all__ = [
+    "Prediction",
+    "Decomposition",
+    "RepresenterPoint",
+    "ExplanationPublic",
+    "ExplainRequest",
+    "ExplanationList",
+    "MAX_TOP_K",
+    "MAX_ROWS",
+]
+
+MAX_TOP_K = 1000
+MAX_ROWS = 1000
+
+
+class Prediction(BaseModel):
+    logits: list[float]
+    probabilities: list[float]
+    predicted_class: int
+
+
+class Decomposition(BaseModel):
+    sum_of_contributions: float
+    model_output: float
+    residual: float
+
+
+class RepresenterPoint(BaseModel):
+    rank: int
+    train_id: str
+    train_index: int
+    label: int
+    contribution: float
+    record: Any = None
+
+
+class ExplanationPublic(BaseModel):
+    """One explanation (API.md ``GET /explain``)."""
+
+    model_id: str
+    test_id: str | None
+    method: Method
+    target_class: int
+    prediction: Prediction
+    decomposition: Decomposition
+    positive: list[RepresenterPoint]
+    negative: list[RepresenterPoint]
+
+
+class ExplainRequest(BaseModel):
+    """``POST /explain``: φ(x) rows as ``features``, or raw rows as ``inputs`` (XGBoost)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    model_id: str
+    features: list[list[float]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
+    inputs: list[list[float]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
+    k: int = Field(default=10, ge=1, le=MAX_TOP_K)
+    method: Method = Method.LJE
+    target: str | int = "predicted"
+
+    @model_validator(mode="after")
+    def _one_of_features_inputs(self) -> "ExplainRequest":
+        if (self.features is None) == (self.inputs is None):
+            raise ValueError("send exactly one of 'features' (φ rows) or 'inputs' (raw rows, XGBoost)")
+        return self
+
+
+class ExplanationList(BaseModel):
+    explanations: list[ExplanationPublic]

@@ -1,0 +1,182 @@
+"""The query path: explanations of stored test points and of submitted rows.
+
+Per request: one model row (by primary key), the cached memory-mapped arrays, one engine
+call (a pass over the n training features), and one query for the ≤ 2·k returned rows.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from app.core.context import ServiceContext
+from app.core.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError, ServiceError
+from app.explain.cache import cache_key
+from app.explain.loader import LoadedModel
+from app.explain.repository import train_points_by_index
+from app.explain.schemas import ExplainRequest, ExplanationList, ExplanationPublic
+from app.models.service import get_model_public
+from models_store import Model, ModelStatus
+from representer import Explanation, Method, explain
+
+__all__ = ["require_ready", "parse_target", "explain_stored", "explain_rows"]
+
+Target = str | int
+
+
+def require_ready(session: Session, model: Model) -> None:
+    """409 with the model's status unless it is ready."""
+    if model.status != ModelStatus.READY.value:
+        public = get_model_public(session, model).model_dump(mode="json")
+        raise ConflictError(
+            f"model {model.id} is {model.status}, not ready",
+            extra={"model_status": model.status, "model": public},
+        )
+
+
+def _require_method(model: Model, method: Method, *, location: str) -> None:
+    if method.value not in model.methods:
+        raise InvalidRequestError(
+            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
+            errors=[FieldError("method", f"not one of {model.methods}", location)],
+        )
+
+
+def parse_target(target: Target, *, num_classes: int, label: int | None, location: str) -> Target:
+    """``"predicted"``, the observed ``label``, or a class index, as the engine's target."""
+    if target == "predicted":
+        return "predicted"
+    if target == "label":
+        if label is None:
+            raise InvalidRequestError(
+                "target 'label' needs a stored test label",
+                errors=[FieldError("target", "no label is known for this point", location)],
+            )
+        return int(label)
+    text = str(target)
+    if text.lstrip("-").isdigit() and 0 <= int(text) < num_classes:
+        return int(text)
+    raise InvalidRequestError(
+        f"target must be 'predicted', 'label' or a class index in 0..{num_classes - 1}, got {target!r}",
+        errors=[FieldError("target", f"'predicted', 'label' or 0..{num_classes - 1}", location)],
+    )
+
+
+def _finite(value: float) -> float:
+    if not math.isfinite(value):
+        raise ServiceError("the engine produced a non-finite number; nothing is answered")
+    return float(value)
+
+
+def _points(rows: dict[int, Any], indices: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+    points = []
+    for rank, (index, contribution) in enumerate(zip(indices.tolist(), values.tolist()), start=1):
+        row = rows[index]
+        points.append(
+            {"rank": rank, "train_id": row.train_id, "train_index": index, "label": row.label,
+             "contribution": _finite(contribution), "record": row.record}
+        )
+    return points
+
+
+def _to_public(
+    session: Session, model: Model, explanation: Explanation, *, method: Method, test_id: str | None
+) -> ExplanationPublic:
+    indices = np.concatenate([explanation.positive_indices, explanation.negative_indices]).tolist()
+    rows = train_points_by_index(session, model.id, indices)
+    return ExplanationPublic.model_validate({
+        "model_id": model.id,
+        "test_id": test_id,
+        "method": method,
+        "target_class": int(explanation.target_class),
+        "prediction": {
+            "logits": [_finite(v) for v in np.ravel(explanation.logits).tolist()],
+            "probabilities": [_finite(v) for v in np.ravel(explanation.probabilities).tolist()],
+            "predicted_class": int(explanation.predicted_class),
+        },
+        "decomposition": {
+            "sum_of_contributions": _finite(explanation.sum_of_contributions),
+            "model_output": _finite(explanation.model_output),
+            "residual": _finite(explanation.residual),
+        },
+        "positive": _points(rows, explanation.positive_indices, explanation.positive_contributions),
+        "negative": _points(rows, explanation.negative_indices, explanation.negative_contributions),
+    })
+
+
+def _cached(context: ServiceContext, model: Model, query: dict[str, Any], compute) -> Any:
+    if context.results is None:
+        return compute()
+    key = cache_key(model.id, model.version, query)
+    hit = context.results.get(key)
+    if hit is not None:
+        return hit
+    value = compute()
+    context.results.put(key, value.model_dump(mode="json"))
+    return value
+
+
+def explain_stored(
+    session: Session, model: Model, *, context: ServiceContext, test_id: str, k: int, method: Method, target: str
+) -> ExplanationPublic | dict[str, Any]:
+    """Explain the stored test point ``test_id`` of ``model``."""
+    require_ready(session, model)
+    _require_method(model, method, location="query")
+    loaded = context.models.get(model)
+    index = loaded.test_index(test_id)
+    if index is None or loaded.test_features is None:
+        raise NotFoundError(f"model {model.id} has no stored test point {test_id!r}")
+    label = None if loaded.test_labels is None else int(loaded.test_labels[index])
+    engine_target = parse_target(target, num_classes=model.num_classes, label=label, location="query")
+    query = {"test_id": test_id, "k": k, "method": method.value, "target": engine_target}
+
+    def compute() -> ExplanationPublic:
+        [explanation] = explain(
+            loaded.states[method], loaded.train_features, loaded.test_features[index : index + 1],
+            target=engine_target, top_k=min(k, model.n_train),
+        )
+        return _to_public(session, model, explanation, method=method, test_id=test_id)
+
+    return _cached(context, model, query, compute)
+
+
+def _request_rows(model: Model, loaded: LoadedModel, request: ExplainRequest) -> np.ndarray:
+    if request.inputs is not None:
+        if loaded.embedding is None:
+            raise InvalidRequestError(
+                "'inputs' are for XGBoost models; send φ rows as 'features'",
+                errors=[FieldError("inputs", "only for xgboost models", "body")],
+            )
+        _check_width("inputs", request.inputs, model.input_dim)
+        return np.asarray(loaded.embedding.transform(np.asarray(request.inputs, dtype=np.float32)))
+    _check_width("features", request.features, model.feature_dim)
+    return np.asarray(request.features, dtype=np.float32)
+
+
+def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:
+    bad = [index for index, row in enumerate(rows) if len(row) != width]
+    if bad:
+        raise InvalidRequestError(
+            f"every row of {name!r} must have {width} values; row {bad[0]} has {len(rows[bad[0]])}",
+            errors=[FieldError(name, f"rows must have {width} values", "body")],
+        )
+
+
+def explain_rows(session: Session, model: Model, request: ExplainRequest, *, context: ServiceContext) -> ExplanationList:
+    """Explain each submitted row of ``request``, in order."""
+    require_ready(session, model)
+    _require_method(model, request.method, location="body")
+    target = parse_target(request.target, num_classes=model.num_classes, label=None, location="body")
+    loaded = context.models.get(model)
+    rows = _request_rows(model, loaded, request)
+    explanations = explain(
+        loaded.states[request.method], loaded.train_features, rows, target=target, top_k=min(request.k, model.n_train)
+    )
+    return ExplanationList(
+        explanations=[
+            _to_public(session, model, item, method=request.method, test_id=None) for item in explanations
+        ]
+    )

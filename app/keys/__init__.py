@@ -1,0 +1,1 @@
+"""keys domain of the API."""

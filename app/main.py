@@ -1,0 +1,66 @@
+"""The FastAPI application: routers, problem handlers, metrics, and the start-up checks."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from typing import AsyncIterator
+
+import dramatiq
+from fastapi import FastAPI
+
+from app.core.context import ServiceContext, build_context
+from app.core.metrics import MetricsMiddleware
+from app.core.problems import install_problem_handlers
+from app.debug.endpoints import router as debug_router
+from app.explain.endpoints import router as explain_router
+from app.models.endpoints import router as models_router
+from app.ops.endpoints import router as ops_router
+from rps.settings import Environment, Settings, get_settings
+
+__all__ = ["create_app", "check_startup"]
+
+logger = logging.getLogger("rps.app")
+
+
+def check_startup(context: ServiceContext) -> None:
+    """Refuse production without keys; say clearly whether auth is on."""
+    keys, settings = context.keys, context.settings
+    db_keys = keys.count_db_keys()
+    if settings.env is Environment.PRODUCTION and keys.env_key_count + db_keys == 0:
+        raise RuntimeError("RPS_ENV=production refuses to start without API keys (RPS_API_KEYS or `rps keys create`)")
+    if keys.env_key_count + db_keys == 0:
+        logger.warning(
+            "auth is OFF: no API keys configured (RPS_API_KEYS unset, no keys in the database); "
+            "every request acts as tenant 'default'. Create one with `rps keys create --tenant NAME`."
+        )
+    else:
+        logger.info("auth is ON: %d key(s) from RPS_API_KEYS, %d in the database", keys.env_key_count, db_keys)
+
+
+def create_app(settings: Settings | None = None, *, broker: dramatiq.Broker | None = None) -> FastAPI:
+    """Build the application for ``settings`` (default: the environment's).
+
+    The database must be migrated (``rps db upgrade``; ``rps serve`` does it).
+    """
+    settings = settings or get_settings()
+    context = build_context(settings, broker=broker)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        check_startup(context)
+        yield
+        context.close()
+
+    app = FastAPI(
+        title="RPS explanation service",
+        version="0.1.0",
+        description="Representer-point explanations (RPS-LJE, RPS-l2, influence) of classifiers.",
+        lifespan=lifespan,
+    )
+    app.state.context = context
+    install_problem_handlers(app)
+    app.add_middleware(MetricsMiddleware)
+    for router in (models_router, explain_router, debug_router, ops_router):
+        app.include_router(router)
+    return app

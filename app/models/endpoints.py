@@ -1,0 +1,55 @@
+"""Routes of the models domain: register, status, list, delete."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.core.deps import ContextDep, ModelDep, SessionDep, TenantDep
+from app.models import service
+from app.models.schemas import ModelList, ModelPublic
+from app.models.uploads import receive_multipart
+
+router = APIRouter(prefix="/models", tags=["models"])
+
+
+@router.post("", status_code=202, response_model=ModelPublic)
+async def register_model(
+    request: Request, response: Response, session: SessionDep, tenant: TenantDep, context: ContextDep
+) -> ModelPublic:
+    """Register a model from multipart parts (API.md); 202 with its status."""
+    upload = await receive_multipart(
+        request.stream(),
+        request.headers.get("content-type"),
+        tmp_root=context.settings.upload_tmp_dir,
+        max_part_bytes=context.settings.max_upload_bytes,
+    )
+    try:
+        model = await run_in_threadpool(service.register, session, upload, tenant=tenant, context=context)
+    finally:
+        upload.close()
+    response.headers["Location"] = f"/models/{model.id}"
+    return model
+
+
+@router.get("", response_model=ModelList)
+def list_models(
+    session: SessionDep,
+    tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> ModelList:
+    return service.list_models(session, tenant=tenant, limit=limit, offset=offset)
+
+
+@router.get("/{model_id}", response_model=ModelPublic)
+def get_model(session: SessionDep, model: ModelDep) -> ModelPublic:
+    return service.get_model_public(session, model)
+
+
+@router.delete("/{model_id}", status_code=204)
+def delete_model(session: SessionDep, model: ModelDep, context: ContextDep) -> Response:
+    service.delete_model(session, model, context=context)
+    return Response(status_code=204)

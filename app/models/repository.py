@@ -1,0 +1,48 @@
+"""Database access of the models domain (add and flush only; the boundary commits)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from models_store import Job, Model, Score, TestPoint, TrainPoint
+
+__all__ = ["add_model_with_job", "latest_jobs", "list_tenant_models", "count_tenant_models", "delete_model_rows"]
+
+
+def add_model_with_job(session: Session, model: Model, job: Job) -> None:
+    session.add(model)
+    session.flush()
+    session.add(job)
+    session.flush()
+
+
+def latest_jobs(session: Session, model_ids: list[str]) -> dict[str, Job]:
+    """The most recent job of each model."""
+    if not model_ids:
+        return {}
+    jobs = session.scalars(select(Job).where(Job.model_id.in_(model_ids)).order_by(Job.created_at)).all()
+    return {job.model_id: job for job in jobs}
+
+
+def list_tenant_models(session: Session, *, tenant: str, limit: int, offset: int) -> list[Model]:
+    query = (
+        select(Model)
+        .where(Model.tenant == tenant)
+        .order_by(Model.created_at.desc(), Model.id)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(query).all())
+
+
+def count_tenant_models(session: Session, *, tenant: str) -> int:
+    return session.scalar(select(func.count()).select_from(Model).where(Model.tenant == tenant)) or 0
+
+
+def delete_model_rows(session: Session, model_id: str) -> None:
+    """Delete a model and every row that hangs off it."""
+    for table in (Score, TrainPoint, TestPoint, Job):
+        session.execute(delete(table).where(table.model_id == model_id))
+    session.execute(delete(Model).where(Model.id == model_id))
+    session.flush()

@@ -1,0 +1,164 @@
+"""Registration, status, listing and deletion of models."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from datetime import datetime, timezone
+
+import numpy as np
+from pydantic import ValidationError
+from sqlalchemy.orm import Session
+
+from app.core.context import ServiceContext
+from app.core.deps import after_commit, on_rollback
+from app.core.errors import FieldError, InvalidRequestError
+from app.models import repository
+from app.models.plans import RegistrationPlan, plan_registration
+from app.models.schemas import ModelList, ModelPublic, ModelSpec
+from app.models.uploads import Upload
+from app.models.validation import load_json_part
+from models_store import ArtifactStore, Job, JobStatus, Model, ModelStatus
+from rps.broker import enqueue_precompute
+
+__all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
+
+logger = logging.getLogger("rps.app")
+
+
+def parse_spec(upload: Upload) -> ModelSpec:
+    """The ``spec`` part, validated (422 naming ``spec.<field>``)."""
+    part = upload.parts.get("spec")
+    if part is None:
+        raise InvalidRequestError("the part 'spec' is required", errors=[FieldError("spec", "required", "part")])
+    raw = load_json_part(part)
+    try:
+        return ModelSpec.model_validate(raw)
+    except ValidationError as error:
+        errors = [
+            FieldError(".".join(["spec", *(str(p) for p in item["loc"])]), item["msg"], "spec")
+            for item in error.errors()
+        ]
+        raise InvalidRequestError("invalid spec: " + ", ".join(e.field for e in errors), errors=errors) from error
+
+
+def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
+    inputs = store.inputs_dir(model_id)
+    for stored in plan.files:
+        if stored.dtype is None:
+            store.move_in(stored.source, inputs / stored.name)
+            continue
+        array = np.load(stored.source, mmap_mode="r", allow_pickle=False)
+        if array.dtype == np.dtype(stored.dtype):
+            store.move_in(stored.source, inputs / stored.name)
+        else:
+            store.save_array(inputs / stored.name, np.asarray(array, dtype=stored.dtype))
+    store.save_json(inputs / "train_ids.json", plan.train_ids)
+    store.save_json(inputs / "test_ids.json", plan.test_ids)
+    if plan.train_records is not None:
+        store.save_json(inputs / "train_records.json", plan.train_records)
+    if plan.test_records is not None:
+        store.save_json(inputs / "test_records.json", plan.test_records)
+
+
+def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
+    spec = plan.spec
+    model = Model(
+        id=str(uuid.uuid4()),
+        tenant=tenant,
+        name=spec.name or f"{spec.kind.value}-model",
+        kind=spec.kind.value,
+        status=ModelStatus.QUEUED.value,
+        progress=0.0,
+        num_classes=plan.num_classes,
+        num_outputs=plan.num_outputs,
+        feature_dim=plan.feature_dim,
+        input_dim=plan.input_dim,
+        n_train=plan.n_train,
+        n_test=plan.n_test,
+        methods=[method.value for method in spec.methods],
+        spec=spec.model_dump(mode="json", by_alias=True),
+        queue=spec.queue.value,
+        version=0,
+    )
+    job = Job(id=str(uuid.uuid4()), model_id=model.id, status=JobStatus.QUEUED.value, attempts=0, progress=0.0)
+    return model, job
+
+
+def register(session: Session, upload: Upload, *, tenant: str, context: ServiceContext) -> ModelPublic:
+    """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
+    plan = plan_registration(upload, parse_spec(upload))
+    model, job = _new_rows(plan, tenant=tenant)
+    on_rollback(session, lambda: context.store.delete_model(model.id))
+    try:
+        _store_inputs(context.store, model.id, plan)
+    except BaseException:
+        context.store.delete_model(model.id)
+        raise
+    repository.add_model_with_job(session, model, job)
+
+    def enqueue() -> None:
+        try:
+            enqueue_precompute(context.broker, job.id, queue=model.queue)
+        except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
+            logger.exception("could not enqueue job %s of model %s", job.id, model.id)
+
+    after_commit(session, enqueue)
+    return to_public(model, job)
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """SQLite hands timestamps back naive; they were written in UTC."""
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=timezone.utc)
+
+
+def to_public(model: Model, job: Job | None) -> ModelPublic:
+    """The status body of ``model`` with its latest job."""
+    return ModelPublic(
+        id=model.id,
+        name=model.name,
+        status=model.status,
+        progress=model.progress,
+        error=model.error,
+        kind=model.kind,
+        num_classes=model.num_classes,
+        feature_dim=model.feature_dim,
+        input_dim=model.input_dim,
+        n_train=model.n_train,
+        n_test=model.n_test,
+        methods=list(model.methods),
+        class_names=model.spec.get("class_names"),
+        created_at=_utc(model.created_at),
+        ready_at=_utc(model.ready_at),
+        diagnostics=model.diagnostics,
+        attempts=job.attempts if job else 0,
+        job_status=job.status if job else None,
+        version=model.version,
+    )
+
+
+def get_model_public(session: Session, model: Model) -> ModelPublic:
+    return to_public(model, repository.latest_jobs(session, [model.id]).get(model.id))
+
+
+def list_models(session: Session, *, tenant: str, limit: int, offset: int) -> ModelList:
+    models = repository.list_tenant_models(session, tenant=tenant, limit=limit, offset=offset)
+    jobs = repository.latest_jobs(session, [model.id for model in models])
+    return ModelList(
+        items=[to_public(model, jobs.get(model.id)) for model in models],
+        total=repository.count_tenant_models(session, tenant=tenant),
+    )
+
+
+def delete_model(session: Session, model: Model, *, context: ServiceContext) -> None:
+    """Delete the model's rows now and its files once the deletion committed."""
+    model_id = model.id
+    repository.delete_model_rows(session, model_id)
+
+    def remove_files() -> None:
+        context.models.forget(model_id)
+        context.store.delete_model(model_id)
+
+    after_commit(session, remove_files)

@@ -1,0 +1,149 @@
+"""Stream a ``multipart/form-data`` body to temporary files, one per part, with a size limit.
+
+Nothing is held in memory beyond one chunk; a part over ``max_part_bytes`` stops the
+upload with 413 naming the part. The caller owns the returned ``Upload`` and must
+``close()`` it (which deletes whatever was not moved into the artifact store).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import AsyncIterator, BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.core.errors import FieldError, InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+
+__all__ = ["UploadedPart", "Upload", "receive_multipart"]
+
+MAX_PARTS = 32
+
+
+@dataclass(frozen=True)
+class UploadedPart:
+    """One received part: its form name, the client's file name, and where it lies."""
+
+    name: str
+    filename: str | None
+    path: Path
+    size: int
+
+    def read_text(self) -> str:
+        return self.path.read_text(encoding="utf-8")
+
+
+@dataclass
+class Upload:
+    """The parts of one request, in a private temporary directory."""
+
+    directory: Path
+    parts: dict[str, UploadedPart] = field(default_factory=dict)
+
+    def close(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+class _PartWriter:
+    """Parser callbacks: headers -> name/filename, data -> the current temp file."""
+
+    def __init__(self, upload: Upload, *, max_part_bytes: int) -> None:
+        self.upload = upload
+        self.max_part_bytes = max_part_bytes
+        self.header_field = b""
+        self.header_value = b""
+        self.headers: dict[bytes, bytes] = {}
+        self.handle: BinaryIO | None = None
+        self.name = ""
+        self.filename: str | None = None
+        self.size = 0
+
+    def on_part_begin(self) -> None:
+        self.headers, self.size, self.handle = {}, 0, None
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self.header_field += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self.header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self.header_field.lower()] = self.header_value
+        self.header_field, self.header_value = b"", b""
+
+    def on_headers_finished(self) -> None:
+        _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
+        name = options.get(b"name", b"").decode("utf-8", "replace")
+        if not name:
+            raise InvalidRequestError("a multipart part has no name", errors=[FieldError("body", "part without a name")])
+        if name in self.upload.parts or len(self.upload.parts) >= MAX_PARTS:
+            raise InvalidRequestError(
+                f"part {name!r} is repeated or there are too many parts",
+                errors=[FieldError(name, "repeated part or too many parts", "part")],
+            )
+        raw_filename = options.get(b"filename")
+        self.name = name
+        self.filename = raw_filename.decode("utf-8", "replace") if raw_filename else None
+        suffix = Path(self.filename).suffix.lower()[:8] if self.filename else ""
+        path = self.upload.directory / f"part-{len(self.upload.parts)}{suffix}"
+        self.handle = open(path, "wb")
+        self.upload.parts[name] = UploadedPart(name, self.filename, path, 0)
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        self.size += end - start
+        if self.size > self.max_part_bytes:
+            raise PayloadTooLargeError(
+                f"part {self.name!r} is larger than the limit of {self.max_part_bytes} bytes",
+                errors=[FieldError(self.name, f"larger than {self.max_part_bytes} bytes", "part")],
+            )
+        assert self.handle is not None
+        self.handle.write(data[start:end])
+
+    def on_part_end(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            part = self.upload.parts[self.name]
+            self.upload.parts[self.name] = UploadedPart(part.name, part.filename, part.path, self.size)
+            self.handle = None
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+
+
+def _boundary(content_type: str | None) -> bytes:
+    media_type, options = parse_options_header(content_type or "")
+    boundary = options.get(b"boundary")
+    if media_type != b"multipart/form-data" or not boundary:
+        raise UnsupportedMediaTypeError("POST /models takes multipart/form-data with a boundary")
+    return boundary
+
+
+async def receive_multipart(
+    chunks: AsyncIterator[bytes], content_type: str | None, *, tmp_root: Path, max_part_bytes: int
+) -> Upload:
+    """Stream ``chunks`` (the request body) into one temp file per part."""
+    boundary = _boundary(content_type)
+    tmp_root.mkdir(parents=True, exist_ok=True)
+    upload = Upload(Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_root)))
+    writer = _PartWriter(upload, max_part_bytes=max_part_bytes)
+    callbacks = {
+        name: getattr(writer, name)
+        for name in (
+            "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
+            "on_header_value", "on_header_end", "on_headers_finished",
+        )
+    }
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    try:
+        async for chunk in chunks:
+            parser.write(chunk)
+        parser.finalize()
+    except BaseException:
+        writer.close()
+        upload.close()
+        raise
+    writer.close()
+    return upload

@@ -1,0 +1,1 @@
+"""ops domain of the API."""

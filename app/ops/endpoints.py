@@ -1,0 +1,38 @@
+"""Operations routes: ``/healthz``, ``/readyz``, ``/metrics``."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from app.core.deps import ContextDep
+from app.core.errors import FieldError, UnavailableError
+from app.ops import service
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(context: ContextDep) -> dict[str, object]:
+    """Database, broker and artifact store reachable; 503 naming the failing part otherwise."""
+    failures = service.failing_parts(context)
+    if failures:
+        raise UnavailableError(
+            "not ready: " + ", ".join(failures),
+            errors=[FieldError(part, reason, "dependency") for part, reason in failures.items()],
+            extra={"failing": sorted(failures)},
+        )
+    return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
+
+
+@router.get("/metrics")
+def metrics(context: ContextDep) -> Response:
+    """Prometheus text format."""
+    service.refresh_gauges(context)
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,46 @@
+"""Readiness checks and the queue-depth numbers behind ``/readyz`` and ``/metrics``."""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select, text
+
+from app.core.context import ServiceContext
+from app.core.metrics import EXPLAIN_CACHE, QUEUE_DEPTH
+from models_store import Job, JobStatus
+
+__all__ = ["failing_parts", "refresh_gauges"]
+
+
+def _check_database(context: ServiceContext) -> None:
+    with context.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+
+
+def _check_broker(context: ServiceContext) -> None:
+    client = getattr(context.broker, "client", None)
+    if client is not None:  # RedisBroker; the StubBroker lives in this process
+        client.ping()
+
+
+def _check_artifacts(context: ServiceContext) -> None:
+    context.store.check()
+
+
+def failing_parts(context: ServiceContext) -> dict[str, str]:
+    """``{part: reason}`` for each of database, broker, artifact_store that is not reachable."""
+    failures = {}
+    for name, check in (("database", _check_database), ("broker", _check_broker), ("artifact_store", _check_artifacts)):
+        try:
+            check(context)
+        except Exception as error:  # any failure means "not ready"
+            failures[name] = f"{type(error).__name__}: {error}"[:300]
+    return failures
+
+
+def refresh_gauges(context: ServiceContext) -> None:
+    """Set the job gauges from the jobs table (the truth about queue depth)."""
+    with context.sessions() as session:
+        counts = dict(session.execute(select(Job.status, func.count()).group_by(Job.status)).all())
+    for status in JobStatus:
+        QUEUE_DEPTH.labels(status.value).set(counts.get(status.value, 0))
+    EXPLAIN_CACHE.set(len(context.models))

@@ -1,0 +1,143 @@
+"""The ``rps`` command: run the service (``serve``, ``worker``), manage it (``keys``, ``db``),
+and, when ``rps.client_commands`` is installed, talk to it (``register``, ``explain``, …)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from rps.broker import QUEUES
+from rps.settings import get_settings
+
+__all__ = ["main", "build_parser"]
+
+logger = logging.getLogger("rps")
+
+
+def _configure_logging() -> None:
+    level = get_settings().log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from app import create_app
+    from models_store import make_engine, make_sessionmaker, upgrade
+    from rps.broker import setup_broker
+    from workers import declare_actors, requeue_unfinished_jobs, start_worker
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    broker = setup_broker(settings)
+    worker = None
+    if args.with_worker or settings.redis_url is None:
+        declare_actors(broker, settings=settings)
+        worker = start_worker(broker, threads=args.worker_threads)
+        logger.info("in-process worker started (%s)", type(broker).__name__)
+        if settings.redis_url is None:  # the in-memory broker lost whatever was queued
+            requeue_unfinished_jobs(make_sessionmaker(make_engine(settings.resolved_database_url)), broker)
+    app = create_app(settings, broker=broker)
+    if args.demo:
+        _start_demo(f"http://{args.host}:{args.port}")
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+    finally:
+        if worker is not None:
+            worker.stop(timeout=5000)
+    return 0
+
+
+def _start_demo(base_url: str) -> None:
+    try:
+        from rps.demo import register_demo_in_background
+    except ImportError as error:
+        logger.error("--demo unavailable: %s", error)
+        return
+    register_demo_in_background(base_url, api_key=None)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from workers import run_worker_forever, run_worker_processes
+
+    queues = tuple(args.queues)
+    if args.processes > 1:
+        return run_worker_processes(processes=args.processes, queues=queues, threads=args.threads)
+    run_worker_forever(get_settings(), queues=queues, threads=args.threads)
+    return 0
+
+
+def _keys_create(args: argparse.Namespace) -> int:
+    from app.keys.service import create_api_key
+    from models_store import make_engine, make_sessionmaker, upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
+    with sessions() as session, session.begin():
+        token = create_api_key(session, tenant=args.tenant)
+    print(token)
+    print(f"(tenant {args.tenant!r}; shown once, stored hashed)", file=sys.stderr)
+    return 0
+
+
+def _db_upgrade(_args: argparse.Namespace) -> int:
+    from models_store import upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    print("database is at the latest revision")
+    return 0
+
+
+def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
+    serve = subparsers.add_parser("serve", help="run the API (embedded: with an in-process worker)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--demo", action="store_true", help="register a small demo model in the background")
+    serve.add_argument("--with-worker", action="store_true", help="run a worker thread even with Redis")
+    serve.add_argument("--worker-threads", type=int, default=1)
+    serve.set_defaults(func=_serve)
+
+    worker = subparsers.add_parser("worker", help="run precompute workers")
+    worker.add_argument("--queues", nargs="+", default=list(QUEUES[:1]), choices=list(QUEUES))
+    worker.add_argument("--processes", type=int, default=1)
+    worker.add_argument("--threads", type=int, default=1)
+    worker.set_defaults(func=_worker)
+
+    keys = subparsers.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    create = keys.add_parser("create", help="create a key for a tenant (prints it once)")
+    create.add_argument("--tenant", required=True)
+    create.set_defaults(func=_keys_create)
+
+    database = subparsers.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
+    database.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(func=_db_upgrade)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full ``rps`` argument parser (client commands included when available)."""
+    parser = argparse.ArgumentParser(prog="rps", description="Representer-point explanation service")
+    subparsers = parser.add_subparsers(dest="command", required=True)
+    _add_service_commands(subparsers)
+    try:
+        from rps.client_commands import add_client_commands
+    except ImportError:
+        pass
+    else:
+        add_client_commands(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``rps`` console script."""
+    args = build_parser().parse_args(argv)
+    _configure_logging()
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,44 @@
+"""The Dramatiq actor: thin, takes a job id, calls the job runner."""
+
+from __future__ import annotations
+
+import dramatiq
+
+from models_store import ArtifactStore, make_engine, make_sessionmaker
+from rps.broker import DEFAULT_QUEUE, PRECOMPUTE_ACTOR
+from rps.settings import Settings, get_settings
+from workers.precompute import JobRunner
+
+__all__ = ["make_runner", "declare_actors"]
+
+
+def make_runner(settings: Settings) -> JobRunner:
+    """A job runner on the database and artifact store of ``settings``."""
+    engine = make_engine(settings.resolved_database_url)
+    return JobRunner(
+        sessions=make_sessionmaker(engine), store=ArtifactStore(settings.artifact_dir), device=settings.device
+    )
+
+
+def declare_actors(broker: dramatiq.Broker, *, settings: Settings | None = None, runner: JobRunner | None = None) -> dramatiq.Actor:
+    """Declare ``precompute_model`` on ``broker``.
+
+    The actor is named and queued as ``rps.broker`` expects; messages on the ``gpu``
+    queue reach it too (a worker listening there looks actors up by name). Failures are
+    recorded by the runner, so Dramatiq never retries; a dead worker's message is
+    redelivered by the broker and the job resumes (idempotent).
+    """
+    settings = settings or get_settings()
+    job_runner = runner or make_runner(settings)
+
+    def precompute_model(job_id: str) -> None:
+        job_runner.run(job_id)
+
+    return dramatiq.actor(
+        precompute_model,
+        broker=broker,
+        actor_name=PRECOMPUTE_ACTOR,
+        queue_name=DEFAULT_QUEUE,
+        max_retries=0,
+        time_limit=settings.job_time_limit_ms,
+    )

@@ -1,0 +1,190 @@
+"""The precompute job around the computation: claim, compute, publish or record failure.
+
+Delivery is at least once, so the job is idempotent: a job already ``done`` (or whose model
+is gone) is skipped; every run writes a NEW result directory; the per-point rows and the
+flip to ``ready`` are ONE transaction that first re-checks the job; failures are recorded
+as a problem body on the job and the model.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from models_store import (
+    ArtifactStore,
+    Job,
+    JobStatus,
+    Model,
+    ModelKind,
+    ModelStatus,
+    Score,
+    TestPoint,
+    TrainPoint,
+    utcnow,
+)
+from representer import Method, RepresenterError
+from workers.computation import ModelInputs, PrecomputeResult, compute_result
+from workers.metrics import JOB_DURATION, JOB_OUTCOMES
+
+__all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
+
+logger = logging.getLogger("rps.worker")
+PROGRESS_INTERVAL_S = 0.5
+INSERT_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class JobRunner:
+    """Runs precompute jobs against one database and artifact store."""
+
+    sessions: sessionmaker[Session]
+    store: ArtifactStore
+    device: str = "cpu"
+
+    def run(self, job_id: str) -> None:
+        """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
+        inputs = self._claim(job_id)
+        if inputs is None:
+            return
+        started = time.perf_counter()
+        try:
+            result = compute_result(self.store, inputs, device=self.device, progress=self._progress_writer(job_id))
+        except Exception as error:
+            logger.exception("job %s of model %s failed", job_id, inputs.model_id)
+            self._record_failure(job_id, error)
+            JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
+            JOB_OUTCOMES.labels("failed").inc()
+            return
+        published = self._publish(job_id, inputs, result)
+        outcome = "done" if published else "discarded"
+        JOB_DURATION.labels(outcome).observe(time.perf_counter() - started)
+        JOB_OUTCOMES.labels(outcome).inc()
+
+    def _claim(self, job_id: str) -> ModelInputs | None:
+        with self.sessions() as session, session.begin():
+            job = session.get(Job, job_id)
+            if job is None or job.status in (JobStatus.DONE.value, JobStatus.FAILED.value):
+                logger.info("job %s: nothing to do (%s)", job_id, "missing" if job is None else job.status)
+                return None
+            model = session.get(Model, job.model_id)
+            if model is None:
+                return None
+            job.status, job.attempts, job.started_at, job.progress = JobStatus.RUNNING.value, job.attempts + 1, utcnow(), 0.0
+            model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
+            logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
+            return ModelInputs(
+                model_id=model.id,
+                kind=ModelKind(model.kind),
+                methods=tuple(Method(name) for name in model.methods),
+                spec=dict(model.spec),
+            )
+
+    def _progress_writer(self, job_id: str):
+        last = [0.0]
+
+        def write(fraction: float) -> None:
+            now = time.monotonic()
+            if now - last[0] < PROGRESS_INTERVAL_S and fraction < 1.0:
+                return
+            last[0] = now
+            value = round(0.95 * fraction, 4)  # the last 5% is the publish
+            with self.sessions() as session, session.begin():
+                job = session.get(Job, job_id)
+                if job is None or job.status != JobStatus.RUNNING.value:
+                    return
+                job.progress = value
+                session.execute(
+                    update(Model).where(Model.id == job.model_id, Model.status == ModelStatus.RUNNING.value)
+                    .values(progress=value)
+                )
+
+        return write
+
+    def _publish(self, job_id: str, inputs: ModelInputs, result: PrecomputeResult) -> bool:
+        """Insert the per-point rows and flip the model to ready in one transaction."""
+        with self.sessions() as session, session.begin():
+            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+            model = session.get(Model, inputs.model_id)
+            if job is None or model is None or job.status == JobStatus.DONE.value:
+                shutil.rmtree(result.directory, ignore_errors=True)
+                logger.info("job %s: result discarded (job finished elsewhere or model deleted)", job_id)
+                return False
+            for table in (Score, TrainPoint, TestPoint):
+                session.execute(delete(table).where(table.model_id == model.id))
+            self._insert_points(session, model.id, result)
+            now = utcnow()
+            model.status, model.progress, model.error, model.ready_at = ModelStatus.READY.value, 1.0, None, now
+            model.result_dir, model.version = str(result.directory), model.version + 1
+            model.diagnostics = result.diagnostics
+            job.status, job.progress, job.finished_at, job.error = JobStatus.DONE.value, 1.0, now, None
+        self.store.delete_other_results(inputs.model_id, keep=result.directory)
+        logger.info("job %s: model %s ready", job_id, inputs.model_id)
+        return True
+
+    def _insert_points(self, session: Session, model_id: str, result: PrecomputeResult) -> None:
+        inputs = self.store.inputs_dir(model_id)
+        train_ids = self.store.load_json(inputs / "train_ids.json")
+        records_path = inputs / "train_records.json"
+        records = self.store.load_json(records_path) if records_path.exists() else [None] * len(train_ids)
+        labels, predicted = result.train_labels.tolist(), result.predicted_class.tolist()
+        rows = [
+            {"model_id": model_id, "train_index": index, "train_id": train_ids[index], "label": labels[index],
+             "predicted_class": predicted[index], "record": records[index]}
+            for index in range(len(train_ids))
+        ]
+        _insert_batches(session, TrainPoint, rows)
+        for method, scores in result.self_scores.items():
+            if not np.all(np.isfinite(scores)):
+                raise RuntimeError(f"the engine returned non-finite {method.value} self-scores")
+            values = scores.tolist()
+            _insert_batches(
+                session, Score,
+                [{"model_id": model_id, "method": method.value, "train_index": i, "score": v} for i, v in enumerate(values)],
+            )
+        _insert_batches(session, TestPoint, self._test_rows(model_id))
+
+    def _test_rows(self, model_id: str) -> list[dict]:
+        inputs = self.store.inputs_dir(model_id)
+        test_ids = self.store.load_json(inputs / "test_ids.json")
+        labels_path, records_path = inputs / "test_labels.npy", inputs / "test_records.json"
+        labels = np.load(labels_path).tolist() if labels_path.exists() else [None] * len(test_ids)
+        records = self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
+        return [
+            {"model_id": model_id, "test_index": i, "test_id": test_id, "label": labels[i], "record": records[i]}
+            for i, test_id in enumerate(test_ids)
+        ]
+
+    def _record_failure(self, job_id: str, error: Exception) -> None:
+        problem = _problem_body(error)
+        with self.sessions() as session, session.begin():
+            job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
+            if job is None or job.status == JobStatus.DONE.value:
+                return
+            job.status, job.error, job.finished_at = JobStatus.FAILED.value, problem, utcnow()
+            session.execute(
+                update(Model).where(Model.id == job.model_id).values(status=ModelStatus.FAILED.value, error=problem)
+            )
+
+
+def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
+    for start in range(0, len(rows), INSERT_BATCH):
+        session.execute(insert(table), rows[start : start + INSERT_BATCH])
+
+
+def _problem_body(error: Exception) -> dict:
+    """The problem+json body a failed job shows as ``error``."""
+    if isinstance(error, RepresenterError):
+        body = {"type": "urn:rps:problem:precompute-invalid", "title": "Precompute rejected the model",
+                "status": 422, "detail": str(error)}
+        if error.argument:
+            body["errors"] = [{"field": error.argument, "location": "engine", "message": str(error)}]
+        return body
+    return {"type": "urn:rps:problem:precompute-failed", "title": "Precompute failed", "status": 500,
+            "detail": f"{type(error).__name__}: {error}"[:2000]}
