@@ -1,0 +1,102 @@
+"""The service under test, on two backends: SQLite + StubBroker, PostgreSQL + Redis.
+
+Each backend gets a fresh data directory, a migrated database (PostgreSQL: a database
+``rps_test_<random>`` created for the session and dropped after it; Redis: its own db
+index, flushed), the app, and a Dramatiq ``Worker`` thread on the backend's broker.
+Unreachable PostgreSQL/Redis skips the backend with the reason, or fails under CI=true.
+Auth is on: tenants ``alice`` and ``bob`` have keys from ``RPS_API_KEYS``.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Any, Iterator
+
+import pytest
+
+from app import create_app
+from app.main import check_startup
+from models_store import upgrade
+from rps.broker import make_broker
+from rps.settings import Settings
+from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready, unavailable
+from workers import declare_actors, make_runner, start_worker
+
+POSTGRES_ADMIN_URL = os.environ.get("RPS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
+REDIS_DB_INDEX = 14  # tests/integration uses 13
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    import psycopg
+
+    name = f"rps_test_{uuid.uuid4().hex[:12]}"
+    try:
+        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as error:
+        unavailable(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error}")
+    with admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+        try:
+            yield POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
+        finally:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    import redis
+
+    url = f"{REDIS_BASE_URL}/{REDIS_DB_INDEX}"
+    connection = redis.Redis.from_url(url, socket_connect_timeout=3)
+    try:
+        connection.flushdb()
+    except redis.RedisError as error:
+        unavailable(f"Redis unreachable at {REDIS_BASE_URL}: {error}")
+    yield url
+    connection.flushdb()
+    connection.close()
+
+
+def _start_service(name: str, settings: Settings) -> Iterator[Service]:
+    upgrade(settings.resolved_database_url)
+    broker = make_broker(settings)
+    declare_actors(broker, settings=settings, runner=make_runner(settings))
+    worker = start_worker(broker, queues=("default", "gpu"), threads=1, worker_timeout_ms=100)
+    app = create_app(settings, broker=broker)
+    check_startup(app.state.context)
+    try:
+        yield Service(name=name, settings=settings, app=app)
+    finally:
+        worker.stop(timeout=10_000)
+        app.state.context.close()
+        broker.close()
+
+
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def service(request, tmp_path_factory) -> Iterator[Service]:
+    """The service on one backend (the whole suite runs once per backend)."""
+    data_dir = tmp_path_factory.mktemp(f"data-{request.param}")
+    options: dict[str, Any] = {"data_dir": data_dir, "api_keys": f"alice:{ALICE_KEY},bob:{BOB_KEY}"}
+    if request.param == "postgres":
+        options.update(
+            database_url=request.getfixturevalue("postgres_url"),
+            redis_url=request.getfixturevalue("redis_url"),
+            worker_heartbeat_timeout_ms=5000,
+        )
+    yield from _start_service(request.param, Settings(**options))
+
+
+@pytest.fixture(scope="session")
+def multiclass_model(service) -> ReadyModel:
+    spec = {"name": "three-class", "kind": "linear", "methods": ["lje", "l2", "influence"],
+            "class_names": ["a", "b", "c"], "lje": {"lr": 0.01}}
+    return register_ready(service, linear_problem(k=3), spec)
+
+
+@pytest.fixture(scope="session")
+def binary_model(service) -> ReadyModel:
+    spec = {"name": "binary", "kind": "linear", "methods": ["lje"]}
+    return register_ready(service, linear_problem(k=1, seed=1), spec)
