@@ -98,17 +98,27 @@ class HessianFactor:
     cholesky: torch.Tensor
     scale: torch.Tensor
 
-    def inverse(self) -> torch.Tensor:
-        """M = A⁻¹ = S (L Lᵀ)⁻¹ S, shape (k_out·D, k_out·D), float64, symmetric."""
-        inverse = torch.cholesky_inverse(self.cholesky)
-        inverse *= self.scale[:, None]
-        inverse *= self.scale[None, :]
-        return 0.5 * (inverse + inverse.T)
+    def solve(self, rhs: torch.Tensor) -> torch.Tensor:
+        """A⁻¹ b for rows b of ``rhs`` (q, k_out·D); shape (q, k_out·D)."""
+        scaled = (rhs * self.scale[None, :]).T  # (k_out·D, q)
+        return (torch.cholesky_solve(scaled, self.cholesky) * self.scale[:, None]).T
 
     def whiten(self, rhs: torch.Tensor) -> torch.Tensor:
         """L⁻¹ S b for rows b of ``rhs`` (q, k_out·D), so ‖result‖² = bᵀ A⁻¹ b; shape (q, k_out·D)."""
         scaled = (rhs * self.scale[None, :]).T  # (k_out·D, q)
         return torch.linalg.solve_triangular(self.cholesky, scaled, upper=False).T
+
+    def into_inverse(self) -> torch.Tensor:
+        """M = A⁻¹ = S (L Lᵀ)⁻¹ S, shape (k_out·D, k_out·D), float64, exactly symmetric.
+
+        Computed in the factor's own memory: the factor is unusable afterwards.
+        """
+        inverse = torch.cholesky_inverse(self.cholesky, out=self.cholesky)  # LAPACK potri, mirrored
+        step = 1024
+        for start in range(0, inverse.shape[0], step):
+            rows = slice(start, start + step)
+            inverse[rows] *= torch.outer(self.scale[rows], self.scale)  # s_i s_j: keeps exact symmetry
+        return inverse
 
 
 def _singular(message: str) -> SingularSystemError:
@@ -126,7 +136,7 @@ def factorize_hessian(
     damping: float,
     second_moment: torch.Tensor | None,
 ) -> HessianFactor:
-    """Factorise A = H + J ⊗ C + δI (softmax) or H + δI (sigmoid); overwrites ``hessian``.
+    """Factorise A = H + J ⊗ C + δI (softmax) or H + δI (sigmoid) in ``hessian``'s memory.
 
     Parameters
     ----------
@@ -162,7 +172,8 @@ def factorize_hessian(
     scale = diagonal.rsqrt()
     system *= scale[:, None]
     system *= scale[None, :]
-    cholesky, info = torch.linalg.cholesky_ex(system)
+    info = torch.empty((), dtype=torch.int32, device=system.device)
+    cholesky, info = torch.linalg.cholesky_ex(system, out=(system, info))  # in place: H is not kept
     if int(info) != 0:
         raise _singular(f"Cholesky failed at pivot {int(info)}")
     smallest_pivot = float(cholesky.diagonal().min()) ** 2

@@ -60,11 +60,11 @@ def fit_influence(
     factor = factorize_hessian(
         at_dagger.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_dagger.second_moment
     )
-    inverse = factor.inverse()  # (k_out·D, k_out·D)
-    newton_shift = (inverse @ at_dagger.mean_gradient.reshape(-1)).reshape(num_outputs, dim)
+    newton_shift = factor.solve(at_dagger.mean_gradient.reshape(1, -1)).reshape(num_outputs, dim)  # mat(H⁺ vec ḡ)
     self_influence, shift_logits = _self_influence(
         train_features, at_dagger.residuals, factor, newton_shift, progress=stage_progress(progress, 0.55, 1.0)
     )
+    inverse = factor.into_inverse()  # (k_out·D, k_out·D)
     predicted = predicted_class_from_logits(at_dagger.logits)
     arrays = {
         "theta_dagger": theta_dagger,

@@ -75,8 +75,7 @@ def fit_lje(
     factor = factorize_hessian(
         at_star.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_star.second_moment
     )
-    inverse = factor.inverse()  # M (k_out·D, k_out·D)
-    del factor
+    inverse = factor.into_inverse()  # M (k_out·D, k_out·D)
     newton_shift = (inverse @ at_star.mean_gradient.reshape(-1)).reshape(num_outputs, dim)  # mat(H*⁺ vec ḡ*)
     newton_theta = theta_star - newton_shift.cpu().numpy()  # (k_out, D)
     self_contribution, newton_logits = _self_contributions(

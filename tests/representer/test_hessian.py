@@ -66,14 +66,16 @@ def test_coupled_solve_equals_pseudo_inverse_on_zero_class_sum(multiclass_proble
     result = training_pass(problem, theta)
     pinv = np.linalg.pinv(brute_hessian(theta, problem.train_features), rcond=1e-12)
     factor = factorize_hessian(result.hessian.clone(), num_outputs=3, damping=0.0, second_moment=result.second_moment)
-    inverse = factor.inverse().numpy()
     rng = np.random.default_rng(3)
     rhs = rng.normal(size=(4, 3, theta.shape[1]))
     rhs -= rhs.mean(axis=1, keepdims=True)  # zero class-sum
     rhs = rhs.reshape(4, -1)
-    np.testing.assert_allclose(rhs @ inverse, rhs @ pinv, atol=SOLVE_ATOL)
+    np.testing.assert_allclose(factor.solve(torch.as_tensor(rhs)).numpy(), rhs @ pinv, atol=SOLVE_ATOL)
     whitened = factor.whiten(torch.as_tensor(rhs)).numpy()
     np.testing.assert_allclose((whitened**2).sum(axis=1), np.einsum("ij,jk,ik->i", rhs, pinv, rhs), rtol=1e-9)
+    inverse = factor.into_inverse().numpy()
+    np.testing.assert_array_equal(inverse, inverse.T)
+    np.testing.assert_allclose(rhs @ inverse, rhs @ pinv, atol=SOLVE_ATOL)
 
 
 def test_duplicate_feature_is_singular_and_damping_fixes_it(problem):
