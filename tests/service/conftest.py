@@ -64,7 +64,7 @@ def _start_service(name: str, settings: Settings) -> Iterator[Service]:
     upgrade(settings.resolved_database_url)
     broker = make_broker(settings)
     declare_actors(broker, settings=settings, runner=make_runner(settings))
-    worker = start_worker(broker, queues=("default", "gpu"), threads=1, worker_timeout_ms=100)
+    worker = start_worker(broker, queues=("default",), threads=1, worker_timeout_ms=100)
     app = create_app(settings, broker=broker)
     check_startup(app.state.context)
     try:
