@@ -1,0 +1,101 @@
+"""The precompute job: idempotent under redelivery, resumes after a crash, records failures."""
+
+from __future__ import annotations
+
+import asyncio
+
+from sqlalchemy import update
+
+from models_store import Job, Model
+from service_helpers import linear_parts, linear_problem, wait_ready
+from workers import make_runner, requeue_unfinished_jobs
+
+
+async def register_parked(client, **problem_options) -> dict:
+    """Register on the ``gpu`` queue, which no worker in these tests consumes."""
+    problem = linear_problem(n=30, d=4, k=3, m=2, **problem_options)
+    response = await client.post("/models", files=linear_parts(problem, {"kind": "linear", "queue": "gpu"}))
+    assert response.status_code == 202, response.text
+    return response.json()
+
+
+def job_of(service, model_id: str) -> Job:
+    with service.context.sessions() as session:
+        return session.query(Job).filter(Job.model_id == model_id).one()
+
+
+async def test_redelivered_message_of_a_done_job_is_a_no_op(service, multiclass_model):
+    before = job_of(service, multiclass_model.id)
+    make_runner(service.settings).run(before.id)
+    after = job_of(service, multiclass_model.id)
+    async with service.client() as client:
+        status = (await client.get(f"/models/{multiclass_model.id}")).json()
+    assert (after.attempts, after.status) == (before.attempts, "done")
+    assert status["version"] == multiclass_model.status["version"] == 1
+
+
+async def test_job_interrupted_mid_run_is_resumed_and_leaves_no_partial_result(service):
+    runner = make_runner(service.settings)
+    async with service.client() as client:
+        created = await register_parked(client)
+        job = job_of(service, created["id"])
+        runner._claim(job.id)  # attempt 1 starts ...
+        partial = service.context.store.new_result_dir(created["id"])
+        (partial / "train_features.npy").write_bytes(b"half written")  # ... and dies mid-write
+        running = (await client.get(f"/models/{created['id']}")).json()
+        assert (running["status"], running["attempts"]) == ("running", 1)
+        runner.run(job.id)  # the broker redelivers: attempt 2
+        ready = (await client.get(f"/models/{created['id']}")).json()
+        explained = await client.get("/explain", params={"model_id": created["id"], "test_id": "1"})
+        await client.delete(f"/models/{created['id']}")
+    assert (ready["status"], ready["attempts"], ready["job_status"], ready["version"]) == ("ready", 2, "done", 1)
+    assert not partial.exists()
+    assert explained.status_code == 200 and len(explained.json()["positive"]) == 10
+
+
+async def test_failure_is_recorded_as_a_problem_body(service):
+    async with service.client() as client:
+        created = await register_parked(client, seed=3)
+        (service.context.store.inputs_dir(created["id"]) / "train_features.npy").unlink()
+        make_runner(service.settings).run(job_of(service, created["id"]).id)
+        failed = (await client.get(f"/models/{created['id']}")).json()
+        explain = await client.get("/explain", params={"model_id": created["id"], "test_id": "0"})
+        await client.delete(f"/models/{created['id']}")
+    assert failed["status"] == "failed" and failed["job_status"] == "failed" and failed["attempts"] == 1
+    error = failed["error"]
+    assert error["status"] == 500 and error["title"] == "Precompute failed"
+    assert "train_features.npy" in error["detail"]
+    assert explain.status_code == 409 and explain.json()["model_status"] == "failed"
+    results = service.context.store.model_dir(created["id"]) / "results"
+    assert not results.exists() or not any(results.iterdir())
+
+
+async def test_unfinished_jobs_are_re_enqueued(service):
+    """What ``rps serve`` does at start: every queued/running job gets a new message."""
+    async with service.client() as client:
+        created = await register_parked(client, seed=4)
+        with service.context.sessions() as session, session.begin():
+            session.execute(update(Model).where(Model.id == created["id"]).values(queue="default"))
+        requeued = requeue_unfinished_jobs(service.context.sessions, service.context.broker)
+        assert job_of(service, created["id"]).id in requeued
+        ready = await wait_ready(client, created["id"])
+        await client.delete(f"/models/{created['id']}")
+    assert ready["status"] == "ready" and ready["attempts"] == 1
+
+
+async def test_progress_is_reported_while_running(service):
+    """A bigger job: the status shows a progress strictly between 0 and 1 at some point."""
+    problem = linear_problem(n=3000, d=48, k=10, m=2, seed=5)
+    spec = {"kind": "linear", "methods": ["lje", "l2", "influence"]}
+    seen: set[float] = set()
+    async with service.client() as client:
+        created = (await client.post("/models", files=linear_parts(problem, spec))).json()
+        for _ in range(1200):
+            status = (await client.get(f"/models/{created['id']}")).json()
+            seen.add(status["progress"])
+            if status["status"] in ("ready", "failed"):
+                break
+            await asyncio.sleep(0.05)
+        await client.delete(f"/models/{created['id']}")
+    assert status["status"] == "ready", status
+    assert any(0.0 < value < 1.0 for value in seen), sorted(seen)
