@@ -121,6 +121,16 @@ def assert_explanation_matches(body: dict, state, train_features, test_row, *, k
     decomposition = body["decomposition"]
     np.testing.assert_allclose(decomposition["sum_of_contributions"], expected.sum(),
                                rtol=CONTRIBUTION_RTOL, atol=atol * np.sqrt(expected.size))
+    # and the engine's own top-k explanation of the same row says the same
+    [engine] = representer.explain(state, train_features, np.asarray(test_row)[None, :], target=[target],
+                                   top_k=len(body["positive"]))
+    np.testing.assert_allclose([item["contribution"] for item in body["positive"]], engine.positive_contributions,
+                               rtol=CONTRIBUTION_RTOL, atol=atol)
+    np.testing.assert_allclose([item["contribution"] for item in body["negative"]],
+                               engine.negative_contributions[: len(body["negative"])], rtol=CONTRIBUTION_RTOL, atol=atol)
+    np.testing.assert_allclose(decomposition["model_output"], engine.model_output, rtol=CONTRIBUTION_RTOL, atol=atol)
+    np.testing.assert_allclose(decomposition["residual"], engine.residual, rtol=CONTRIBUTION_RTOL,
+                               atol=atol * np.sqrt(expected.size))
 
 
 def assert_prediction_matches(body: dict, head, test_row) -> None:

@@ -78,10 +78,14 @@ class StatusWatcher:
             return
         try:
             client.explain(self.model_id, test_id="0", k=TOP_K)
-            self.violations.append(f"explain answered 200 while the model was {status}")
         except ServiceError as error:
             if error.status != 409:
                 self.violations.append(f"explain on a {status} model answered {error.status}, not 409")
+            return
+        # 200: fine only if the model became ready between the two requests
+        now = client.get_model(self.model_id)["status"]
+        if now != "ready":
+            self.violations.append(f"explain answered 200 while the model was {status}, then {now}")
 
 
 def _wait_until_running(client: Client, model_id: str) -> dict:
