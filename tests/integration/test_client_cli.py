@@ -8,6 +8,7 @@ import subprocess
 import httpx
 import numpy as np
 import pytest
+import xgboost
 
 from expected_answers import (
     assert_explanation_matches,
@@ -16,8 +17,8 @@ from expected_answers import (
     fitted_states,
     make_linear_problem,
 )
-from rps.client import Client, ServiceError
-from rps.demo import DEMO_NAME, load_demo_data
+from rps.client import Client, ModelFailedError, ServiceError
+from rps.demo import DEMO_NAME, load_demo_data, train_demo_booster
 from service_processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
@@ -171,3 +172,51 @@ def _wait_for_demo(client: Client, server) -> dict:
         assert not demos or demos[0]["status"] != "failed", demos[0].get("error")
         time.sleep(0.5)
     pytest.fail(f"the demo model was not ready within {DEMO_READY_TIMEOUT_S:g} s:\n{server.log_tail()}")
+
+
+def test_wait_ready_raises_the_recorded_problem_of_a_failed_job(embedded_server):
+    # more features than points: the Hessian is singular, so the precompute must fail, and say why
+    rng = np.random.default_rng(3)
+    features = rng.standard_normal((6, 20)).astype(np.float32)
+    labels = np.array([0, 1, 0, 1, 1, 0])
+    with Client(embedded_server.base_url) as client:
+        model = client.register_linear(rng.standard_normal((1, 20)), None, features, labels, methods=["influence"])
+        with pytest.raises(ModelFailedError) as failed:
+            client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
+        assert failed.value.model["status"] == "failed"
+        assert "damping" in json.dumps(failed.value.problem)
+        assert isinstance(failed.value, ServiceError)
+
+    waited = _rps(embedded_server, "wait", model["id"])
+    assert waited.returncode == 1 and "damping" in waited.stderr
+
+
+def test_cli_registers_an_xgboost_booster(embedded_server, tmp_path):
+    demo = load_demo_data()
+    booster = train_demo_booster(demo)
+    booster.save_model(tmp_path / "booster.ubj")
+    np.save(tmp_path / "train_inputs.npy", demo.train_inputs, allow_pickle=False)
+    np.save(tmp_path / "train_labels.npy", demo.train_labels, allow_pickle=False)
+    np.save(tmp_path / "test_inputs.npy", demo.test_inputs[:5], allow_pickle=False)
+    (tmp_path / "train_ids.json").write_text(json.dumps(demo.train_ids))
+
+    registered = _rps(
+        embedded_server, "register", f"--booster={tmp_path / 'booster.ubj'}",
+        f"--train-inputs={tmp_path / 'train_inputs.npy'}", f"--train-labels={tmp_path / 'train_labels.npy'}",
+        f"--train-ids={tmp_path / 'train_ids.json'}", "--name=cli-xgb", "--class-names=malignant,benign",
+        # one-hot leaves of a tree sum to one, like the bias column: the Hessian needs damping
+        "--embedding=leaf_onehot", "--lje-damping=1e-3", "--wait", "--json",
+    )
+    assert registered.returncode == 0, registered.stderr
+    model = json.loads(registered.stdout)
+    assert (model["kind"], model["status"], model["n_train"]) == ("xgboost", "ready", len(demo.train_labels))
+    assert model["class_names"] == ["malignant", "benign"]
+
+    explained = _rps(embedded_server, "explain", model["id"], f"--inputs={tmp_path / 'test_inputs.npy'}", "--json")
+    assert explained.returncode == 0, explained.stderr
+    bodies = json.loads(explained.stdout)
+    assert len(bodies) == 5
+    margins = booster.predict(xgboost.DMatrix(demo.test_inputs[:5]), output_margin=True)  # (5,)
+    for body, margin in zip(bodies, margins):
+        assert body["prediction"]["logits"][0] == pytest.approx(float(margin), abs=1e-4)
+        assert body["positive"][0]["train_id"] in set(demo.train_ids)
