@@ -73,7 +73,7 @@ def run_task(task_name: TaskName, mode: Mode, experiments: tuple[str, ...], *, b
         "settings": {"epochs": settings.epochs, "retrain_epochs": settings.retrain_epochs,
                      "points_per_class": settings.points_per_class},
     })
-    path.write_text(json.dumps(merged, indent=1))
+    path.write_text(json.dumps(merged, indent=1, allow_nan=False))
     return merged
 
 
