@@ -155,10 +155,10 @@ def clean_env(data_dir: Path) -> dict[str, str]:
     return env
 
 
-def start_api(backend: Backend, name: str = "api") -> ServiceProcess:
-    """An API process (no jobs run in it) on a free port, healthy."""
+def start_api(backend: Backend, name: str = "api", *, extra_env: dict | None = None) -> ServiceProcess:
+    """An API process (no jobs run in it: Redis is set) on a free port, healthy."""
     port = free_port()
-    process = backend.spawn(name, "serve", "--host", "127.0.0.1", "--port", str(port), port=port)
+    process = backend.spawn(name, "serve", "--host", "127.0.0.1", "--port", str(port), port=port, extra_env=extra_env)
     return process.wait_healthy()
 
 

@@ -1,4 +1,8 @@
-"""Production layout in miniature: an API process and two worker processes on PostgreSQL + Redis."""
+"""Production layout in miniature: an API process and two worker processes on PostgreSQL + Redis.
+
+Auth is on (two tenants through RPS_API_KEYS): the models registered by one tenant are
+invisible to the other (404) and to a request without a key (401).
+"""
 
 from __future__ import annotations
 
@@ -14,13 +18,15 @@ from expected_answers import (
     head_accuracy,
     make_linear_problem,
 )
-from rps.client import Client
+from rps.client import Client, ServiceError
 from service_processes import start_api, start_worker
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
 TOP_K = 4
 READY_TIMEOUT_S = 150.0
+ACME_KEY = "acme-key-for-the-integration-test"
+RIVAL_KEY = "rival-key-for-the-integration-test"
 PROBLEMS = {  # name: (seed, n_train, n_test, dim, num_classes, methods)
     "binary": (11, 300, 6, 8, 2, ("lje", "influence")),
     "three-class": (12, 260, 6, 5, 3, ("lje", "l2")),
@@ -29,14 +35,14 @@ PROBLEMS = {  # name: (seed, n_train, n_test, dim, num_classes, methods)
 
 
 def test_three_models_registered_at_once_all_ready_with_the_engines_answers(production_backend):
-    api = start_api(production_backend)
+    api = start_api(production_backend, extra_env={"RPS_API_KEYS": f"acme:{ACME_KEY},rival:{RIVAL_KEY}"})
     workers = [start_worker(production_backend, f"worker-{index}") for index in range(2)]
     problems = {
         name: make_linear_problem(seed=seed, n_train=n, n_test=m, dim=d, num_classes=k)
         for name, (seed, n, m, d, k, _methods) in PROBLEMS.items()
     }
 
-    with Client(api.base_url) as client:
+    with Client(api.base_url, api_key=ACME_KEY) as client:
         def register(name):
             problem, methods = problems[name], PROBLEMS[name][-1]
             return client.register_linear(
@@ -66,3 +72,19 @@ def test_three_models_registered_at_once_all_ready_with_the_engines_answers(prod
                 assert_suspicious_matches(client.suspicious(model["id"], method=method, limit=10),
                                           states[method], n_train=len(problem.train_labels))
     assert all(worker.alive() for worker in workers), "a worker died during the run"
+    _assert_other_tenants_see_nothing(api.base_url, [model["id"] for model in registered.values()])
+
+
+def _assert_other_tenants_see_nothing(base_url: str, model_ids: list[str]) -> None:
+    with Client(base_url, api_key=RIVAL_KEY) as rival:
+        assert rival.list_models() == []
+        for model_id in model_ids:
+            with pytest.raises(ServiceError) as hidden:
+                rival.get_model(model_id)
+            assert hidden.value.status == 404
+            with pytest.raises(ServiceError) as hidden:
+                rival.explain(model_id, test_id="0")
+            assert hidden.value.status == 404
+    with Client(base_url) as anonymous, pytest.raises(ServiceError) as refused:
+        anonymous.list_models()
+    assert refused.value.status == 401
