@@ -20,6 +20,7 @@ __all__ = [
     "check_hessian_memory",
     "factorize_hessian",
     "mirror_upper_blocks",
+    "symmetrise_in_place",
 ]
 
 C_RIDGE = 1e-8
@@ -28,7 +29,9 @@ PIVOT_RTOL = 1e-12
 """Smallest squared pivot of the equilibrated Cholesky factor accepted as non-singular
 (a reciprocal-condition estimate); below it solves would lose most digits."""
 FACTOR_COPIES = 2
-"""The Hessian and its factor are held at the same time."""
+"""The Hessian (then its factor, in the same memory) and the inverse are held at once."""
+INVERSE_BLOCK = 1024
+"""Columns solved at a time when forming the inverse."""
 
 
 def check_hessian_memory(num_outputs: int, dim: int, *, memory_budget_bytes: int) -> None:
@@ -50,7 +53,9 @@ def accumulate_hessian_block(
 ) -> None:
     """Add Σ_rows (diag P − P Pᵀ) ⊗ φ̃ φ̃ᵀ to the upper block rows of ``hessian`` (unscaled).
 
-    Only the blocks (c, c') with c' >= c are written; ``mirror_upper_blocks`` fills the rest.
+    Only the blocks (c, c') with c' >= c are written, one GEMM per block row c:
+    Φ̃ᵀ [w_cc φ̃ … w_ck φ̃] with w_cc'[i] = P_ic (δ_cc' − P_ic'); ``mirror_upper_blocks``
+    fills the rest.
 
     Parameters
     ----------
@@ -65,11 +70,13 @@ def accumulate_hessian_block(
         weights = probabilities[:, 0] * (1.0 - probabilities[:, 0])  # (b,)
         hessian.addmm_(block.T, block * weights[:, None])  # (D, D)
         return
+    scaled = torch.empty((rows, num_outputs, dim), dtype=block.dtype, device=block.device)
     for c in range(num_outputs):
-        weights = -probabilities[:, c : c + 1] * probabilities[:, c:]  # (b, k - c)
+        weights = -probabilities[:, c : c + 1] * probabilities[:, c:]  # (b, k − c)
         weights[:, 0] += probabilities[:, c]
-        scaled = (weights[:, :, None] * block[:, None, :]).reshape(rows, -1)  # (b, (k - c)·D)
-        hessian[c * dim : (c + 1) * dim, c * dim :] += block.T @ scaled  # (D, (k - c)·D)
+        torch.mul(weights[:, :, None], block[:, None, :], out=scaled[:, c:])  # (b, k − c, D)
+        upper_rows = hessian[c * dim : (c + 1) * dim, c * dim :]  # (D, (k − c)·D) view
+        upper_rows.addmm_(block.T, scaled[:, c:].reshape(rows, -1))
 
 
 def mirror_upper_blocks(hessian: torch.Tensor, num_outputs: int) -> None:
@@ -108,17 +115,40 @@ class HessianFactor:
         scaled = (rhs * self.scale[None, :]).T  # (k_out·D, q)
         return torch.linalg.solve_triangular(self.cholesky, scaled, upper=False).T
 
-    def into_inverse(self) -> torch.Tensor:
+    def inverse(self) -> torch.Tensor:
         """M = A⁻¹ = S (L Lᵀ)⁻¹ S, shape (k_out·D, k_out·D), float64, exactly symmetric.
 
-        Computed in the factor's own memory: the factor is unusable afterwards.
+        Solved column block by column block (LAPACK's potri is far slower here), so the
+        factor and M are the only (k_out·D)² buffers alive.
         """
-        inverse = torch.cholesky_inverse(self.cholesky, out=self.cholesky)  # LAPACK potri, mirrored
-        step = 1024
-        for start in range(0, inverse.shape[0], step):
-            rows = slice(start, start + step)
-            inverse[rows] *= torch.outer(self.scale[rows], self.scale)  # s_i s_j: keeps exact symmetry
+        size = self.cholesky.shape[0]
+        inverse = torch.empty_like(self.cholesky)
+        identity_block = torch.zeros((size, INVERSE_BLOCK), dtype=inverse.dtype, device=inverse.device)
+        for start in range(0, size, INVERSE_BLOCK):
+            stop = min(size, start + INVERSE_BLOCK)
+            columns = identity_block[:, : stop - start]
+            columns.zero_()
+            columns[start:stop].fill_diagonal_(1.0)
+            inverse[:, start:stop] = torch.cholesky_solve(columns, self.cholesky)  # (L Lᵀ)⁻¹ e_j
+        for start in range(0, size, INVERSE_BLOCK):
+            rows = slice(start, start + INVERSE_BLOCK)
+            inverse[rows] *= torch.outer(self.scale[rows], self.scale)  # s_i s_j
+        symmetrise_in_place(inverse)
         return inverse
+
+
+def symmetrise_in_place(matrix: torch.Tensor) -> None:
+    """matrix ← (matrix + matrixᵀ)/2, block by block, without a second full buffer."""
+    size = matrix.shape[0]
+    for start in range(0, size, INVERSE_BLOCK):
+        rows = slice(start, start + INVERSE_BLOCK)
+        diagonal = matrix[rows, rows]
+        diagonal.copy_(0.5 * (diagonal + diagonal.T))
+        for other in range(start + INVERSE_BLOCK, size, INVERSE_BLOCK):
+            cols = slice(other, other + INVERSE_BLOCK)
+            average = 0.5 * (matrix[rows, cols] + matrix[cols, rows].T)
+            matrix[rows, cols] = average
+            matrix[cols, rows] = average.T
 
 
 def _singular(message: str) -> SingularSystemError:

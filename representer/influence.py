@@ -64,7 +64,7 @@ def fit_influence(
     self_influence, shift_logits = _self_influence(
         train_features, at_dagger.residuals, factor, newton_shift, progress=stage_progress(progress, 0.55, 1.0)
     )
-    inverse = factor.into_inverse()  # (k_out·D, k_out·D)
+    inverse = factor.inverse()  # (k_out·D, k_out·D)
     predicted = predicted_class_from_logits(at_dagger.logits)
     arrays = {
         "theta_dagger": theta_dagger,

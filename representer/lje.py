@@ -75,7 +75,8 @@ def fit_lje(
     factor = factorize_hessian(
         at_star.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_star.second_moment
     )
-    inverse = factor.into_inverse()  # M (k_out·D, k_out·D)
+    inverse = factor.inverse()  # M (k_out·D, k_out·D)
+    stage_progress(progress, 0.7, 0.75)(1.0)
     newton_shift = (inverse @ at_star.mean_gradient.reshape(-1)).reshape(num_outputs, dim)  # mat(H*⁺ vec ḡ*)
     newton_theta = theta_star - newton_shift.cpu().numpy()  # (k_out, D)
     self_contribution, newton_logits = _self_contributions(

@@ -73,7 +73,7 @@ def test_coupled_solve_equals_pseudo_inverse_on_zero_class_sum(multiclass_proble
     np.testing.assert_allclose(factor.solve(torch.as_tensor(rhs)).numpy(), rhs @ pinv, atol=SOLVE_ATOL)
     whitened = factor.whiten(torch.as_tensor(rhs)).numpy()
     np.testing.assert_allclose((whitened**2).sum(axis=1), np.einsum("ij,jk,ik->i", rhs, pinv, rhs), rtol=1e-9)
-    inverse = factor.into_inverse().numpy()
+    inverse = factor.inverse().numpy()
     np.testing.assert_array_equal(inverse, inverse.T)
     np.testing.assert_allclose(rhs @ inverse, rhs @ pinv, atol=SOLVE_ATOL)
 
