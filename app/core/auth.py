@@ -25,6 +25,7 @@ __all__ = ["DEFAULT_TENANT", "hash_token", "new_token", "token_prefix", "KeyRing
 DEFAULT_TENANT = "default"
 TOKEN_PREFIX_CHARS = 12
 CACHE_TTL_S = 5.0
+RESOLVED_TTL_S = 60.0
 
 
 def hash_token(token: str) -> str:
@@ -73,6 +74,21 @@ class KeyRing:
         """True when any key exists, so requests must carry one."""
         return bool(self._env_hashes) or self.count_db_keys() > 0
 
+    def cached_tenant(self, authorization: str | None) -> str | None:
+        """The tenant if it is known without touching the database, else None."""
+        checked_at, count = self._db_count
+        if time.monotonic() - checked_at > CACHE_TTL_S:
+            return None
+        if not self._env_hashes and count == 0:
+            return DEFAULT_TENANT
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        cached = self._resolved.get(hash_token(token.strip()))
+        if cached and time.monotonic() - cached[0] < RESOLVED_TTL_S:
+            return cached[1]
+        return None
+
     def tenant_for(self, authorization: str | None) -> str:
         """The tenant of the ``Authorization`` header; 401 when auth is on and it is bad."""
         if not self.enabled():
@@ -82,7 +98,7 @@ class KeyRing:
             raise UnauthorizedError("missing bearer token: send 'Authorization: Bearer <api key>'")
         digest = hash_token(token.strip())
         cached = self._resolved.get(digest)
-        if cached and time.monotonic() - cached[0] < CACHE_TTL_S * 12:
+        if cached and time.monotonic() - cached[0] < RESOLVED_TTL_S:
             return cached[1]
         tenant = self._lookup(token.strip(), digest)
         if tenant is None:

@@ -3,10 +3,11 @@ the tenant, and the tenant's model named by ``model_id`` (path or query)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Callable, Iterator
+from typing import Annotated, AsyncIterator, Callable
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.core.context import ServiceContext
 from app.core.errors import NotFoundError
@@ -26,7 +27,7 @@ _AFTER_COMMIT = "after_commit"
 _ON_ROLLBACK = "on_rollback"
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     return request.app.state.context
 
 
@@ -43,31 +44,53 @@ def on_rollback(session: Session, callback: Callable[[], None]) -> None:
     session.info.setdefault(_ON_ROLLBACK, []).append(callback)
 
 
-def get_session(context: ContextDep) -> Iterator[Session]:
-    """One transaction per request: commit on success, roll back on any error."""
+def _commit(session: Session) -> None:
+    try:
+        session.commit()
+    except BaseException:
+        _roll_back(session)
+        raise
+    session.info.pop(_ON_ROLLBACK, None)
+    for callback in session.info.pop(_AFTER_COMMIT, []):
+        callback()
+    session.close()
+
+
+def _roll_back(session: Session) -> None:
+    session.rollback()
+    for callback in session.info.pop(_ON_ROLLBACK, []):
+        callback()
+    session.close()
+
+
+async def get_session(context: ContextDep) -> AsyncIterator[Session]:
+    """One transaction per request: commit on success, roll back on any error.
+
+    The session is created on the event loop (no I/O); committing or rolling back runs
+    in the thread pool, once per request.
+    """
     session = context.sessions()
     try:
         yield session
-        session.commit()
     except BaseException:
-        session.rollback()
-        for callback in session.info.pop(_ON_ROLLBACK, []):
-            callback()
+        await run_in_threadpool(_roll_back, session)
         raise
-    else:
-        session.info.pop(_ON_ROLLBACK, None)
-        for callback in session.info.pop(_AFTER_COMMIT, []):
-            callback()
-    finally:
-        session.close()
+    await run_in_threadpool(_commit, session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_tenant(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
-    """The caller's tenant from the bearer token ('default' when auth is off)."""
-    return context.keys.tenant_for(authorization)
+async def get_tenant(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+    """The caller's tenant from the bearer token ('default' when auth is off).
+
+    Resolved keys and the key count are cached, so this rarely touches the database;
+    when it must, it does so in the thread pool.
+    """
+    cached = context.keys.cached_tenant(authorization)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(context.keys.tenant_for, authorization)
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
@@ -81,8 +104,8 @@ def get_tenant_model(session: Session, model_id: str, *, tenant: str) -> Model:
     return model
 
 
-def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Model:
-    return get_tenant_model(session, model_id, tenant=tenant)
+async def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Model:
+    return await run_in_threadpool(get_tenant_model, session, model_id, tenant=tenant)
 
 
 ModelDep = Annotated[Model, Depends(get_model)]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
+from app.core.responses import json_response
 from app.core.deps import ModelDep, SessionDep
 from app.debug import service
 from app.debug.schemas import SuspiciousPage
@@ -21,6 +22,6 @@ def suspicious(
     method: Method = Method.LJE,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
-) -> SuspiciousPage:
+) -> Response:
     """Training points ranked by self-contribution, most suspicious first."""
-    return service.suspicious_page(session, model, method=method, limit=limit, offset=offset)
+    return json_response(service.suspicious_page(session, model, method=method, limit=limit, offset=offset))

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
+from app.core.responses import json_response
 from app.core.deps import ContextDep, ModelDep, SessionDep, TenantDep, get_tenant_model
 from app.explain import service
 from app.explain.schemas import MAX_TOP_K, ExplainRequest, ExplanationList, ExplanationPublic
@@ -25,11 +26,12 @@ def explain_test_point(
     target: str = "predicted",
 ) -> Any:
     """Top-k positive and negative representer points of a stored test point."""
-    return service.explain_stored(session, model, context=context, test_id=test_id, k=k, method=method, target=target)
+    body = service.explain_stored(session, model, context=context, test_id=test_id, k=k, method=method, target=target)
+    return json_response(body)
 
 
 @router.post("", response_model=ExplanationList)
 def explain_submitted(session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest) -> Any:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
     model = get_tenant_model(session, body.model_id, tenant=tenant)
-    return service.explain_rows(session, model, body, context=context)
+    return json_response(service.explain_rows(session, model, body, context=context))
