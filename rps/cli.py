@@ -18,6 +18,7 @@ logger = logging.getLogger("rps")
 def _configure_logging() -> None:
     level = get_settings().log_level.upper()
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _serve(args: argparse.Namespace) -> int:

@@ -170,3 +170,17 @@ async def test_unknown_and_foreign_models_are_404(service, multiclass_model):
         )
     assert missing.status_code == foreign.status_code == posted.status_code == 404
     assert missing.json()["detail"].replace("missing", "X") == foreign.json()["detail"].replace(multiclass_model.id, "X")
+
+
+async def test_explanations_are_cached_in_redis_by_model_version(service, multiclass_model):
+    cache = service.context.results
+    if cache is None:
+        pytest.skip("the SQLite backend runs without Redis, so without the result cache")
+    pattern = f"rps:explain:{multiclass_model.id}:{multiclass_model.status['version']}:*"
+    cache._client.delete(*cache._client.keys(pattern) or ["none"])
+    params = {"model_id": multiclass_model.id, "test_id": "te-3", "k": 3, "method": "l2"}
+    async with service.client() as client:
+        first = (await client.get("/explain", params=params)).json()
+        keys = cache._client.keys(pattern)
+        second = (await client.get("/explain", params=params)).json()
+    assert len(keys) == 1 and first == second
