@@ -10,6 +10,7 @@ from representer.errors import InvalidInputError
 
 __all__ = [
     "Method",
+    "WeightLayout",
     "LJEConfig",
     "L2Config",
     "InfluenceConfig",
@@ -26,6 +27,21 @@ class Method(str, Enum):
     LJE = "lje"  # RPS-LJE, MATH.md §2
     L2 = "l2"  # RPS-l2 (Yeh et al. 2018), MATH.md §3
     INFLUENCE = "influence"  # last-layer influence function, MATH.md §4
+
+
+class WeightLayout(str, Enum):
+    """How RPS-LJE keeps what a query needs (MATH.md §2.4); chosen by measurement.
+
+    ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features) a
+    kernel-form query at several times one streaming pass over the features (its GEMM has
+    k columns), and a materialised query at about one pass, for twice the precompute and
+    k·n·D float32 of memory. ``AUTO`` therefore materialises for k_out >= 3 when the
+    weights fit ``memory_budget_bytes`` and keeps the kernel form otherwise.
+    """
+
+    AUTO = "auto"
+    KERNEL = "kernel"  # R* (n, k) and M: a query is one (n, D) x (D, k) GEMM
+    MATERIALISED = "materialised"  # W (k, n, D) float32: a query is one (n, D) matvec
 
 
 def _check_non_negative(name: str, value: float) -> None:
@@ -48,8 +64,17 @@ class LJEConfig:
     """δ added to the Hessian's diagonal (H + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
+    weight_layout: WeightLayout = WeightLayout.AUTO
+    """Kernel form or materialised per-class weights (see ``WeightLayout``)."""
 
     def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "weight_layout", WeightLayout(self.weight_layout))
+        except ValueError:
+            choices = ", ".join(repr(layout.value) for layout in WeightLayout)
+            raise InvalidInputError(
+                f"weight_layout must be one of {choices}, got {self.weight_layout!r}", argument="weight_layout"
+            ) from None
         _check_non_negative("lr", self.lr)
         _check_non_negative("damping", self.damping)
         _check_positive("memory_budget_bytes", self.memory_budget_bytes)

@@ -81,8 +81,8 @@ def fit(
     check_progress(progress)
     features = check_features(train_features, argument="train_features", feature_dim=head.feature_dim, min_rows=2)
     labels = check_labels(train_labels, num_rows=features.shape[0], num_classes=head.num_classes)
-    arrays, diagnostics = _FITTERS[method](head, features, labels, config, device=torch_device, progress=progress)
-    for name, array in arrays.items():
+    result = _FITTERS[method](head, features, labels, config, device=torch_device, progress=progress)
+    for name, array in result.arrays.items():
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise SingularSystemError(
                 f"the precompute produced non-finite values in {name!r}; raise `damping`", argument="damping"
@@ -92,9 +92,10 @@ def fit(
         "num_outputs": head.num_outputs,
         "feature_dim": head.feature_dim,
         "n_train": int(features.shape[0]),
-        **asdict(config),
-        "diagnostics": diagnostics,
+        **{name: getattr(value, "value", value) for name, value in asdict(config).items()},
+        **result.meta,
+        "diagnostics": result.diagnostics,
     }
     if progress is not None:
         progress(1.0)
-    return FittedState(method=method, arrays=arrays, meta=meta)
+    return FittedState(method=method, arrays=result.arrays, meta=meta)

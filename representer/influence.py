@@ -20,7 +20,7 @@ from representer.head import LinearHead
 from representer.hessian import HessianFactor, check_hessian_memory, factorize_hessian
 from representer.kernel import directions_from_rows, kernel_scores
 from representer.likelihood import predicted_class_from_logits, target_scores
-from representer.lje import relative_shift
+from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
 from representer.state import FittedState
 from representer.training_pass import run_training_pass
@@ -36,11 +36,12 @@ def fit_influence(
     *,
     device: torch.device,
     progress: ProgressCallback | None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> MethodFit:
     """Precompute the influence function.
 
     Returns
     -------
+    MethodFit
     arrays : dict
         ``theta_dagger`` (k_out, D) float64; ``residuals`` (n, k_out) float64 (r†);
         ``hessian_inverse`` (k_out·D, k_out·D) float64; ``self_scores`` (n,) float32
@@ -78,7 +79,7 @@ def fit_influence(
         "mean_abs_residual": float(np.mean(np.abs(target_scores(shift_logits, predicted)))),
         "theta_shift": relative_shift(theta_dagger, theta_dagger),
     }
-    return arrays, diagnostics
+    return MethodFit(arrays=arrays, diagnostics=diagnostics)
 
 
 def _self_influence(

@@ -15,7 +15,7 @@ from representer.config import L2Config
 from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
 from representer.head import LinearHead
 from representer.likelihood import output_probabilities, predicted_class_from_logits, target_scores
-from representer.lje import relative_shift
+from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
 from representer.state import FittedState
 
@@ -81,11 +81,12 @@ def fit_l2(
     *,
     device: torch.device,
     progress: ProgressCallback | None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> MethodFit:
     """Precompute RPS-l2.
 
     Returns
     -------
+    MethodFit
     arrays : dict
         ``theta_dagger``, ``theta_lambda`` and ``alpha_theta`` = Σ_i α_i φ̃_iᵀ (k_out, D)
         float64; ``alpha`` (n, k_out) float64; ``self_scores`` (n,) float32
@@ -129,7 +130,7 @@ def fit_l2(
         "grad_reduction_reached": initial_norm / max(float(np.linalg.norm(final_gradient)), 1e-300),
         "iterations": int(result.nit),
     }
-    return arrays, diagnostics
+    return MethodFit(arrays=arrays, diagnostics=diagnostics)
 
 
 def _alpha_pass(

@@ -1,13 +1,14 @@
 """RPS-LJE (MATH.md §2): precompute and contributions.
 
-Precompute: Θ* = Θ† + γ ḡ(Θ†); at Θ* the residuals R*, the Hessian H* and its exact
-inverse M on zero-class-sum vectors; the self-contributions of §6. A query for test point
-t toward class c is
+Precompute: Θ* = Θ† + γ ḡ(Θ†); at Θ* the residuals R*, the Hessian H* and the exact
+inverse M of H* + J⊗C + δI (equal to H*⁺ on zero-class-sum vectors); the
+self-contributions of §6. A query for test point t toward class c is
 
     c_i(t)_c = (1/n) Θ*_c φ̃_t − (1/n) Σ_c' r*_ic' φ̃_iᵀ B_cc' φ̃_t,
 
 with [B_c1 … B_ck] = row block c of M (binary: c_i(t) = (1/n)(θ*·φ̃_t − r*_i φ̃_iᵀ M φ̃_t);
-toward class 0 the sign flips, §5).
+toward class 0 the sign flips, §5). Queries use the kernel form or materialised weights
+(``WeightLayout``, ``lje_weights``).
 """
 
 from __future__ import annotations
@@ -15,12 +16,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from representer.config import LJEConfig
-from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.config import LJEConfig, WeightLayout
+from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
 from representer.head import LinearHead
 from representer.hessian import check_hessian_memory, factorize_hessian
 from representer.kernel import kernel_scores
 from representer.likelihood import predicted_class_from_logits, target_scores
+from representer.lje_weights import choose_layout, materialise_weights, materialised_contributions
+from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
 from representer.state import FittedState
 from representer.training_pass import run_training_pass
@@ -36,7 +39,7 @@ def fit_lje(
     *,
     device: torch.device,
     progress: ProgressCallback | None,
-) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+) -> MethodFit:
     """Precompute RPS-LJE.
 
     Parameters
@@ -51,17 +54,21 @@ def fit_lje(
 
     Returns
     -------
-    arrays : dict
-        ``theta_dagger``, ``theta_star``, ``newton_theta`` (k_out, D) float64;
-        ``residuals_star`` (n, k_out) float64; ``hessian_inverse`` (k_out·D, k_out·D)
-        float64; ``self_contributions`` (n,) float32; ``self_scores`` (n,) float32;
-        ``train_predicted_class`` (n,) int64.
-    diagnostics : dict
-        ``train_accuracy``, ``mean_abs_residual`` (mean |ρ_i| at each point's predicted
-        class), ``theta_shift`` (‖Θ* − Θ†‖_F / ‖Θ†‖_F).
+    MethodFit
+        arrays: ``theta_dagger``, ``theta_star``, ``newton_theta`` (k_out, D) float64;
+        ``residuals_star`` (n, k_out) float64; ``self_contributions`` (n,) float32 (signed
+        c_i(x_i) at ỹ_i, binary: the logit contribution); ``self_scores`` (n,) float32
+        (their absolute values); ``train_predicted_class`` (n,) int64; and either
+        ``hessian_inverse`` (k_out·D, k_out·D) float64 (kernel layout) or ``lje_weights``
+        (k_out, n, D) float32 (materialised layout).
+        diagnostics: ``train_accuracy``, ``mean_abs_residual`` (mean |ρ_i| at each
+        point's predicted class), ``theta_shift`` (‖Θ* − Θ†‖_F / ‖Θ†‖_F).
+        meta: ``weight_layout_used``.
     """
+    n = train_features.shape[0]
     num_outputs, dim = head.num_outputs, head.feature_dim + 1
     check_hessian_memory(num_outputs, dim, memory_budget_bytes=config.memory_budget_bytes)
+    layout = choose_layout(config, n=n, num_outputs=num_outputs, dim=dim)
     theta_dagger = head.theta  # (k_out, D)
     at_dagger = run_training_pass(
         train_features, train_labels, theta_dagger,
@@ -70,89 +77,84 @@ def fit_lje(
     theta_star = theta_dagger + config.lr * at_dagger.mean_gradient.cpu().numpy()  # Θ* (k_out, D)
     at_star = run_training_pass(
         train_features, train_labels, theta_star,
-        device=device, with_hessian=True, progress=stage_progress(progress, 0.1, 0.7),
+        device=device, with_hessian=True, progress=stage_progress(progress, 0.1, 0.6),
     )
     factor = factorize_hessian(
         at_star.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_star.second_moment
     )
-    inverse = factor.inverse()  # M (k_out·D, k_out·D)
-    stage_progress(progress, 0.7, 0.75)(1.0)
-    newton_shift = (inverse @ at_star.mean_gradient.reshape(-1)).reshape(num_outputs, dim)  # mat(H*⁺ vec ḡ*)
+    newton_shift = factor.solve(at_star.mean_gradient.reshape(1, -1)).reshape(num_outputs, dim)  # mat(H*⁺ vec ḡ*)
     newton_theta = theta_star - newton_shift.cpu().numpy()  # (k_out, D)
-    self_contribution, newton_logits = _self_contributions(
-        train_features, train_labels, theta_star, newton_theta, at_star.residuals, inverse,
-        progress=stage_progress(progress, 0.75, 1.0),
-    )
+    inverse = factor.inverse()  # M (k_out·D, k_out·D)
+    del factor
+    stage_progress(progress, 0.6, 0.65)(1.0)
+    own_class = train_labels if num_outputs > 1 else np.zeros_like(train_labels)
+    arrays = {"theta_dagger": theta_dagger, "theta_star": theta_star, "newton_theta": newton_theta,
+              "residuals_star": at_star.residuals}
+    finish = stage_progress(progress, 0.65, 1.0)
+    if layout is WeightLayout.MATERIALISED:
+        arrays["lje_weights"], self_contribution = materialise_weights(
+            train_features, own_class, theta_star, at_star.residuals, inverse, progress=finish
+        )
+    else:
+        arrays["hessian_inverse"] = inverse.cpu().numpy()
+        self_contribution = _kernel_self_contributions(
+            train_features, own_class, theta_star, at_star.residuals, inverse, progress=finish
+        )
     predicted = predicted_class_from_logits(at_dagger.logits)  # (n,)
-    residual_logits = at_dagger.logits - newton_logits  # ρ_i (n, k_out)
-    arrays = {
-        "theta_dagger": theta_dagger,
-        "theta_star": theta_star,
-        "newton_theta": newton_theta,
-        "residuals_star": at_star.residuals,
-        "hessian_inverse": inverse.cpu().numpy(),
-        "self_contributions": self_contribution.astype(np.float32),
-        "self_scores": np.abs(self_contribution).astype(np.float32),
-        "train_predicted_class": predicted,
-    }
+    newton_logits = _logits(train_features, newton_theta)  # Σ_i c_i(x_j) for every j (n, k_out)
+    arrays.update(
+        self_contributions=self_contribution.astype(np.float32),
+        self_scores=np.abs(self_contribution).astype(np.float32),
+        train_predicted_class=predicted,
+    )
     diagnostics = {
         "train_accuracy": float(np.mean(predicted == train_labels)),
-        "mean_abs_residual": float(np.mean(np.abs(target_scores(residual_logits, predicted)))),
+        "mean_abs_residual": float(np.mean(np.abs(target_scores(at_dagger.logits - newton_logits, predicted)))),
         "theta_shift": relative_shift(theta_star, theta_dagger),
     }
-    return arrays, diagnostics
+    return MethodFit(arrays=arrays, diagnostics=diagnostics, meta={"weight_layout_used": layout.value})
 
 
-def relative_shift(theta: np.ndarray, theta_dagger: np.ndarray) -> float:
-    """‖Θ − Θ†‖_F / ‖Θ†‖_F (the absolute shift when Θ† = 0)."""
-    shift = float(np.linalg.norm(theta - theta_dagger))
-    reference = float(np.linalg.norm(theta_dagger))
-    return shift / reference if reference > 0 else shift
+def _logits(train_features: np.ndarray, theta: np.ndarray) -> np.ndarray:
+    """Φ̃ Θᵀ, shape (n, k_out), float64 (accumulated in the features' dtype)."""
+    return augmented_product(train_features, theta.T)
 
 
-def _self_contributions(
+def _kernel_self_contributions(
     train_features: np.ndarray,
-    train_labels: np.ndarray,
+    own_class: np.ndarray,
     theta_star: np.ndarray,
-    newton_theta: np.ndarray,
     residuals_star: np.ndarray,
     inverse: torch.Tensor,
     *,
     progress: ProgressCallback,
-) -> tuple[np.ndarray, np.ndarray]:
-    """c_i(x_i) at the observed label (binary: the logit contribution), and Φ̃ Θ_Newtonᵀ.
-
-    Only row block ỹ_i of M is needed for point i: rows are grouped by label and each
-    group costs one GEMM Φ̃_c [B_c1 … B_ck].
+) -> np.ndarray:
+    """c_i(x_i) at ỹ_i: only row block ỹ_i of M is needed, one GEMM per label group.
 
     Returns
     -------
-    self_contribution : ndarray of shape (n,), float64
-    newton_logits : ndarray of shape (n, k_out), float64
+    ndarray of shape (n,), float64.
     """
     n = train_features.shape[0]
     num_outputs, dim = theta_star.shape
     device = inverse.device
     theta_star_t = torch.as_tensor(theta_star, device=device)
-    newton_t = torch.as_tensor(newton_theta, device=device)
     residuals_t = torch.as_tensor(residuals_star, device=device)
-    labels_t = torch.as_tensor(train_labels, device=device)
-    self_contribution = torch.empty(n, dtype=torch.float64, device=device)
-    newton_logits = torch.empty((n, num_outputs), dtype=torch.float64, device=device)
+    own_t = torch.as_tensor(own_class, device=device)
+    self_contribution = np.empty(n)
     block_rows = rows_per_block(8 * num_outputs * dim * 2)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        newton_logits[rows] = block @ newton_t.T  # (b, k_out)
-        own_class = labels_t[rows] if num_outputs > 1 else torch.zeros_like(labels_t[rows])
         values = torch.empty(block.shape[0], dtype=torch.float64, device=device)
-        for c in torch.unique(own_class).tolist():
-            members = torch.nonzero(own_class == c).flatten()
+        for c in torch.unique(own_t[rows]).tolist():
+            members = torch.nonzero(own_t[rows] == c).flatten()
             features = block[members]  # (b_c, D)
-            whitened = (features @ inverse[c * dim : (c + 1) * dim, :]).reshape(-1, num_outputs, dim)  # (b_c, k_out, D)
-            quadratic = torch.einsum("bkd,bd,bk->b", whitened, features, residuals_t[rows][members])  # (b_c,)
+            whitened = (features @ inverse[c * dim : (c + 1) * dim, :]).reshape(-1, num_outputs, dim)  # (b_c, k, D)
+            per_class = torch.einsum("bkd,bd->bk", whitened, features)  # φ̃_iᵀ B_cc' φ̃_i (b_c, k)
+            quadratic = (per_class * residuals_t[rows][members]).sum(dim=1)  # (b_c,)
             values[members] = (features @ theta_star_t[c] - quadratic) / n
-        self_contribution[rows] = values
+        self_contribution[rows] = values.cpu().numpy()
         progress(rows.stop / n)
-    return self_contribution.cpu().numpy(), newton_logits.cpu().numpy()
+    return self_contribution
 
 
 def lje_contributions(
@@ -173,23 +175,25 @@ def lje_contributions(
     """
     arrays = state.arrays
     theta_star = np.asarray(arrays["theta_star"])  # (k_out, D)
-    inverse = arrays["hessian_inverse"]  # (k_out·D, k_out·D), maybe memory-mapped
     num_outputs, dim = theta_star.shape
-    n = train_features.shape[0]
-    m = test_features.shape[0]
+    n, m = train_features.shape[0], test_features.shape[0]
     test_augmented = np.hstack([test_features, np.ones((m, 1))])  # (m, D)
     # Binary heads compute the class-1 (logit) contribution and flip it for class 0.
     rows_class = target_classes if num_outputs > 1 else np.zeros_like(target_classes)
-    directions = np.empty((m, num_outputs * dim))
-    for c in np.unique(rows_class):
-        members = np.flatnonzero(rows_class == c)
-        row_block = np.asarray(inverse[c * dim : (c + 1) * dim, :])  # (D, k_out·D) = [B_c1 … B_ck]
-        directions[members] = test_augmented[members] @ row_block  # (m_c, k_out·D)
-    scores = kernel_scores(
-        train_features, np.asarray(arrays["residuals_star"]), directions.reshape(m, num_outputs, dim)
-    )  # (m, n)
-    spread = np.einsum("md,md->m", test_augmented, theta_star[rows_class])  # Θ*_c φ̃_t (m,)
-    values = (spread[:, None] - scores) / n
+    if "lje_weights" in arrays:
+        values = materialised_contributions(arrays["lje_weights"], test_augmented, rows_class)
+    else:
+        inverse = arrays["hessian_inverse"]  # (k_out·D, k_out·D), maybe memory-mapped
+        directions = np.empty((m, num_outputs * dim))
+        for c in np.unique(rows_class):
+            members = np.flatnonzero(rows_class == c)
+            row_block = np.asarray(inverse[c * dim : (c + 1) * dim, :])  # (D, k·D) = [B_c1 … B_ck]
+            directions[members] = test_augmented[members] @ row_block  # (m_c, k·D)
+        scores = kernel_scores(
+            train_features, np.asarray(arrays["residuals_star"]), directions.reshape(m, num_outputs, dim)
+        )  # (m, n)
+        spread = np.einsum("md,md->m", test_augmented, theta_star[rows_class])  # Θ*_c φ̃_t (m,)
+        values = (spread[:, None] - scores) / n
     if num_outputs == 1:
         values[target_classes == 0] *= -1.0
     return values

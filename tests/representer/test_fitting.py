@@ -80,3 +80,12 @@ def test_cuda_precompute_matches_cpu(problem, method):
     cuda = fit(problem.perturbed_head, problem.train_features, problem.train_labels, method=method, device="cuda")
     for name, array in cpu.arrays.items():
         np.testing.assert_allclose(cuda.arrays[name], array, rtol=DEVICE_RTOL * 1e4 if method is Method.L2 else DEVICE_RTOL, atol=1e-12)
+
+
+def test_forced_materialised_weights_must_fit_the_budget(multiclass_problem):
+    problem = multiclass_problem
+    hessian_bytes = 2 * (3 * 5) ** 2 * 8
+    config = LJEConfig(weight_layout="materialised", memory_budget_bytes=hessian_bytes + 100)
+    with pytest.raises(MemoryLimitError) as error:
+        fit(problem.perturbed_head, problem.train_features, problem.train_labels, config=config)
+    assert error.value.argument == "memory_budget_bytes" and "materialised" in str(error.value)

@@ -68,6 +68,7 @@ def test_binary_labels_must_be_zero_or_one(binary_problem):
         (lambda: LJEConfig(lr=-1.0), "lr"),
         (lambda: LJEConfig(damping=float("nan")), "damping"),
         (lambda: LJEConfig(memory_budget_bytes=0), "memory_budget_bytes"),
+        (lambda: LJEConfig(weight_layout="dense"), "weight_layout"),
         (lambda: L2Config(lam=0.0), "lambda"),
         (lambda: L2Config(grad_reduction=10.0), "grad_reduction"),
     ],
@@ -80,6 +81,10 @@ def test_configs_name_bad_fields(make_config, argument):
 
 def test_queries_name_every_bad_argument(fitted):
     problem, state = fitted
+    # The kernel form reads the training features; a NaN there shows in its result.
+    kernel_state = fit(
+        problem.perturbed_head, problem.train_features, problem.train_labels, config=LJEConfig(weight_layout="kernel")
+    )
     x, t = problem.train_features, problem.test_features
     nan_test = t.copy()
     nan_test[0, 0] = np.inf
@@ -90,7 +95,7 @@ def test_queries_name_every_bad_argument(fitted):
         (lambda: contributions("state", x, t, target_classes=targets), "state"),
         (lambda: contributions(state, x[:-1], t, target_classes=targets), "train_features"),
         (lambda: contributions(state, x[:, :2], t, target_classes=targets), "train_features"),
-        (lambda: contributions(state, nan_train, t, target_classes=targets), "train_features"),
+        (lambda: contributions(kernel_state, nan_train, t, target_classes=targets), "train_features"),
         (lambda: contributions(state, x, t[:, :2], target_classes=targets), "test_features"),
         (lambda: contributions(state, x, nan_test, target_classes=targets), "test_features"),
         (lambda: contributions(state, x, t, target_classes=targets[:-1]), "target_classes"),

@@ -1,0 +1,116 @@
+"""Materialised RPS-LJE weights (MATH.md §2.4): W_i[c] = (1/n)(Θ*_c − Σ_c' r*_ic' B_cc' φ̃_i).
+
+With W stored as (k_out, n, D) float32, the contribution of every training point to test
+point t toward class c is one matrix-vector product W[c] φ̃_t. Building W costs one
+(b, k·D) x (k·D, k·D) GEMM per row block (2 n (kD)² flops in all) and gives the
+self-contributions for free. ``WeightLayout`` says when this beats the kernel form.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from representer.config import LJEConfig, WeightLayout
+from representer.errors import MemoryLimitError
+from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.hessian import FACTOR_COPIES
+from representer.progress import ProgressCallback
+
+__all__ = ["MATERIALISE_MIN_OUTPUTS", "choose_layout", "materialise_weights", "materialised_contributions"]
+
+MATERIALISE_MIN_OUTPUTS = 3
+"""AUTO materialises from this many outputs on: below it the kernel GEMM has at most two
+columns and costs about one pass over the features already (binary: exactly one)."""
+PRODUCT_BYTES = 256 * 1024**2
+"""Cap on the (n, m) float32 product of one query batch."""
+
+
+def choose_layout(config: LJEConfig, *, n: int, num_outputs: int, dim: int) -> WeightLayout:
+    """KERNEL or MATERIALISED for this problem; raises if MATERIALISED is forced and cannot fit."""
+    weight_bytes = num_outputs * n * dim * 4
+    hessian_bytes = FACTOR_COPIES * (num_outputs * dim) ** 2 * 8
+    fits = weight_bytes + hessian_bytes <= config.memory_budget_bytes
+    if config.weight_layout is WeightLayout.MATERIALISED:
+        if not fits:
+            raise MemoryLimitError(
+                f"materialised weights need {weight_bytes / 1024**2:.0f} MiB (+{hessian_bytes / 1024**2:.0f} MiB "
+                f"for the Hessian), more than memory_budget_bytes={config.memory_budget_bytes}; "
+                "use weight_layout='kernel' or raise memory_budget_bytes",
+                argument="memory_budget_bytes",
+            )
+        return WeightLayout.MATERIALISED
+    if config.weight_layout is WeightLayout.AUTO and fits and num_outputs >= MATERIALISE_MIN_OUTPUTS:
+        return WeightLayout.MATERIALISED
+    return WeightLayout.KERNEL
+
+
+def materialise_weights(
+    train_features: np.ndarray,
+    own_class: np.ndarray,
+    theta_star: np.ndarray,
+    residuals_star: np.ndarray,
+    inverse: torch.Tensor,
+    *,
+    progress: ProgressCallback,
+) -> tuple[np.ndarray, np.ndarray]:
+    """W (k_out, n, D) float32 and the self-contributions W_i[ỹ_i]·φ̃_i (n,) float64.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n, d)
+    own_class : ndarray of shape (n,), int64
+        ỹ_i (binary: 0, the logit's row).
+    theta_star : ndarray of shape (k_out, D), float64
+    residuals_star : ndarray of shape (n, k_out), float64
+    inverse : Tensor of shape (k_out·D, k_out·D), float64
+    """
+    n = train_features.shape[0]
+    num_outputs, dim = theta_star.shape
+    device = inverse.device
+    theta_star_t = torch.as_tensor(theta_star, device=device)
+    residuals_t = torch.as_tensor(residuals_star, device=device)
+    own_t = torch.as_tensor(own_class, device=device)
+    weights = np.empty((num_outputs, n, dim), dtype=np.float32)
+    self_contribution = np.empty(n)
+    block_rows = rows_per_block(8 * num_outputs * dim * 3)
+    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
+        count = block.shape[0]
+        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(count, -1)  # G*_i (b, k·D)
+        hessian_terms = (gradients @ inverse).reshape(count, num_outputs, dim)  # rows of mat(M g_i) (b, k, D)
+        block_weights = (theta_star_t[None] - hessian_terms) / n  # (b, k, D)
+        own_weights = block_weights[torch.arange(count, device=device), own_t[rows]]  # (b, D)
+        self_contribution[rows] = (own_weights * block).sum(dim=1).cpu().numpy()
+        weights[:, rows, :] = block_weights.permute(1, 0, 2).to(torch.float32).cpu().numpy()
+        progress(rows.stop / n)
+    return weights, self_contribution
+
+
+def materialised_contributions(weights: np.ndarray, test_augmented: np.ndarray, rows_class: np.ndarray) -> np.ndarray:
+    """W[c_t] φ̃_t for every test row (before the binary class-0 sign flip).
+
+    Parameters
+    ----------
+    weights : ndarray of shape (k_out, n, D), float32 (may be memory-mapped)
+    test_augmented : ndarray of shape (m, D), float64
+    rows_class : ndarray of shape (m,), int64
+        Which row of W serves each test point.
+
+    Returns
+    -------
+    ndarray of shape (m, n), float64.
+    """
+    n = weights.shape[1]
+    m = test_augmented.shape[0]
+    values = np.empty((m, n))
+    test32 = test_augmented.astype(np.float32)
+    batch = max(1, PRODUCT_BYTES // (4 * n))
+    for c in np.unique(rows_class):
+        members = np.flatnonzero(rows_class == c)
+        for start in range(0, len(members), batch):
+            chosen = members[start : start + batch]
+            if len(chosen) == 1:
+                values[chosen[0]] = weights[c] @ test32[chosen[0]]  # one matvec (n,)
+            else:
+                values[chosen] = np.matmul(weights[c], test32[chosen].T).T  # (b, n)
+    return values
