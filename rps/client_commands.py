@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
@@ -119,6 +120,7 @@ def _add_suspicious(subparsers, common) -> None:
 
 
 def _client(args: argparse.Namespace) -> Client:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request is noise here
     return Client(args.url, api_key=args.api_key)
 
 
@@ -289,13 +291,13 @@ def _print_explanation(body: dict[str, Any]) -> None:
     decomposition = body.get("decomposition") or {}
     print(f"model {body.get('model_id')}  test {body.get('test_id', '-')}  method {body.get('method')}  "
           f"target class {body.get('target_class')}  predicted {prediction.get('predicted_class')}  "
-          f"p={_short(prediction.get('probabilities'))}")
+          f"p=[{', '.join(_number(p) for p in prediction.get('probabilities') or [])}]")
     print(f"output {_number(decomposition.get('model_output'))} = sum of contributions "
           f"{_number(decomposition.get('sum_of_contributions'))} + residual {_number(decomposition.get('residual'))}")
-    for side in ("positive", "negative"):
+    for side, meaning in (("positive", "toward"), ("negative", "against")):
         rows = [[item.get("rank"), item.get("train_id"), item.get("label"), _number(item.get("contribution")),
                  _short(item.get("record"))] for item in body.get(side) or []]
-        print(f"\n{side} (toward / against the target class)")
+        print(f"\n{side}: training points pushing {meaning} class {body.get('target_class')}")
         print(_table(["rank", "train_id", "label", "contribution", "record"], rows))
     print()
 
@@ -311,6 +313,8 @@ def _percent(value: Any) -> str:
 def _short(value: Any, *, width: int = RECORD_WIDTH) -> str:
     if value is None:
         return "-"
+    if isinstance(value, list) and all(isinstance(item, str) for item in value):
+        value = ", ".join(value)
     text = value if isinstance(value, str) else json.dumps(value, separators=(",", ":"))
     return text if len(text) <= width else text[: width - 1] + "…"
 

@@ -143,6 +143,7 @@ def _make_logs_visible() -> None:
     """Print this module's INFO lines when nobody configured logging (uvicorn only sets its own)."""
     if logger.level == logging.NOTSET:
         logger.setLevel(logging.INFO)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not one line per status poll
     if not logging.getLogger().handlers and not logger.handlers:
         handler = logging.StreamHandler()
         handler.setFormatter(logging.Formatter("%(levelname)s:     %(name)s: %(message)s"))
