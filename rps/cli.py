@@ -135,9 +135,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``rps`` console script."""
+    from pydantic import ValidationError
+
     args = build_parser().parse_args(argv)
-    _configure_logging()
-    return int(args.func(args) or 0)
+    try:
+        _configure_logging()
+        return int(args.func(args) or 0)
+    except ValidationError as error:  # settings refused at start-up (e.g. production + SQLite)
+        print(f"rps: invalid settings: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":
