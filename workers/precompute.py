@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+from dramatiq.middleware import Interrupt
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -58,14 +59,20 @@ class JobRunner:
             result = compute_result(self.store, inputs, device=self.device, progress=self._progress_writer(job_id))
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
-            self._record_failure(job_id, error)
-            JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
-            JOB_OUTCOMES.labels("failed").inc()
+            self._fail(job_id, error, started)
             return
+        except Interrupt as interrupt:  # the time limit (or a shutdown) stopped the job
+            self._fail(job_id, interrupt, started)
+            raise
         published = self._publish(job_id, inputs, result)
         outcome = "done" if published else "discarded"
         JOB_DURATION.labels(outcome).observe(time.perf_counter() - started)
         JOB_OUTCOMES.labels(outcome).inc()
+
+    def _fail(self, job_id: str, error: BaseException, started: float) -> None:
+        self._record_failure(job_id, error)
+        JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
+        JOB_OUTCOMES.labels("failed").inc()
 
     def _claim(self, job_id: str) -> ModelInputs | None:
         with self.sessions() as session, session.begin():
@@ -161,7 +168,7 @@ class JobRunner:
             for i, test_id in enumerate(test_ids)
         ]
 
-    def _record_failure(self, job_id: str, error: Exception) -> None:
+    def _record_failure(self, job_id: str, error: BaseException) -> None:
         problem = _problem_body(error)
         with self.sessions() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
@@ -178,7 +185,7 @@ def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
         session.execute(insert(table), rows[start : start + INSERT_BATCH])
 
 
-def _problem_body(error: Exception) -> dict:
+def _problem_body(error: BaseException) -> dict:
     """The problem+json body a failed job shows as ``error``."""
     if isinstance(error, RepresenterError):
         body = {"type": "urn:rps:problem:precompute-invalid", "title": "Precompute rejected the model",
@@ -186,5 +193,8 @@ def _problem_body(error: Exception) -> dict:
         if error.argument:
             body["errors"] = [{"field": error.argument, "location": "engine", "message": str(error)}]
         return body
+    if isinstance(error, Interrupt):
+        return {"type": "urn:rps:problem:precompute-interrupted", "title": "Precompute interrupted", "status": 503,
+                "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down"}
     return {"type": "urn:rps:problem:precompute-failed", "title": "Precompute failed", "status": 500,
             "detail": f"{type(error).__name__}: {error}"[:2000]}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from sqlalchemy import select, text
 
+from models_store import Score, TrainPoint
 from representer import LinearHead, Method, fit
 from service_helpers import BOB
 
@@ -84,3 +86,24 @@ async def test_suspicious_unknown_or_foreign_model(service, binary_model):
         not_computed = await client.get("/debug/suspicious", params={"model_id": binary_model.id, "method": "l2"})
     assert foreign.status_code == 404
     assert not_computed.status_code == 422
+
+
+def test_ranking_query_is_served_by_the_index(service, multiclass_model):
+    """The page query walks ix_scores_rank in order: no sort of all n scores."""
+    query = (
+        select(Score, TrainPoint)
+        .join(TrainPoint, (TrainPoint.model_id == Score.model_id) & (TrainPoint.train_index == Score.train_index))
+        .where(Score.model_id == multiclass_model.id, Score.method == "lje")
+        .order_by(Score.score.desc(), Score.train_index)
+        .limit(10)
+    )
+    engine = service.context.engine
+    compiled = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as connection:
+        if engine.dialect.name == "sqlite":
+            plan = " | ".join(row[3] for row in connection.execute(text("EXPLAIN QUERY PLAN " + compiled)))
+            assert "ix_scores_rank" in plan and "TEMP B-TREE" not in plan, plan
+        else:
+            connection.execute(text("SET LOCAL enable_seqscan = off"))
+            plan = " | ".join(row[0] for row in connection.execute(text("EXPLAIN " + compiled)))
+            assert "ix_scores_rank" in plan and "Sort" not in plan, plan

@@ -86,7 +86,7 @@ def upgrade() -> None:
         sa.Column("train_index", sa.Integer, primary_key=True),
         sa.Column("score", sa.Float, nullable=False),
     )
-    op.create_index("ix_scores_rank", "scores", ["model_id", "method", "score"])
+    op.create_index("ix_scores_rank", "scores", ["model_id", "method", sa.text("score DESC"), "train_index"])
 
 
 def downgrade() -> None:
