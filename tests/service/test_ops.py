@@ -6,6 +6,7 @@ import re
 import shutil
 from pathlib import Path
 
+import httpx
 import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import create_engine
@@ -94,3 +95,33 @@ async def test_unknown_route_is_problem_404(service):
         response = await client.get("/no/such/route")
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_engine_errors_share_the_422_shape():
+    """A ``RepresenterError`` escaping a route becomes the same 422 body as a schema error."""
+    from fastapi import FastAPI
+
+    from app.core.problems import install_problem_handlers
+    from representer import InvalidInputError
+
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.get("/engine")
+    def engine_route() -> None:
+        raise InvalidInputError("damping must be a finite number >= 0, got -1", argument="damping")
+
+    @app.get("/schema")
+    def schema_route(k: int) -> None:
+        return None
+
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        engine = await client.get("/engine")
+        schema = await client.get("/schema", params={"k": "x"})
+    for response, field in ((engine, "damping"), (schema, "k")):
+        assert response.status_code == 422
+        assert response.headers["content-type"].startswith("application/problem+json")
+        body = response.json()
+        assert set(body) == {"type", "title", "status", "detail", "errors"}
+        assert body["errors"][0]["field"] == field and set(body["errors"][0]) == {"field", "location", "message"}

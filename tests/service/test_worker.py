@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
+import numpy as np
+
 from sqlalchemy import update
 
 from models_store import Job, Model
@@ -99,3 +101,22 @@ async def test_progress_is_reported_while_running(service):
         await client.delete(f"/models/{created['id']}")
     assert status["status"] == "ready", status
     assert any(0.0 < value < 1.0 for value in seen), sorted(seen)
+
+
+async def test_engine_refusal_is_a_422_problem_naming_the_argument(service):
+    """Duplicated feature columns make the Hessian singular: the job says to raise damping."""
+    problem = linear_problem(n=40, d=3, k=1, m=2, seed=6)
+    problem["train_features"] = np.hstack([problem["train_features"], problem["train_features"][:, :1]])
+    problem["test_features"] = np.hstack([problem["test_features"], problem["test_features"][:, :1]])
+    problem["weights"] = np.hstack([problem["weights"], problem["weights"][:, :1]])
+    async with service.client() as client:
+        created = (await client.post("/models", files=linear_parts(problem, {"kind": "linear"}))).json()
+        failed = await wait_ready(client, created["id"])
+        with_damping = linear_parts(problem, {"kind": "linear", "lje": {"damping": 1e-3}})
+        repaired = await wait_ready(client, (await client.post("/models", files=with_damping)).json()["id"])
+        for model in (created, repaired):
+            await client.delete(f"/models/{model['id']}")
+    assert failed["status"] == "failed"
+    assert failed["error"]["status"] == 422 and failed["error"]["errors"][0]["field"] == "damping"
+    assert "damping" in failed["error"]["detail"]
+    assert repaired["status"] == "ready", repaired
