@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import AsyncIterator, BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from app.core.errors import FieldError, InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
@@ -59,6 +60,10 @@ class _PartWriter:
         self.name = ""
         self.filename: str | None = None
         self.size = 0
+        self.finished = False
+
+    def on_end(self) -> None:
+        self.finished = True
 
     def on_part_begin(self) -> None:
         self.headers, self.size, self.handle = {}, 0, None
@@ -113,6 +118,10 @@ class _PartWriter:
             self.handle.close()
 
 
+def _malformed(reason: str) -> InvalidRequestError:
+    return InvalidRequestError(f"malformed multipart body: {reason}", errors=[FieldError("body", reason, "body")])
+
+
 def _boundary(content_type: str | None) -> bytes:
     media_type, options = parse_options_header(content_type or "")
     boundary = options.get(b"boundary")
@@ -133,7 +142,7 @@ async def receive_multipart(
         name: getattr(writer, name)
         for name in (
             "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
-            "on_header_value", "on_header_end", "on_headers_finished",
+            "on_header_value", "on_header_end", "on_headers_finished", "on_end",
         )
     }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
@@ -141,6 +150,12 @@ async def receive_multipart(
         async for chunk in chunks:
             parser.write(chunk)
         parser.finalize()
+        if not writer.finished:
+            raise _malformed("the body ends before the closing multipart boundary")
+    except MultipartParseError as error:
+        writer.close()
+        upload.close()
+        raise _malformed(str(error)) from error
     except BaseException:
         writer.close()
         upload.close()

@@ -186,3 +186,23 @@ async def test_model_not_ready_is_409_with_status(service):
         assert response.status_code == 409
         body = response.json()
         assert body["model_status"] == "queued" and body["model"]["id"] == created["id"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not multipart at all",
+        b'--XYZ\r\nContent-Disposition: form-data; name="spec"\r\n\r\n{"kind": "linear"}',  # no closing boundary
+        b"--XYZ\r\nBroken-Header\r\n\r\nx\r\n--XYZ--\r\n",
+        b'--XYZ\r\nContent-Type: text/plain\r\n\r\nx\r\n--XYZ--\r\n',  # a part without a name
+    ],
+)
+async def test_malformed_multipart_is_422(service, body):
+    models_before = service.model_count()
+    async with service.client() as client:
+        response = await client.post(
+            "/models", content=body, headers={"content-type": "multipart/form-data; boundary=XYZ"}
+        )
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"][0]["field"] == "body"
+    assert service.model_count() == models_before and service.upload_files() == []
