@@ -6,13 +6,14 @@ For each case (synthetic float32 features in a memory-mapped file, a non-converg
     number of floating-point operations (float64, like the precompute; float32 shown too);
 (b) one ``explain`` query (one test point, top-10) against one streaming pass over the
     n×d float32 features (a float32 matrix-vector product), medians over repeats;
-(c) the alternative of materialising per-class weights W (n, k, D) (MATH.md §2.4): its
-    extra precompute, measured on one block and scaled to n, and its memory.
+(c) both query layouts of MATH.md §2.4 at the main size: the kernel form (R*, M; a query
+    is one (n, D)x(D, k) GEMM) and materialised per-class weights W (k, n, D) float32 (a
+    query is one matvec; 2 n (kD)^2 more precompute flops, k·n·D·4 bytes).
 
 Each case runs in its own process so its peak RSS is its own. Targets: (a) <= 2x, (b) <= 2x.
 
-    .venv/bin/python benchmarks/engine_bench.py                 # main, k2 and large cases
-    .venv/bin/python benchmarks/engine_bench.py --case main     # n=50,000 d=512 k=10 only
+    .venv/bin/python benchmarks/engine_bench.py                 # every case (tens of minutes)
+    .venv/bin/python benchmarks/engine_bench.py --case main     # n=50,000 d=512 k=10, auto layout
     .venv/bin/python benchmarks/engine_bench.py --quick         # small sizes, seconds
 """
 
@@ -32,12 +33,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from representer import LinearHead, LJEConfig, Method, explain, fit
+from representer import LinearHead, LJEConfig, Method, WeightLayout, explain, fit
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
-CASES = {"main": (50_000, 512, 10), "k2": (50_000, 512, 2), "large": (200_000, 512, 10)}
-QUICK_CASES = {"main": (4_000, 64, 10), "k2": (4_000, 64, 2), "large": (16_000, 64, 10)}
-STAGES = {"first pass": 0.1, "hessian pass": 0.7, "factor + inverse": 0.75, "self-scores": 1.0}
+CASES = {
+    "main": (50_000, 512, 10, WeightLayout.AUTO),
+    "main-kernel": (50_000, 512, 10, WeightLayout.KERNEL),
+    "k2": (50_000, 512, 2, WeightLayout.AUTO),
+    "large": (200_000, 512, 10, WeightLayout.AUTO),
+}
+QUICK_CASES = {
+    "main": (4_000, 64, 10, WeightLayout.AUTO),
+    "main-kernel": (4_000, 64, 10, WeightLayout.KERNEL),
+    "k2": (4_000, 64, 2, WeightLayout.AUTO),
+    "large": (16_000, 64, 10, WeightLayout.AUTO),
+}
+STAGES = {"first pass": 0.1, "hessian pass": 0.6, "factor + inverse": 0.65, "weights/self-scores": 1.0}
 """Progress fractions at which ``fit_lje`` finishes each stage."""
 GEMM_BLOCK = 4096
 """Row block of the reference GEMMs, the same order as the engine's blocks."""
@@ -49,6 +60,7 @@ class CaseResult:
     n: int
     d: int
     k: int
+    layout: str
     threads: int
     precompute_s: float
     stage_s: dict
@@ -60,24 +72,26 @@ class CaseResult:
     stream_median_ms: float
     query_vs_stream: float
     batch64_per_point_ms: float
-    materialise_extra_s: float
-    materialise_bytes: int
     state_bytes: int
     features_bytes: int
     peak_rss_bytes: int
     sum_residual_abs: float
 
 
-def precompute_flops(n: int, d: int, k: int) -> float:
+def precompute_flops(n: int, d: int, k: int, layout: str) -> float:
     """Floating-point operations of ``fit_lje`` (multiply-add = 2), leading terms."""
     dim, outputs = d + 1, (1 if k == 2 else k)
     hessian = n * dim * dim * outputs * (outputs + 1)  # block rows c' >= c, 2 n D² each
     moment = 2 * n * dim * dim if outputs > 1 else 0
     passes = 2 * (4 * n * dim * outputs)  # logits + gradient, two passes
     size = outputs * dim
-    factor_and_inverse = size**3 / 3 + 2 * size**3 / 3  # potrf + potri
-    self_scores = 2 * n * dim * size + 2 * n * dim * outputs
-    return float(hessian + moment + passes + factor_and_inverse + self_scores)
+    factor_and_inverse = size**3 / 3 + 2 * size**3  # potrf + cholesky_solve against I
+    if layout == WeightLayout.MATERIALISED.value:
+        tail = 2 * n * size * size + 2 * n * size  # G* M, then W_i[ỹ_i]·φ̃_i
+    else:
+        tail = 2 * n * dim * size + 2 * n * size  # Φ̃_c [B_c1 … B_ck], then the quadratic form
+    newton_logits = 2 * n * dim * outputs
+    return float(hessian + moment + passes + factor_and_inverse + tail + newton_logits)
 
 
 def make_problem(n: int, d: int, k: int, directory: Path, seed: int = 0) -> tuple[np.memmap, np.ndarray, LinearHead]:
@@ -127,20 +141,7 @@ def median_ms(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def materialise_extra_seconds(state, features: np.memmap) -> float:
-    """W rows need G_i M for every i (2 n (kD)² flops): time one block, scale to n."""
-    inverse = torch.as_tensor(np.asarray(state.arrays["hessian_inverse"]))
-    residuals = np.asarray(state.arrays["residuals_star"])
-    rows = min(2048, features.shape[0])
-    block = np.hstack([features[:rows], np.ones((rows, 1))])
-    gradients = torch.as_tensor((residuals[:rows, :, None] * block[:, None, :]).reshape(rows, -1))
-    gradients @ inverse  # warm-up
-    start = time.perf_counter()
-    gradients @ inverse
-    return (time.perf_counter() - start) * features.shape[0] / rows
-
-
-def run_case(case: str, n: int, d: int, k: int, repeats: int, gemm_cap_s: float) -> CaseResult:
+def run_case(case: str, n: int, d: int, k: int, layout: WeightLayout, repeats: int, gemm_cap_s: float) -> CaseResult:
     with tempfile.TemporaryDirectory(prefix="engine_bench_") as scratch:
         features, labels, head = make_problem(n, d, k, Path(scratch))
         marks: dict[str, float] = {}
@@ -151,13 +152,15 @@ def run_case(case: str, n: int, d: int, k: int, repeats: int, gemm_cap_s: float)
                     marks[stage] = time.perf_counter()
 
         start = time.perf_counter()
-        state = fit(head, features, labels, method=Method.LJE, config=LJEConfig(lr=0.01), progress=progress)
+        config = LJEConfig(lr=0.01, weight_layout=layout)
+        state = fit(head, features, labels, method=Method.LJE, config=config, progress=progress)
+        layout_used = state.meta["weight_layout_used"]
         precompute_s = time.perf_counter() - start
         previous, stage_s = start, {}
         for stage in STAGES:
             stage_s[stage] = round(marks.get(stage, previous) - previous, 3)
             previous = marks.get(stage, previous)
-        flops = precompute_flops(n, d, k)
+        flops = precompute_flops(n, d, k, layout_used)
         width = head.num_outputs * (d + 1)
         gemm64 = gemm_equivalent_seconds(flops, d + 1, width, torch.float64, gemm_cap_s)
         gemm32 = gemm_equivalent_seconds(flops, d + 1, width, torch.float32, gemm_cap_s)
@@ -169,17 +172,14 @@ def run_case(case: str, n: int, d: int, k: int, repeats: int, gemm_cap_s: float)
         stream = median_ms(lambda: features @ vector, repeats)
         batch = median_ms(lambda: explain(state, features, tests, top_k=10), max(3, repeats // 5)) / len(tests)
         residual = max(abs(e.residual) for e in explain(state, features, tests[:8], top_k=10))
-        materialise_s = materialise_extra_seconds(state, features)
         return CaseResult(
-            case=case, n=n, d=d, k=k, threads=torch.get_num_threads(),
+            case=case, n=n, d=d, k=k, layout=layout_used, threads=torch.get_num_threads(),
             precompute_s=round(precompute_s, 3), stage_s=stage_s,
             precompute_gflop=round(flops / 1e9, 1),
             gemm64_equivalent_s=round(gemm64, 3), gemm32_equivalent_s=round(gemm32, 3),
             precompute_vs_gemm64=round(precompute_s / gemm64, 2),
             query_median_ms=round(query, 2), stream_median_ms=round(stream, 2),
             query_vs_stream=round(query / stream, 2), batch64_per_point_ms=round(batch, 2),
-            materialise_extra_s=round(materialise_s, 2),
-            materialise_bytes=int(n * head.num_outputs * (d + 1) * 4),
             state_bytes=int(sum(np.asarray(a).nbytes for a in state.arrays.values())),
             features_bytes=int(features.nbytes),
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -191,6 +191,7 @@ def print_table(results: list[dict]) -> None:
     mib = 1024**2
     rows = [
         ("n / d / k", lambda r: f"{r['n']} / {r['d']} / {r['k']}"),
+        ("query layout", lambda r: r["layout"]),
         ("torch threads", lambda r: r["threads"]),
         ("LJE precompute (s)", lambda r: r["precompute_s"]),
         ("  stages (s)", lambda r: ", ".join(f"{v}" for v in r["stage_s"].values())),
@@ -202,8 +203,6 @@ def print_table(results: list[dict]) -> None:
         ("f32 matvec over n×d (ms, median)", lambda r: r["stream_median_ms"]),
         ("(b) query / stream", lambda r: f"{r['query_vs_stream']}x  (target <= 2)"),
         ("explain batch of 64 (ms / point)", lambda r: r["batch64_per_point_ms"]),
-        ("materialised W: extra precompute (s)", lambda r: r["materialise_extra_s"]),
-        ("materialised W: memory (MiB)", lambda r: round(r["materialise_bytes"] / mib)),
         ("state size (MiB)", lambda r: round(r["state_bytes"] / mib)),
         ("features file (MiB)", lambda r: round(r["features_bytes"] / mib)),
         ("peak RSS (MiB)", lambda r: round(r["peak_rss_bytes"] / mib)),
@@ -226,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sizes = QUICK_CASES if args.quick else CASES
     if args.worker:
-        result = run_case(args.worker, *sizes[args.worker], repeats=args.repeats, gemm_cap_s=args.gemm_cap_s)
+        n, d, k, layout = sizes[args.worker]
+        result = run_case(args.worker, n, d, k, layout, repeats=args.repeats, gemm_cap_s=args.gemm_cap_s)
         print(json.dumps(asdict(result)))
         return 0
     results = []
@@ -234,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
         command = [sys.executable, __file__, "--worker", case, "--repeats", str(args.repeats), "--gemm-cap-s", str(args.gemm_cap_s)]
         if args.quick:
             command.append("--quick")
-        print(f"running case {case} {sizes[case]} ...", file=sys.stderr, flush=True)
+        print(f"running case {case} {sizes[case][:3]} {sizes[case][3].value} ...", file=sys.stderr, flush=True)
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
     print_table(results)

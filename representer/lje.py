@@ -145,11 +145,13 @@ def _kernel_self_contributions(
     block_rows = rows_per_block(8 * num_outputs * dim * 2)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
         values = torch.empty(block.shape[0], dtype=torch.float64, device=device)
-        for c in torch.unique(own_t[rows]).tolist():
-            members = torch.nonzero(own_t[rows] == c).flatten()
-            features = block[members]  # (b_c, D)
+        block_class = own_t[rows]
+        for c in torch.unique(block_class).tolist():
+            members = torch.nonzero(block_class == c).flatten()
+            every_row = members.numel() == block.shape[0]
+            features = block if every_row else block[members]  # (b_c, D)
             whitened = (features @ inverse[c * dim : (c + 1) * dim, :]).reshape(-1, num_outputs, dim)  # (b_c, k, D)
-            per_class = torch.einsum("bkd,bd->bk", whitened, features)  # φ̃_iᵀ B_cc' φ̃_i (b_c, k)
+            per_class = (whitened * features[:, None, :]).sum(dim=2)  # φ̃_iᵀ B_cc' φ̃_i (b_c, k)
             quadratic = (per_class * residuals_t[rows][members]).sum(dim=1)  # (b_c,)
             values[members] = (features @ theta_star_t[c] - quadratic) / n
         self_contribution[rows] = values.cpu().numpy()

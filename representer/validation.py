@@ -29,6 +29,8 @@ __all__ = [
     "check_top_k",
 ]
 
+FINITE_SCAN_ROWS = 16384
+"""Rows scanned for NaN/inf at a time."""
 _CONFIG_TYPES = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}
 
 
@@ -123,8 +125,12 @@ def check_features(
         )
     if array.shape[0] < min_rows:
         raise InvalidInputError(f"{argument} needs at least {min_rows} rows, got {array.shape[0]}", argument=argument)
-    if check_finite and np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
-        raise InvalidInputError(f"{argument} holds NaN or infinite values", argument=argument)
+    if check_finite and np.issubdtype(array.dtype, np.floating):
+        for start in range(0, array.shape[0], FINITE_SCAN_ROWS):  # bounded temporaries on memmaps
+            block = array[start : start + FINITE_SCAN_ROWS]
+            if not np.isfinite(block).all():
+                row = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
+                raise InvalidInputError(f"{argument} holds NaN or infinite values (row {row})", argument=argument)
     return array
 
 

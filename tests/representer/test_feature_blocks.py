@@ -1,0 +1,30 @@
+"""Φ̃ without the augmented copy: row blocks and the implicit-bias product."""
+
+import numpy as np
+import torch
+
+from representer.feature_blocks import augmented_product, augmented_row_blocks
+
+FLOAT32_RTOL = 1e-5
+
+
+def test_row_blocks_cover_every_row_with_a_ones_column():
+    features = np.arange(35, dtype=np.float32).reshape(7, 5)
+    blocks = list(augmented_row_blocks(features, block_rows=3, device=torch.device("cpu")))
+    assert [rows for rows, _ in blocks] == [slice(0, 3), slice(3, 6), slice(6, 7)]
+    stacked = torch.cat([block for _, block in blocks]).numpy()
+    assert stacked.dtype == np.float64
+    np.testing.assert_array_equal(stacked, np.hstack([features, np.ones((7, 1))]))
+
+
+def test_product_applies_the_bias_row():
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(50, 6))
+    vectors = rng.normal(size=(7, 3))
+    expected = np.hstack([features, np.ones((50, 1))]) @ vectors
+    np.testing.assert_allclose(augmented_product(features, vectors), expected, rtol=1e-13)
+    single = augmented_product(features.astype(np.float32), vectors)
+    assert single.dtype == np.float64
+    np.testing.assert_allclose(single, expected, rtol=FLOAT32_RTOL, atol=FLOAT32_RTOL)
+    integers = np.arange(12).reshape(4, 3)
+    np.testing.assert_allclose(augmented_product(integers, np.ones((4, 1))), integers.sum(axis=1, keepdims=True) + 1)
