@@ -267,7 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     name = "http_bench_quick" if args.quick else "http_bench"
     (OUT_DIR / f"{name}.json").write_text(json.dumps(
-        {"size": asdict(size), "results": results, "machine": platform.platform(), "cpus": os.cpu_count()}, indent=2))
+        {"size": asdict(size), "results": results, "machine": platform.platform(), "cpus": os.cpu_count(),
+         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}, indent=2))
     (OUT_DIR / f"{name}.txt").write_text(text + "\n")
     return 0
 

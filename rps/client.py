@@ -85,10 +85,10 @@ def _describe_field_error(error: Any) -> str:
     return f"{where}: {message}" if where else str(message or error)
 
 
-def _npy_part(name: str, array: Any, *, kind: str) -> tuple[str, tuple[str, bytes, str]]:
-    """Encode ``array`` as a ``.npy`` file part; ``kind`` is "float" or "int"."""
+def _npy_part(name: str, array: Any, *, integer: bool = False) -> tuple[str, tuple[str, bytes, str]]:
+    """Encode ``array`` as a ``.npy`` file part: int64 labels when ``integer``, else floats."""
     values = np.asarray(array)
-    if kind == "int":
+    if integer:
         if not np.issubdtype(values.dtype, np.integer):
             rounded = np.rint(values)
             if not np.array_equal(rounded, values):
@@ -232,14 +232,14 @@ class Client:
         train_records, test_records : sequences of JSON values, optional
         """
         files = [
-            _npy_part("weights", weights, kind="float"),
-            _npy_part("train_features", train_features, kind="float"),
-            _npy_part("train_labels", train_labels, kind="int"),
+            _npy_part("weights", weights),
+            _npy_part("train_features", train_features),
+            _npy_part("train_labels", train_labels, integer=True),
         ]
         if bias is not None:
-            files.append(_npy_part("bias", bias, kind="float"))
+            files.append(_npy_part("bias", bias))
         if test_features is not None:
-            files.append(_npy_part("test_features", test_features, kind="float"))
+            files.append(_npy_part("test_features", test_features))
         spec = _build_spec("linear", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra={})
         return self._register(
             spec, files, test_labels=test_labels,
@@ -279,11 +279,11 @@ class Client:
         """
         files = [
             _booster_part(booster),
-            _npy_part("train_inputs", train_inputs, kind="float"),
-            _npy_part("train_labels", train_labels, kind="int"),
+            _npy_part("train_inputs", train_inputs),
+            _npy_part("train_labels", train_labels, integer=True),
         ]
         if test_inputs is not None:
-            files.append(_npy_part("test_inputs", test_inputs, kind="float"))
+            files.append(_npy_part("test_inputs", test_inputs))
         extra = {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
         spec = _build_spec("xgboost", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra=extra)
         return self._register(
@@ -294,7 +294,7 @@ class Client:
 
     def _register(self, spec: str, files: list, *, test_labels, ids_and_records) -> JsonBody:
         if test_labels is not None:
-            files.append(_npy_part("test_labels", test_labels, kind="int"))
+            files.append(_npy_part("test_labels", test_labels, integer=True))
         fields = {"spec": spec}
         for part, values in ids_and_records.items():
             if values is None:
