@@ -85,6 +85,19 @@ def _keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _jobs_requeue(args: argparse.Namespace) -> int:
+    from models_store import JobStatus, make_engine, make_sessionmaker
+    from rps.broker import make_broker
+    from workers import requeue_unfinished_jobs
+
+    settings = get_settings()
+    statuses = (JobStatus.QUEUED, JobStatus.RUNNING) if args.running else (JobStatus.QUEUED,)
+    sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
+    job_ids = requeue_unfinished_jobs(sessions, make_broker(settings), statuses=statuses)
+    print(f"re-enqueued {len(job_ids)} job(s)")
+    return 0
+
+
 def _db_upgrade(_args: argparse.Namespace) -> int:
     from models_store import upgrade
 
@@ -114,6 +127,11 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
     create = keys.add_parser("create", help="create a key for a tenant (prints it once)")
     create.add_argument("--tenant", required=True)
     create.set_defaults(func=_keys_create)
+
+    jobs = subparsers.add_parser("jobs", help="precompute jobs").add_subparsers(dest="jobs_command", required=True)
+    requeue = jobs.add_parser("requeue", help="send the message of every queued job again (e.g. after a broker loss)")
+    requeue.add_argument("--running", action="store_true", help="also jobs marked running (their worker died)")
+    requeue.set_defaults(func=_jobs_requeue)
 
     database = subparsers.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
     database.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(func=_db_upgrade)

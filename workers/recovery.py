@@ -16,13 +16,21 @@ __all__ = ["requeue_unfinished_jobs"]
 logger = logging.getLogger("rps.worker")
 
 
-def requeue_unfinished_jobs(sessions: sessionmaker[Session], broker: dramatiq.Broker) -> list[str]:
-    """Send a message for every queued or running job; returns their ids."""
+def requeue_unfinished_jobs(
+    sessions: sessionmaker[Session],
+    broker: dramatiq.Broker,
+    *,
+    statuses: tuple[JobStatus, ...] = (JobStatus.QUEUED, JobStatus.RUNNING),
+) -> list[str]:
+    """Send a message for every job in ``statuses``; returns their ids.
+
+    Safe to over-send: a job that is already done when its message arrives is skipped.
+    """
     with sessions() as session:
         rows = session.execute(
             select(Job.id, Model.queue)
             .join(Model, Model.id == Job.model_id)
-            .where(Job.status.in_([JobStatus.QUEUED.value, JobStatus.RUNNING.value]))
+            .where(Job.status.in_([status.value for status in statuses]))
         ).all()
     for job_id, queue in rows:
         enqueue_precompute(broker, job_id, queue=queue)

@@ -99,7 +99,8 @@ async def test_keys_create_then_auth_on(tmp_path, monkeypatch, capsys):
 def test_cli_has_every_command():
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert {"serve", "worker", "keys", "db"} <= set(commands)
+    assert {"serve", "worker", "keys", "db", "jobs"} <= set(commands)
+    assert parser.parse_args(["jobs", "requeue", "--running"]).running is True
     args = parser.parse_args(["worker", "--queues", "gpu", "--processes", "2", "--threads", "3"])
     assert (args.queues, args.processes, args.threads) == (["gpu"], 2, 3)
     serve = parser.parse_args(["serve", "--port", "9001", "--demo"])
