@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 
 import httpx
 import numpy as np
@@ -160,10 +161,27 @@ def test_serve_demo_becomes_ready_and_explains(embedded_backend):
             decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6)
     assert "curl" in server.log_tail() and model["id"] in server.log_tail()
 
+    # a restart on the same data directory keeps the one demo model instead of adding another
+    server.stop()
+    port = free_port()
+    again = embedded_backend.spawn("serve-demo-again", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
+                                   port=port).wait_healthy()
+    with Client(again.base_url) as client:
+        _wait_for_log(again, "already registered")
+        demos = [entry for entry in client.list_models() if entry["name"] == DEMO_NAME]
+        assert [entry["id"] for entry in demos] == [model["id"]]
+        assert demos[0]["status"] == "ready"
+
+
+def _wait_for_log(server, text: str, *, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in server.log_tail():
+        if time.monotonic() > deadline:
+            pytest.fail(f"{server.name} never logged {text!r}:\n{server.log_tail()}")
+        time.sleep(0.2)
+
 
 def _wait_for_demo(client: Client, server) -> dict:
-    import time
-
     deadline = time.monotonic() + DEMO_READY_TIMEOUT_S
     while time.monotonic() < deadline:
         demos = [model for model in client.list_models() if model["name"] == DEMO_NAME]
