@@ -46,7 +46,7 @@ def augmented_row_blocks(
         block_view = block.numpy()
         block_view[:, :d] = train_features[start:stop]
         block_view[:, d] = 1.0
-        yield slice(start, stop), block.to(device, non_blocking=True)
+        yield slice(start, stop), block.to(device)
 
 
 def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -88,18 +88,12 @@ def fit_lje(
     del factor
     stage_progress(progress, 0.6, 0.65)(1.0)
     own_class = train_labels if num_outputs > 1 else np.zeros_like(train_labels)
+    query_arrays, self_contribution = _query_arrays(
+        layout, train_features, own_class, theta_star, at_star.residuals, inverse,
+        progress=stage_progress(progress, 0.65, 1.0),
+    )
     arrays = {"theta_dagger": theta_dagger, "theta_star": theta_star, "newton_theta": newton_theta,
-              "residuals_star": at_star.residuals}
-    finish = stage_progress(progress, 0.65, 1.0)
-    if layout is WeightLayout.MATERIALISED:
-        arrays["lje_weights"], self_contribution = materialise_weights(
-            train_features, own_class, theta_star, at_star.residuals, inverse, progress=finish
-        )
-    else:
-        arrays["hessian_inverse"] = inverse.cpu().numpy()
-        self_contribution = _kernel_self_contributions(
-            train_features, own_class, theta_star, at_star.residuals, inverse, progress=finish
-        )
+              "residuals_star": at_star.residuals, **query_arrays}
     predicted = predicted_class_from_logits(at_dagger.logits)  # (n,)
     newton_logits = _logits(train_features, newton_theta)  # Σ_i c_i(x_j) for every j (n, k_out)
     arrays.update(
@@ -113,6 +107,28 @@ def fit_lje(
         "theta_shift": relative_shift(theta_star, theta_dagger),
     }
     return MethodFit(arrays=arrays, diagnostics=diagnostics, meta={"weight_layout_used": layout.value})
+
+
+def _query_arrays(
+    layout: WeightLayout,
+    train_features: np.ndarray,
+    own_class: np.ndarray,
+    theta_star: np.ndarray,
+    residuals_star: np.ndarray,
+    inverse: torch.Tensor,
+    *,
+    progress: ProgressCallback,
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """What queries read in ``layout`` (M or W), and the self-contributions (n,) float64."""
+    if layout is WeightLayout.MATERIALISED:
+        weights, self_contribution = materialise_weights(
+            train_features, own_class, theta_star, residuals_star, inverse, progress=progress
+        )
+        return {"lje_weights": weights}, self_contribution
+    self_contribution = _kernel_self_contributions(
+        train_features, own_class, theta_star, residuals_star, inverse, progress=progress
+    )
+    return {"hessian_inverse": inverse.cpu().numpy()}, self_contribution
 
 
 def _logits(train_features: np.ndarray, theta: np.ndarray) -> np.ndarray:

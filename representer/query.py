@@ -39,7 +39,10 @@ def contributions(
     ----------
     state : FittedState
     train_features : array of shape (n, d), float
-        The same training features ``fit`` saw (may be a read-only float32 memmap).
+        The same training features ``fit`` saw (may be a read-only float32 memmap). Only
+        their shape is checked up front; a NaN/inf in them is reported when it reaches
+        the result. States that do not read them (LJE with materialised weights) only
+        check the shape.
     test_features : array of shape (m, d), float
     target_classes : array of shape (m,), int
         In 0..num_classes-1. For a binary head class 0 gets −c_i (MATH.md §5).

@@ -73,6 +73,10 @@ def check_device(device: Any) -> torch.device:
         raise InvalidInputError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}", argument="device")
     if parsed.type == "cuda" and not torch.cuda.is_available():
         raise InvalidInputError(f"device {device!r} requested but CUDA is not available", argument="device")
+    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
+        raise InvalidInputError(
+            f"device {device!r} requested but only {torch.cuda.device_count()} CUDA devices exist", argument="device"
+        )
     return parsed
 
 
