@@ -66,6 +66,24 @@ def test_every_rps_variable_is_a_settings_field(compose):
             assert variable in variables, f"{name} does not set {variable}"
 
 
+def _interpolated(value: str) -> str:
+    """Compose's ``${NAME:-default}`` -> default; ``${NAME:?message}`` (required) -> a sample."""
+    value = re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+    return re.sub(r"\$\{[A-Z_]+:\?[^}]*\}", "tenant:sample-key", value)
+
+
+def test_compose_environment_validates_as_settings(compose):
+    prefix = _env_prefix()
+    for name in APP_SERVICES:
+        variables = _environment(compose["services"][name])
+        values = {variable[len(prefix):].lower(): _interpolated(value)
+                  for variable, value in variables.items() if variable.startswith(prefix)}
+        settings = Settings(**values)  # runs the production checks (no SQLite, keys parse)
+        assert settings.env.value == "production"
+        assert settings.env_api_keys == {"sample-key": "tenant"}
+        assert not settings.resolved_database_url.startswith("sqlite")
+
+
 def test_app_services_point_at_postgres_and_redis_in_production(compose):
     for name in APP_SERVICES:
         variables = _environment(compose["services"][name])
