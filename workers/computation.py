@@ -93,6 +93,8 @@ def compute_result(
     progress: Callable[[float], None],
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
+    if not store.inputs_dir(inputs.model_id).is_dir():
+        raise FileNotFoundError(f"the inputs of model {inputs.model_id} are gone (deleted while queued?)")
     result = store.new_result_dir(inputs.model_id)
     try:
         return _compute_into(store, inputs, result, device=device, progress=progress)
