@@ -171,10 +171,16 @@ def flushed_redis() -> Iterator[str]:
 
 
 @contextmanager
-def deployment(kind: str, workdir: Path) -> Iterator[str]:
-    """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL."""
+def deployment(kind: str, workdir: Path, *, server_threads: int | None = None) -> Iterator[str]:
+    """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL.
+
+    ``server_threads`` caps the BLAS / OpenMP / torch threads of each server process.
+    """
     env = {key: value for key, value in os.environ.items() if not key.startswith("RPS_")}
     env.update(PYTHONUNBUFFERED="1", RPS_DATA_DIR=str(workdir / kind), RPS_ENV="development")
+    if server_threads is not None:
+        for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            env[variable] = str(server_threads)
     (workdir / kind).mkdir()
     port = free_port()
     with ExitStack() as stack:
@@ -237,8 +243,10 @@ def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> d
     }
 
 
-def report(results: dict[str, dict], size: BenchSize) -> str:
-    lines = [f"GET /explain, n={size.n_train:,}, d={size.dim}, k={size.top_k}, binary head, LJE, distinct test ids",
+def report(results: dict[str, dict], size: BenchSize, *, server_threads: int | None) -> str:
+    threads = f"{server_threads} BLAS thread(s) per server" if server_threads else "default BLAS threads"
+    lines = [f"GET /explain, n={size.n_train:,}, d={size.dim}, k={size.top_k}, binary head, LJE, distinct test ids, "
+             f"{threads}, {os.cpu_count()} CPUs",
              f"{'deployment':<12} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s':>7}"]
     for kind, result in results.items():
         for label, key in (("1", "one_client"), (str(CONCURRENT_CLIENTS), f"{CONCURRENT_CLIENTS}_clients")):
@@ -254,21 +262,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="n=5,000, d=64 and fewer requests")
     parser.add_argument("--deployments", default="embedded,production", help="comma list: embedded,production")
+    parser.add_argument("--server-threads", type=int, help="cap BLAS/OpenMP threads of the server processes")
     args = parser.parse_args(argv)
     size = QUICK if args.quick else FULL
     problem = make_problem(size)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rps-http-bench-") as workdir:
         for kind in args.deployments.split(","):
-            with deployment(kind, Path(workdir)) as base_url:
+            with deployment(kind, Path(workdir), server_threads=args.server_threads) as base_url:
                 results[kind] = measure(base_url, size, problem)
-    text = report(results, size)
+    text = report(results, size, server_threads=args.server_threads)
     print(text)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    name = "http_bench_quick" if args.quick else "http_bench"
+    name = ("http_bench_quick" if args.quick else "http_bench") + (
+        f"_threads{args.server_threads}" if args.server_threads else "")
     (OUT_DIR / f"{name}.json").write_text(json.dumps(
         {"size": asdict(size), "results": results, "machine": platform.platform(), "cpus": os.cpu_count(),
-         "omp_num_threads": os.environ.get("OMP_NUM_THREADS")}, indent=2))
+         "server_threads": args.server_threads}, indent=2))
     (OUT_DIR / f"{name}.txt").write_text(text + "\n")
     return 0
 
