@@ -7,7 +7,7 @@ import pytest
 import torch
 from scipy.optimize import approx_fprime
 
-from conftest import augment, brute_hessian, mean_gradient, probabilities, targets
+from conftest import brute_hessian, mean_gradient, probabilities, targets
 from representer import LinearHead, LJEConfig, SingularSystemError, fit
 from representer.hessian import factorize_hessian
 from representer.training_pass import run_training_pass
