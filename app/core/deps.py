@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.core.context import ServiceContext
-from app.core.errors import NotFoundError
+from app.models.repository import get_tenant_model
 from models_store import Model
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "get_tenant_model",
 ]
 
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
 _AFTER_COMMIT = "after_commit"
 _ON_ROLLBACK = "on_rollback"
 
@@ -63,19 +64,27 @@ def _roll_back(session: Session) -> None:
     session.close()
 
 
-async def get_session(context: ContextDep) -> AsyncIterator[Session]:
+async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Session]:
     """One transaction per request: commit on success, roll back on any error.
 
-    The session is created on the event loop (no I/O); committing or rolling back runs
-    in the thread pool, once per request.
+    The session is created on the event loop (no I/O). For GET/HEAD, which never write,
+    the read transaction just ends on the loop; otherwise committing or rolling back
+    runs in the thread pool, once per request.
     """
     session = context.sessions()
+    read_only = request.method in READ_ONLY_METHODS
     try:
         yield session
     except BaseException:
-        await run_in_threadpool(_roll_back, session)
+        if read_only:
+            session.close()
+        else:
+            await run_in_threadpool(_roll_back, session)
         raise
-    await run_in_threadpool(_commit, session)
+    if read_only:
+        session.close()
+    else:
+        await run_in_threadpool(_commit, session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -94,14 +103,6 @@ async def get_tenant(context: ContextDep, authorization: Annotated[str | None, H
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
-
-
-def get_tenant_model(session: Session, model_id: str, *, tenant: str) -> Model:
-    """The model ``model_id`` of ``tenant``; another tenant's model is 404 like a missing one."""
-    model = session.get(Model, model_id)
-    if model is None or model.tenant != tenant:
-        raise NotFoundError(f"no model with id {model_id!r}")
-    return model
 
 
 async def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Model:

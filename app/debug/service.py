@@ -8,14 +8,17 @@ from app.debug import repository
 from app.debug.schemas import SuspiciousPage, SuspiciousPoint
 from app.explain.service import require_ready
 from app.core.errors import FieldError, InvalidRequestError
-from models_store import Model
+from app.models.repository import get_tenant_model
 from representer import Method
 
 __all__ = ["suspicious_page"]
 
 
-def suspicious_page(session: Session, model: Model, *, method: Method, limit: int, offset: int) -> SuspiciousPage:
-    """Rank ``offset+1 .. offset+limit`` of the most suspicious training points."""
+def suspicious_page(
+    session: Session, model_id: str, *, tenant: str, method: Method, limit: int, offset: int
+) -> SuspiciousPage:
+    """Rank ``offset+1 .. offset+limit`` of the tenant's model's most suspicious training points."""
+    model = get_tenant_model(session, model_id, tenant=tenant)
     require_ready(session, model)
     if method.value not in model.methods:
         raise InvalidRequestError(

@@ -1,13 +1,17 @@
-"""Routes of the explain domain: ``GET /explain`` (stored test point), ``POST /explain``."""
+"""Routes of the explain domain: ``GET /explain`` (stored test point), ``POST /explain``.
+
+The hot path runs in ONE thread-pool call per request (model lookup, engine, row join).
+"""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from starlette.concurrency import run_in_threadpool
 
+from app.core.deps import ContextDep, SessionDep, TenantDep
 from app.core.responses import json_response
-from app.core.deps import ContextDep, ModelDep, SessionDep, TenantDep, get_tenant_model
 from app.explain import service
 from app.explain.schemas import MAX_TOP_K, ExplainRequest, ExplanationList, ExplanationPublic
 from representer import Method
@@ -16,22 +20,26 @@ router = APIRouter(prefix="/explain", tags=["explain"])
 
 
 @router.get("", response_model=ExplanationPublic)
-def explain_test_point(
+async def explain_test_point(
     session: SessionDep,
-    model: ModelDep,
+    tenant: TenantDep,
     context: ContextDep,
+    model_id: str,
     test_id: str,
     k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 10,
     method: Method = Method.LJE,
     target: str = "predicted",
-) -> Any:
+) -> Response:
     """Top-k positive and negative representer points of a stored test point."""
-    body = service.explain_stored(session, model, context=context, test_id=test_id, k=k, method=method, target=target)
+    body = await run_in_threadpool(
+        service.explain_stored, session, model_id,
+        tenant=tenant, context=context, test_id=test_id, k=k, method=method, target=target,
+    )
     return json_response(body)
 
 
 @router.post("", response_model=ExplanationList)
-def explain_submitted(session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest) -> Any:
+async def explain_submitted(session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest) -> Response:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
-    model = get_tenant_model(session, body.model_id, tenant=tenant)
-    return json_response(service.explain_rows(session, model, body, context=context))
+    answer = await run_in_threadpool(service.explain_rows, session, body, tenant=tenant, context=context)
+    return json_response(answer)

@@ -18,6 +18,7 @@ from app.explain.cache import cache_key
 from app.explain.loader import LoadedModel
 from app.explain.repository import train_points_by_index
 from app.explain.schemas import ExplainRequest, ExplanationList, ExplanationPublic
+from app.models.repository import get_tenant_model
 from app.models.service import get_model_public
 from models_store import Model, ModelStatus
 from representer import Explanation, Method, explain
@@ -120,9 +121,18 @@ def _cached(context: ServiceContext, model: Model, query: dict[str, Any], comput
 
 
 def explain_stored(
-    session: Session, model: Model, *, context: ServiceContext, test_id: str, k: int, method: Method, target: str
+    session: Session,
+    model_id: str,
+    *,
+    tenant: str,
+    context: ServiceContext,
+    test_id: str,
+    k: int,
+    method: Method,
+    target: str,
 ) -> ExplanationPublic | dict[str, Any]:
-    """Explain the stored test point ``test_id`` of ``model``."""
+    """Explain the stored test point ``test_id`` of the tenant's model ``model_id``."""
+    model = get_tenant_model(session, model_id, tenant=tenant)
     require_ready(session, model)
     _require_method(model, method, location="query")
     loaded = context.models.get(model)
@@ -165,8 +175,9 @@ def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:
         )
 
 
-def explain_rows(session: Session, model: Model, request: ExplainRequest, *, context: ServiceContext) -> ExplanationList:
-    """Explain each submitted row of ``request``, in order."""
+def explain_rows(session: Session, request: ExplainRequest, *, tenant: str, context: ServiceContext) -> ExplanationList:
+    """Explain each submitted row of ``request`` (the tenant's model), in order."""
+    model = get_tenant_model(session, request.model_id, tenant=tenant)
     require_ready(session, model)
     _require_method(model, request.method, location="body")
     target = parse_target(request.target, num_classes=model.num_classes, label=None, location="body")

@@ -5,9 +5,18 @@ from __future__ import annotations
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
+from app.core.errors import NotFoundError
 from models_store import Job, Model, Score, TestPoint, TrainPoint
 
-__all__ = ["add_model_with_job", "latest_jobs", "list_tenant_models", "count_tenant_models", "delete_model_rows"]
+__all__ = ["get_tenant_model", "add_model_with_job", "latest_jobs", "list_tenant_models", "count_tenant_models", "delete_model_rows"]
+
+
+def get_tenant_model(session: Session, model_id: str, *, tenant: str) -> Model:
+    """The model ``model_id`` of ``tenant``; another tenant's model is 404 like a missing one."""
+    model = session.get(Model, model_id)
+    if model is None or model.tenant != tenant:
+        raise NotFoundError(f"no model with id {model_id!r}")
+    return model
 
 
 def add_model_with_job(session: Session, model: Model, job: Job) -> None:
