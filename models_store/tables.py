@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, text
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
@@ -144,9 +144,11 @@ class Score(Base):
     """Self-score of one training point under one method (MATH.md §6), indexed for ranking."""
 
     __tablename__ = "scores"
-    __table_args__ = (Index("ix_scores_rank", "model_id", "method", text("score DESC"), "train_index"),)
-
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
     method: Mapped[str] = mapped_column(String(20), primary_key=True)
     train_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
+
+
+# Pages of /debug/suspicious walk this index in order (score descending, ties by index).
+Index("ix_scores_rank", Score.model_id, Score.method, Score.score.desc(), Score.train_index)
