@@ -66,6 +66,7 @@ def _one_seed(task: Task, backend: Backend, settings: RunSettings, seed: int) ->
     return {
         "seed": seed,
         "noisy_model_test_accuracy": accuracy(task.test_probabilities(model), task.data.test_labels),
+        "dropped_dead_features": getattr(registration, "dropped_features", 0),
         "found": {name: found_curve(ranking, flipped, fractions).tolist() for name, ranking in rankings.items()},
         "accuracy": _accuracy_curves(task, settings, rankings, noisy, seed=seed, registration=registration),
     }

@@ -140,6 +140,7 @@ def run_explanations(task: Task, backend: Backend, settings: RunSettings, *, see
     clean_accuracy = float(np.mean(predicted == task.data.test_labels))
     return {
         "clean_model_test_accuracy": clean_accuracy,
+        "dropped_dead_features": getattr(registration, "dropped_features", 0),
         "test_points": points.tolist(),
         "lje_lr": LJE_LR_EXPLANATION,
         "class_level_jaccard_top5": _class_level(explained),

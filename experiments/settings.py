@@ -78,7 +78,7 @@ class RunSettings:
     epochs: int
     """Training epochs of the torch models (unused by XGBoost)."""
     retrain_epochs: int
-    """Epochs of each retraining in the debugging experiment (torch tasks)."""
+    """Epochs of the out-of-fold networks behind cleanlab (CIFAR) and of whole-model retraining."""
 
 
 _CHECKPOINTS = tuple(round(0.05 * step, 2) for step in range(0, 21))

@@ -31,6 +31,9 @@ class LinearRegistration:
     head: LinearHead
     train_features: np.ndarray
     test_features: np.ndarray
+    dropped_features: int = 0
+    """Feature columns removed because they are zero on every train and test row (dead
+    ReLU units): they change no logit but make the head's Hessian singular."""
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,22 @@ class Task(Protocol):
     def retrain_accuracy(self, labels: np.ndarray, *, seed: int, registration: Registration,
                          scope: RetrainScope) -> float:
         """Test accuracy after retraining on ``labels`` (n,)."""
+
+
+def without_dead_features(head: LinearHead, train_features: np.ndarray,
+                          test_features: np.ndarray) -> LinearRegistration:
+    """Drop the feature columns that are exactly zero on every train and test row.
+
+    Exact for every stored point: such a column adds nothing to any logit. train_features
+    (n, d), test_features (m, d) float32; the head keeps the matching weight columns.
+    """
+    alive = np.any(train_features != 0, axis=0) | np.any(test_features != 0, axis=0)  # (d,)
+    return LinearRegistration(
+        head=LinearHead(head.weights[:, alive], head.bias),
+        train_features=np.ascontiguousarray(train_features[:, alive]),
+        test_features=np.ascontiguousarray(test_features[:, alive]),
+        dropped_features=int((~alive).sum()),
+    )
 
 
 def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:

@@ -12,7 +12,7 @@ from torch import nn
 from representer.adapters import extract_features
 from experiments.data import TaskData
 from experiments.tasks.base import (
-    LinearRegistration, RetrainScope, accuracy, fold_indices, head_retrain_accuracy,
+    LinearRegistration, RetrainScope, accuracy, fold_indices, head_retrain_accuracy, without_dead_features,
 )
 from experiments.tasks.networks import HEAD_LAYER, BiLSTMClassifier, SmallResNet
 from experiments.tasks.training import TrainConfig, predict_probabilities, train_network
@@ -56,7 +56,7 @@ class NetworkTask:
         device = self.settings.train.device
         train_features, head = extract_features(model, HEAD_LAYER, self.data.train_inputs, device=device, progress=False)
         test_features, _ = extract_features(model, HEAD_LAYER, self.data.test_inputs, device=device, progress=False)
-        return LinearRegistration(head=head, train_features=train_features, test_features=test_features)
+        return without_dead_features(head, train_features, test_features)
 
     def test_probabilities(self, model: nn.Module) -> np.ndarray:
         return predict_probabilities(model, self.data.test_inputs, device=self.settings.train.device)
@@ -86,7 +86,7 @@ class NetworkTask:
         return accuracy(self.test_probabilities(network), self.data.test_labels)
 
 
-def cifar_task(data: TaskData, *, epochs: int, retrain_epochs: int, device: str, quick: bool) -> NetworkTask:
+def cifar_task(data: TaskData, *, epochs: int, retrain_epochs: int, device: str) -> NetworkTask:
     """CIFAR-10 automobile vs horse, SmallResNet (φ has 64 entries)."""
     return NetworkTask(
         data,
@@ -100,7 +100,7 @@ def cifar_task(data: TaskData, *, epochs: int, retrain_epochs: int, device: str,
     )
 
 
-def imdb_task(data: TaskData, *, epochs: int, retrain_epochs: int, device: str, quick: bool) -> NetworkTask:
+def imdb_task(data: TaskData, *, epochs: int, retrain_epochs: int, device: str) -> NetworkTask:
     """IMDB sentiment, Bi-LSTM over embeddings trained from scratch (φ has 64 entries)."""
     return NetworkTask(
         data,

@@ -35,3 +35,20 @@ def test_sample_test_points_takes_each_predicted_class():
     predicted = np.array([0] * 30 + [1] * 4)
     points = sample_test_points(predicted, per_class=5)
     assert (predicted[points] == 0).sum() == 5 and (predicted[points] == 1).sum() == 4
+
+
+def test_dead_feature_columns_are_dropped_without_changing_any_logit():
+    from representer import LinearHead
+
+    from experiments.tasks.base import without_dead_features
+
+    rng = np.random.default_rng(2)
+    train, test = rng.normal(size=(30, 5)).astype(np.float32), rng.normal(size=(7, 5)).astype(np.float32)
+    train[:, 3] = 0.0
+    test[:, 3] = 0.0
+    train[:, 1] = 0.0  # zero on train only: kept, the test logits depend on it
+    head = LinearHead(rng.normal(size=(1, 5)), np.array([0.3]))
+    registration = without_dead_features(head, train, test)
+    assert registration.dropped_features == 1 and registration.train_features.shape == (30, 4)
+    np.testing.assert_allclose(registration.head.logits(registration.test_features), head.logits(test), atol=1e-6)
+    np.testing.assert_allclose(registration.head.logits(registration.train_features), head.logits(train), atol=1e-6)
