@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from app.core.errors import FieldError, InvalidRequestError
 from app.models.schemas import ModelSpec

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from representer import LinearHead, Method, contributions, default_config, explain, fit
+from representer import LinearHead, LJEConfig, Method, contributions, default_config, fit
 from service_helpers import BOB
 
 CONTRIBUTION_RTOL = 1e-6  # the service and the test fit the same float32 features
@@ -17,9 +17,8 @@ def engine_contributions(model, method: Method, test_row: int, target: int) -> n
     problem = model.problem
     head = LinearHead(problem["weights"], problem["bias"])
     features = problem["train_features"].astype(np.float32)
-    config = {"lje": default_config(Method.LJE).__class__(lr=model.spec.get("lje", {}).get("lr", 0.01))}.get(
-        method.value, default_config(method)
-    )
+    lr = model.spec.get("lje", {}).get("lr", 0.01)
+    config = LJEConfig(lr=lr) if method is Method.LJE else default_config(method)
     state = fit(head, features, problem["train_labels"], method=method, config=config)
     test = problem["test_features"].astype(np.float32)[test_row : test_row + 1]
     return contributions(state, features, test, target_classes=[target])[0]

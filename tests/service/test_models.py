@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models_store import Score, TrainPoint
-from service_helpers import BOB, linear_parts, linear_problem, npy_bytes, wait_ready
+from service_helpers import BOB, linear_parts, linear_problem, wait_ready
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 
