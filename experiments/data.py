@@ -155,9 +155,9 @@ def _encode(token_lists: list[list[str]], vocab: dict[str, int]) -> np.ndarray:
 
 def _imdb(settings: RunSettings, data_dir: Path) -> TaskData:
     folder = data_dir / "imdb"
-    quick = settings.n_train is not None
-    train = pd.read_csv(folder / ("imdb_train_small2500.csv.gz" if quick else "imdb_train.csv.gz"))
-    test = pd.read_csv(folder / ("imdb_test_small1000.csv.gz" if quick else "imdb_test.csv.gz"))
+    small = settings.n_train is not None and settings.n_train <= 2500 and (settings.n_test or 25000) <= 1000
+    train = pd.read_csv(folder / ("imdb_train_small2500.csv.gz" if small else "imdb_train.csv.gz"))
+    test = pd.read_csv(folder / ("imdb_test_small1000.csv.gz" if small else "imdb_test.csv.gz"))
     train = train.iloc[_stratified_subset(train["label"].to_numpy(), settings.n_train, seed=SUBSET_SEED)]
     test = test.iloc[_stratified_subset(test["label"].to_numpy(), settings.n_test, seed=SUBSET_SEED + 1)]
     train_tokens = [tokenize(text) for text in train["text"]]

@@ -113,6 +113,20 @@ def _task_section(result: dict[str, Any], figures: Path, report_dir: Path) -> li
     return lines
 
 
+def _leverage_section(path: Path) -> list[str]:
+    """The German Credit score-part analysis of ``experiments.leverage`` (engine)."""
+    if not path.exists():
+        return []
+    analysis = json.loads(path.read_text())
+    lines = ["## What limits LJE's debugging curve on German Credit (engine, `python -m experiments.leverage`)", "",
+             f"Same flips and boosters as above ({analysis['seeds']} seeds), ranked by each part of the binary "
+             "self-score |θ*·φ̃_i − r_i φ̃_iᵀH⁻¹φ̃_i|/n and by LJE with Hessian damping:", "",
+             "| ranking score | found @10% | found @20% | found @40% |", "|---|---|---|---|"]
+    for name, values in analysis["found"].items():
+        lines.append(f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+    return lines + [""]
+
+
 def write_report(mode: Mode, *, root: Path | None = None) -> Path:
     """Regenerate the report (and its figures) of ``mode`` from the JSON results present."""
     from experiments.run import EXPERIMENTS_DIR, output_paths
@@ -127,5 +141,6 @@ def write_report(mode: Mode, *, root: Path | None = None) -> Path:
         path = results_dir / f"{task.value}.json"
         if path.exists():
             lines += _task_section(json.loads(path.read_text()), figures, report.parent)
+    lines += _leverage_section(results_dir / "german_leverage.json")
     report.write_text("\n".join(lines) + "\n")
     return report
