@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from representer import LinearHead, LJEConfig, Method, contributions, default_config, fit
+from representer import LinearHead, LJEConfig, Method, contributions, default_config, explain, fit
 from service_helpers import BOB
 
 CONTRIBUTION_RTOL = 1e-6  # the service and the test fit the same float32 features
@@ -184,3 +184,32 @@ async def test_explanations_are_cached_in_redis_by_model_version(service, multic
         keys = cache._client.keys(pattern)
         second = (await client.get("/explain", params=params)).json()
     assert len(keys) == 1 and first == second
+
+
+@pytest.mark.parametrize("target", ["predicted", 2])
+async def test_http_answer_is_representer_explain(service, multiclass_model, target):
+    """Field by field, GET /explain is ``representer.explain`` on the same model and point."""
+    problem = multiclass_model.problem
+    features = problem["train_features"].astype(np.float32)
+    state = fit(LinearHead(problem["weights"], problem["bias"]), features, problem["train_labels"],
+                method=Method.LJE, config=LJEConfig(lr=0.01))
+    test = problem["test_features"].astype(np.float32)[4:5]
+    [expected] = explain(state, features, test, target=target, top_k=7)
+    async with service.client() as client:
+        body = (await client.get("/explain", params={
+            "model_id": multiclass_model.id, "test_id": "te-4", "k": 7, "target": str(target)})).json()
+    assert body["target_class"] == expected.target_class
+    assert body["prediction"]["predicted_class"] == expected.predicted_class
+    np.testing.assert_allclose(body["prediction"]["logits"], expected.logits, rtol=1e-9)
+    np.testing.assert_allclose(body["prediction"]["probabilities"], expected.probabilities, rtol=1e-9)
+    for side in ("positive", "negative"):
+        assert [p["train_index"] for p in body[side]] == getattr(expected, f"{side}_indices").tolist()
+        np.testing.assert_allclose(
+            [p["contribution"] for p in body[side]], getattr(expected, f"{side}_contributions"),
+            rtol=CONTRIBUTION_RTOL, atol=CONTRIBUTION_ATOL,
+        )
+    decomposition = body["decomposition"]
+    np.testing.assert_allclose(
+        [decomposition["sum_of_contributions"], decomposition["model_output"], decomposition["residual"]],
+        [expected.sum_of_contributions, expected.model_output, expected.residual], rtol=1e-6, atol=1e-9,
+    )
