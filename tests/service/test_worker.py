@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+from pathlib import Path
 
 import numpy as np
+import pytest
 
 from sqlalchemy import update
 
@@ -120,3 +123,22 @@ async def test_engine_refusal_is_a_422_problem_naming_the_argument(service):
     assert failed["error"]["status"] == 422 and failed["error"]["errors"][0]["field"] == "damping"
     assert "damping" in failed["error"]["detail"]
     assert repaired["status"] == "ready", repaired
+
+
+async def test_spec_settings_reach_the_engine(service):
+    """lje.lr, lje.damping, l2.lambda and influence.damping from the spec are what each state used."""
+    spec = {"kind": "linear", "methods": ["lje", "l2", "influence"],
+            "lje": {"lr": 0.001, "damping": 0.002}, "l2": {"lambda": 0.05}, "influence": {"damping": 0.003}}
+    async with service.client() as client:
+        created = (await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, m=2, seed=7), spec))).json()
+        ready = await wait_ready(client, created["id"])
+        with service.context.sessions() as session:
+            result_dir = Path(session.get(Model, created["id"]).result_dir)
+        metas = {name: json.loads((result_dir / name / "meta.json").read_text()) for name in ("lje", "l2", "influence")}
+        await client.delete(f"/models/{created['id']}")
+    assert ready["status"] == "ready"
+    assert (metas["lje"]["lr"], metas["lje"]["damping"]) == (0.001, 0.002)
+    assert metas["l2"]["lam"] == 0.05 and metas["influence"]["damping"] == 0.003
+    assert ready["diagnostics"] == pytest.approx(
+        {key: metas["lje"]["diagnostics"][key] for key in ready["diagnostics"]}
+    )
