@@ -11,7 +11,7 @@ import threading
 import dramatiq
 from dramatiq import Worker
 
-from rps.broker import QUEUES, setup_broker
+from rps.broker import GPU_QUEUE, QUEUES, setup_broker
 from rps.settings import Settings
 from workers.actors import declare_actors
 
@@ -31,6 +31,9 @@ def start_worker(
 
 def run_worker_forever(settings: Settings, *, queues: tuple[str, ...], threads: int) -> None:
     """One worker process: consume ``queues`` until SIGTERM/SIGINT, then stop gracefully."""
+    if GPU_QUEUE in queues and not settings.device.startswith("cuda"):
+        logger.warning("listening on the %r queue with RPS_DEVICE=%s: set RPS_DEVICE=cuda on GPU workers",
+                       GPU_QUEUE, settings.device)
     broker = setup_broker(settings)
     declare_actors(broker, settings=settings)
     worker = start_worker(broker, queues=queues, threads=threads)
