@@ -6,8 +6,7 @@ from sqlalchemy.orm import Session
 
 from app.debug import repository
 from app.debug.schemas import SuspiciousPage, SuspiciousPoint
-from app.explain.service import require_ready
-from app.core.errors import FieldError, InvalidRequestError
+from app.explain.service import require_method, require_ready
 from app.models.repository import get_tenant_model
 from representer import Method
 
@@ -20,11 +19,7 @@ def suspicious_page(
     """Rank ``offset+1 .. offset+limit`` of the tenant's model's most suspicious training points."""
     model = get_tenant_model(session, model_id, tenant=tenant)
     require_ready(session, model)
-    if method.value not in model.methods:
-        raise InvalidRequestError(
-            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
-            errors=[FieldError("method", f"not one of {model.methods}", "query")],
-        )
+    require_method(model, method, location="query")
     rows = repository.ranked_points(session, model.id, method.value, limit=limit, offset=offset)
     items = [
         SuspiciousPoint(

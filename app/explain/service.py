@@ -23,7 +23,7 @@ from app.models.service import get_model_public
 from models_store import Model, ModelStatus
 from representer import Explanation, Method, explain
 
-__all__ = ["require_ready", "parse_target", "explain_stored", "explain_rows"]
+__all__ = ["require_ready", "require_method", "parse_target", "explain_stored", "explain_rows"]
 
 Target = str | int
 
@@ -38,7 +38,8 @@ def require_ready(session: Session, model: Model) -> None:
         )
 
 
-def _require_method(model: Model, method: Method, *, location: str) -> None:
+def require_method(model: Model, method: Method, *, location: str) -> None:
+    """422 naming ``method`` unless the model's precompute covered it."""
     if method.value not in model.methods:
         raise InvalidRequestError(
             f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
@@ -134,7 +135,7 @@ def explain_stored(
     """Explain the stored test point ``test_id`` of the tenant's model ``model_id``."""
     model = get_tenant_model(session, model_id, tenant=tenant)
     require_ready(session, model)
-    _require_method(model, method, location="query")
+    require_method(model, method, location="query")
     loaded = context.models.get(model)
     index = loaded.test_index(test_id)
     if index is None or loaded.test_features is None:
@@ -179,7 +180,7 @@ def explain_rows(session: Session, request: ExplainRequest, *, tenant: str, cont
     """Explain each submitted row of ``request`` (the tenant's model), in order."""
     model = get_tenant_model(session, request.model_id, tenant=tenant)
     require_ready(session, model)
-    _require_method(model, request.method, location="body")
+    require_method(model, request.method, location="body")
     target = parse_target(request.target, num_classes=model.num_classes, label=None, location="body")
     loaded = context.models.get(model)
     rows = _request_rows(model, loaded, request)
