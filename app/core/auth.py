@@ -76,11 +76,12 @@ class KeyRing:
 
     def cached_tenant(self, authorization: str | None) -> str | None:
         """The tenant if it is known without touching the database, else None."""
-        checked_at, count = self._db_count
-        if time.monotonic() - checked_at > CACHE_TTL_S:
-            return None
-        if not self._env_hashes and count == 0:
-            return DEFAULT_TENANT
+        if not self._env_hashes:  # auth is on only if the table has keys: is that count fresh?
+            checked_at, count = self._db_count
+            if time.monotonic() - checked_at > CACHE_TTL_S:
+                return None
+            if count == 0:
+                return DEFAULT_TENANT
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None

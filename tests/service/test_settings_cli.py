@@ -105,3 +105,18 @@ def test_cli_has_every_command():
     assert (args.queues, args.processes, args.threads) == (["gpu"], 2, 3)
     serve = parser.parse_args(["serve", "--port", "9001", "--demo"])
     assert (serve.host, serve.port, serve.demo) == ("127.0.0.1", 9001, True)
+
+
+def test_resolved_keys_are_served_from_the_cache(tmp_path):
+    """After the first lookup a key resolves without the database (no thread-pool hop)."""
+    from models_store import upgrade
+
+    settings = Settings(data_dir=tmp_path, api_keys="acme:k-1")
+    upgrade(settings.resolved_database_url)
+    app = create_app(settings)
+    keys = app.state.context.keys
+    assert keys.cached_tenant("Bearer k-1") is None
+    assert keys.tenant_for("Bearer k-1") == "acme"
+    assert keys.cached_tenant("Bearer k-1") == "acme"
+    assert keys.cached_tenant("Bearer other") is None and keys.cached_tenant(None) is None
+    app.state.context.close()
