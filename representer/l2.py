@@ -44,9 +44,11 @@ class _SoftTargetObjective:
         self.soft_targets = [output_probabilities(block @ theta_t.T) for _, block in self.blocks()]  # P† per block
 
     def _fresh_blocks(self):
+        """Φ̃ row blocks converted anew: (rows, (b, D) float64)."""
         return augmented_row_blocks(self.train_features, block_rows=self.block_rows, device=self.device)
 
     def blocks(self):
+        """Φ̃ row blocks, from the cache when it exists."""
         return iter(self.cached) if self.cached is not None else self._fresh_blocks()
 
     def __call__(self, theta_flat: np.ndarray) -> tuple[float, np.ndarray]:
@@ -101,9 +103,11 @@ def fit_l2(
     objective = _SoftTargetObjective(train_features, theta_dagger, config.lam, device)
     _, initial_gradient = objective(theta_dagger.reshape(-1))
     target_norm = np.linalg.norm(initial_gradient) / config.grad_reduction
+    iterations = iter(range(1, int(config.max_iter) + 1))
     result = scipy.optimize.minimize(
         objective, theta_dagger.reshape(-1), jac=True, method="L-BFGS-B",
         options={"maxiter": int(config.max_iter), "gtol": target_norm / np.sqrt(initial_gradient.size), "ftol": 0.0},
+        callback=lambda _: report(0.8 * next(iterations, config.max_iter) / config.max_iter),
     )
     report(0.8)
     theta_lambda = result.x.reshape(theta_dagger.shape)
