@@ -32,11 +32,13 @@ class Method(str, Enum):
 class WeightLayout(str, Enum):
     """How RPS-LJE keeps what a query needs (MATH.md §2.4); chosen by measurement.
 
-    ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features) a
-    kernel-form query at several times one streaming pass over the features (its GEMM has
-    k columns), and a materialised query at about one pass, for twice the precompute and
-    k·n·D float32 of memory. ``AUTO`` therefore materialises for k_out >= 3 when the
-    weights fit ``memory_budget_bytes`` and keeps the kernel form otherwise.
+    ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features,
+    2 shared cores) one explain query at 4.6x one streaming f32 pass over the features in
+    the kernel form (its GEMM has k columns) and 1.0x with materialised weights, which
+    cost 2.2x the precompute flops (3.2x the time: 156 s vs 49 s) and k·n·D·4 bytes
+    (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises for
+    k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
+    otherwise (binary heads: the kernel query is already one matvec, 1.0x).
     """
 
     AUTO = "auto"
