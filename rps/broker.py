@@ -36,6 +36,7 @@ def make_broker(settings: Settings | None = None) -> dramatiq.Broker:
     if settings.redis_url:
         broker: dramatiq.Broker = RedisBroker(
             url=settings.redis_url,
+            namespace=settings.redis_namespace,
             heartbeat_timeout=settings.worker_heartbeat_timeout_ms,
             maintenance_chance=settings.broker_maintenance_chance,
         )

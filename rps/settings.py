@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(default=None, description="Unset: in-memory broker, no result cache.")
     api_keys: str | None = Field(default=None, description="Comma list 'tenant:key'.")
     max_upload_bytes: int = Field(default=1024**3, gt=0, description="Per multipart part.")
+    redis_namespace: str = Field(
+        default="rps", min_length=1, max_length=100, description="Prefix of every Redis key (broker and cache)."
+    )
     worker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)

@@ -14,18 +14,19 @@ __all__ = ["ResultCache", "cache_key"]
 logger = logging.getLogger("rps.app")
 
 
-def cache_key(model_id: str, version: int, query: dict[str, Any]) -> str:
+def cache_key(model_id: str, version: int, query: dict[str, Any], *, namespace: str = "rps") -> str:
     """A key that changes whenever the model is re-published or the query differs."""
     digest = hashlib.sha256(json.dumps(query, sort_keys=True).encode()).hexdigest()[:32]
-    return f"rps:explain:{model_id}:{version}:{digest}"
+    return f"{namespace}:explain:{model_id}:{version}:{digest}"
 
 
 class ResultCache:
     """A thin JSON cache over Redis; failures are logged and treated as misses."""
 
-    def __init__(self, url: str, *, ttl_s: int) -> None:
+    def __init__(self, url: str, *, ttl_s: int, namespace: str = "rps") -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=1.0)
         self._ttl_s = ttl_s
+        self.namespace = namespace
 
     def get(self, key: str) -> Any | None:
         if self._ttl_s <= 0:

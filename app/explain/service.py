@@ -112,7 +112,7 @@ def _to_public(
 def _cached(context: ServiceContext, model: Model, query: dict[str, Any], compute) -> Any:
     if context.results is None:
         return compute()
-    key = cache_key(model.id, model.version, query)
+    key = cache_key(model.id, model.version, query, namespace=context.results.namespace)
     hit = context.results.get(key)
     if hit is not None:
         return hit

@@ -2,7 +2,8 @@
 
 Each backend gets a fresh data directory, a migrated database (PostgreSQL: a database
 ``rps_test_<random>`` created for the session and dropped after it; Redis: its own db
-index, flushed), the app, and a Dramatiq ``Worker`` thread on the backend's broker.
+index and a key namespace of this session, cleaned afterwards), the app, and a Dramatiq
+``Worker`` thread on the backend's broker.
 Unreachable PostgreSQL/Redis skips the backend with the reason, or fails under CI=true.
 Auth is on: tenants ``alice`` and ``bob`` have keys from ``RPS_API_KEYS``.
 """
@@ -46,17 +47,29 @@ def postgres_url() -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def redis_url() -> Iterator[str]:
+def redis_namespace() -> str:
+    """Every Redis key of this session (broker queues, heartbeats, cache) starts with this."""
+    return f"rps-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def redis_url(redis_namespace) -> Iterator[str]:
+    """Redis on the service tests' own db index; this session's keys are removed afterwards.
+
+    The keys live under a namespace of their own, so two test runs at once (or an
+    integration run) never take each other's messages, and no run flushes another's keys.
+    """
     import redis
 
     url = f"{REDIS_BASE_URL}/{REDIS_DB_INDEX}"
     connection = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
-        connection.flushdb()
+        connection.ping()
     except redis.RedisError as error:
         unavailable(f"Redis unreachable at {REDIS_BASE_URL}: {error}")
     yield url
-    connection.flushdb()
+    for key in connection.scan_iter(match=f"{redis_namespace}*", count=1000):
+        connection.delete(key)
     connection.close()
 
 
@@ -84,6 +97,7 @@ def service(request, tmp_path_factory) -> Iterator[Service]:
         options.update(
             database_url=request.getfixturevalue("postgres_url"),
             redis_url=request.getfixturevalue("redis_url"),
+            redis_namespace=request.getfixturevalue("redis_namespace"),
             worker_heartbeat_timeout_ms=5000,
         )
     yield from _start_service(request.param, Settings(**options))

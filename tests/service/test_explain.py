@@ -176,7 +176,8 @@ async def test_explanations_are_cached_in_redis_by_model_version(service, multic
     if service.settings.redis_url is None:
         assert cache is None  # the embedded backend has no Redis, hence no result cache
         return
-    pattern = f"rps:explain:{multiclass_model.id}:{multiclass_model.status['version']}:*"
+    pattern = f"{cache.namespace}:explain:{multiclass_model.id}:{multiclass_model.status['version']}:*"
+    assert cache.namespace.startswith("rps-test-")
     cache._client.delete(*cache._client.keys(pattern) or ["none"])
     params = {"model_id": multiclass_model.id, "test_id": "te-3", "k": 3, "method": "l2"}
     async with service.client() as client:
