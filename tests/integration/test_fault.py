@@ -113,9 +113,10 @@ def test_sigkilled_worker_job_is_finished_by_another_worker(production_backend):
         watcher = StatusWatcher(api.base_url, model["id"], n_train=len(problem.train_labels)).start()
         try:
             running = _wait_until_running(client, model["id"])
-            assert running["attempts"] == 1
+            assert running["attempts"] == 1, running
             time.sleep(1.0)  # well inside the precompute
-            assert client.get_model(model["id"])["status"] == "running", "the job ended before the kill"
+            before_kill = client.get_model(model["id"])
+            assert before_kill["status"] == "running", f"the job ended before the kill: {before_kill}"
             doomed.kill()
             assert not doomed.alive()
             assert client.get_model(model["id"])["status"] != "ready"
@@ -126,12 +127,14 @@ def test_sigkilled_worker_job_is_finished_by_another_worker(production_backend):
         finally:
             watcher.stop()
 
-        assert watcher.violations == []
-        assert "running" in watcher.statuses and watcher.statuses[-1] == "ready"
-        assert "ready" not in watcher.statuses[:-1], f"ready before the end: {watcher.statuses}"
-        assert ready["attempts"] >= 2
-        assert max(watcher.attempts_seen) >= 2
-        assert rescuer.alive()
+        story = (f"statuses {watcher.statuses}, attempts seen {sorted(set(watcher.attempts_seen))}\n"
+                 f"killed worker:\n{doomed.log_tail()[-1500:]}\nrescuer:\n{rescuer.log_tail()[-1500:]}")
+        assert watcher.violations == [], story
+        assert "running" in watcher.statuses and watcher.statuses[-1] == "ready", story
+        assert "ready" not in watcher.statuses[:-1], story
+        assert ready["attempts"] >= 2, story
+        assert max(watcher.attempts_seen) >= 2, story
+        assert rescuer.alive(), story
 
         states = fitted_states(problem.head, problem.train_features, problem.train_labels, METHODS)
         for method in METHODS:
