@@ -1,4 +1,4 @@
-"""Quick mode end to end: all three tasks through a running ``rps serve`` (CI, ~3-5 min on 2 cores).
+"""Quick mode end to end: all three tasks through a running ``rps serve`` (CI, ~3.5 min on 2 cores).
 
 Checks the pipeline (every curve complete, no NaN, report and figures written, records
 sent back by the service) and the paper's qualitative findings at quick-mode sizes:
@@ -33,7 +33,7 @@ CHECKED_20, CHECKED_40 = 4, 8  # indices of 20% and 40% in the 5%-step found-cur
 def quick_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1)  # as `python -m experiments.run`; the server process takes the other core
     try:
         results = {task: run_task(task, Mode.QUICK, ("debugging", "explanations"), backend_kind=BackendKind.SERVICE,
                                   root=root) for task in TaskName}
