@@ -123,7 +123,8 @@ def _leverage_section(path: Path) -> list[str]:
              "self-score |θ*·φ̃_i − r_i φ̃_iᵀH⁻¹φ̃_i|/n and by LJE with Hessian damping:", "",
              "| ranking score | found @10% | found @20% | found @40% |", "|---|---|---|---|"]
     for name, values in analysis["found"].items():
-        lines.append(f"| {name} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
+        escaped = name.replace("|", "\\|")
+        lines.append(f"| {escaped} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
     return lines + [""]
 
 
