@@ -14,6 +14,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -45,12 +46,19 @@ def _environment(device: str, backend: BackendKind) -> dict[str, Any]:
 
 
 def run_task(task_name: TaskName, mode: Mode, experiments: tuple[str, ...], *, backend_kind: BackendKind,
-             root: Path = EXPERIMENTS_DIR, data_dir: Path = DATA_DIR) -> dict[str, Any]:
-    """Run ``experiments`` for one task; merge into its JSON file; return the merged dict."""
+             root: Path = EXPERIMENTS_DIR, data_dir: Path = DATA_DIR,
+             retrain_whole_model: bool | None = None) -> dict[str, Any]:
+    """Run ``experiments`` for one task; merge into its JSON file; return the merged dict.
+
+    ``retrain_whole_model`` overrides the mode's choice (True: retrain the network from
+    scratch at every debugging checkpoint, affordable on a GPU).
+    """
     from experiments.debugging import run_debugging
     from experiments.explanations import run_explanations
 
     settings = run_settings(task_name, mode)
+    if retrain_whole_model is not None:
+        settings = replace(settings, debug=replace(settings.debug, retrain_whole_model=retrain_whole_model))
     device = "cuda" if mode is Mode.FULL and torch.cuda.is_available() else "cpu"
     results_dir, _, _ = output_paths(mode, root)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -87,13 +95,16 @@ def main(argv: list[str] | None = None) -> None:
                              "engine: representer.fit/explain in-process (fallback)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--no-report", action="store_true", help="do not regenerate the markdown report")
+    parser.add_argument("--retrain-whole-model", action="store_true",
+                        help="debugging: retrain the networks from scratch at every checkpoint (GPU)")
     arguments = parser.parse_args(argv)
     torch.set_num_threads(arguments.threads)
     mode = Mode(arguments.mode)
     tasks = list(TaskName) if arguments.task == "all" else [TaskName(arguments.task)]
     experiments = EXPERIMENTS if arguments.experiment == "all" else (arguments.experiment,)
     for task_name in tasks:
-        run_task(task_name, mode, experiments, backend_kind=BackendKind(arguments.backend))
+        run_task(task_name, mode, experiments, backend_kind=BackendKind(arguments.backend),
+                 retrain_whole_model=True if arguments.retrain_whole_model else None)
     if not arguments.no_report:
         from experiments.report import write_report
 
