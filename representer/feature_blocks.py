@@ -12,7 +12,7 @@ from typing import Iterator
 import numpy as np
 import torch
 
-__all__ = ["augmented_row_blocks", "rows_per_block", "augmented_product"]
+__all__ = ["augmented_row_blocks", "rows_per_block", "augmented_product", "block_tensor"]
 
 BLOCK_BYTES = 256 * 1024**2
 """Soft cap on the temporary arrays one row block creates."""
@@ -47,6 +47,15 @@ def augmented_row_blocks(
         block_view[:, :d] = train_features[start:stop]
         block_view[:, d] = 1.0
         yield slice(start, stop), block.to(device)
+
+
+def block_tensor(values: np.ndarray, rows: slice, *, dtype: np.dtype, device: torch.device) -> torch.Tensor:
+    """``values[rows]`` as a tensor on ``device``, from a writable copy of that block only.
+
+    ``values`` may be a read-only memmap (stored labels); ``torch.as_tensor`` on it would
+    warn that the array is not writable, and copying the whole array is not needed.
+    """
+    return torch.from_numpy(np.array(values[rows], dtype=dtype)).to(device)
 
 
 def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.ndarray:

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from representer.config import LJEConfig, WeightLayout
-from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
+from representer.feature_blocks import augmented_product, augmented_row_blocks, block_tensor, rows_per_block
 from representer.head import LinearHead
 from representer.hessian import check_hessian_memory, factorize_hessian
 from representer.kernel import kernel_scores
@@ -156,12 +156,11 @@ def _kernel_self_contributions(
     device = inverse.device
     theta_star_t = torch.as_tensor(theta_star, device=device)
     residuals_t = torch.as_tensor(residuals_star, device=device)
-    own_t = torch.as_tensor(own_class, device=device)
     self_contribution = np.empty(n)
     block_rows = rows_per_block(8 * num_outputs * dim * 2)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
         values = torch.empty(block.shape[0], dtype=torch.float64, device=device)
-        block_class = own_t[rows]
+        block_class = block_tensor(own_class, rows, dtype=np.int64, device=device)
         for c in torch.unique(block_class).tolist():
             members = torch.nonzero(block_class == c).flatten()
             every_row = members.numel() == block.shape[0]

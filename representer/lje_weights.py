@@ -13,7 +13,7 @@ import torch
 
 from representer.config import LJEConfig, WeightLayout
 from representer.errors import MemoryLimitError
-from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 from representer.hessian import FACTOR_COPIES
 from representer.progress import ProgressCallback
 
@@ -70,7 +70,6 @@ def materialise_weights(
     device = inverse.device
     theta_star_t = torch.as_tensor(theta_star, device=device)
     residuals_t = torch.as_tensor(residuals_star, device=device)
-    own_t = torch.as_tensor(own_class, device=device)
     weights = np.empty((num_outputs, n, dim), dtype=np.float32)
     self_contribution = np.empty(n)
     block_rows = rows_per_block(8 * num_outputs * dim * 3)
@@ -79,7 +78,8 @@ def materialise_weights(
         gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(count, -1)  # G*_i (b, k·D)
         hessian_terms = (gradients @ inverse).reshape(count, num_outputs, dim)  # rows of mat(M g_i) (b, k, D)
         block_weights = (theta_star_t[None] - hessian_terms) / n  # (b, k, D)
-        own_weights = block_weights[torch.arange(count, device=device), own_t[rows]]  # (b, D)
+        block_class = block_tensor(own_class, rows, dtype=np.int64, device=device)  # ỹ_i (b,)
+        own_weights = block_weights[torch.arange(count, device=device), block_class]  # (b, D)
         self_contribution[rows] = (own_weights * block).sum(dim=1).cpu().numpy()
         weights[:, rows, :] = block_weights.permute(1, 0, 2).to(torch.float32).cpu().numpy()
         progress(rows.stop / n)

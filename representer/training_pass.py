@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 from representer.hessian import accumulate_hessian_block, mirror_upper_blocks
 from representer.likelihood import one_hot_targets, output_probabilities
 from representer.progress import ProgressCallback
@@ -75,11 +75,11 @@ def run_training_pass(
     if with_hessian and num_outputs > 1:
         moment = torch.zeros((dim, dim), dtype=torch.float64, device=device)
     block_rows = rows_per_block(8 * (size + 2 * dim) if with_hessian else 8 * 2 * dim)
-    labels_t = torch.as_tensor(train_labels, dtype=torch.int64)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
+        block_labels = block_tensor(train_labels, rows, dtype=np.int64, device=device)  # (b,)
         block_logits = block @ theta_t.T  # (b, k_out)
         probabilities = output_probabilities(block_logits)  # (b, k_out)
-        block_residuals = probabilities - one_hot_targets(labels_t[rows].to(device), num_outputs)
+        block_residuals = probabilities - one_hot_targets(block_labels, num_outputs)
         gradient_sum.addmm_(block_residuals.T, block)  # (k_out, D)
         if hessian is not None:
             accumulate_hessian_block(hessian, block, probabilities)
