@@ -1,11 +1,11 @@
 """Request dependencies as ``Annotated`` aliases: the session (the transaction boundary),
-the tenant, and the tenant's model named by ``model_id`` (path or query)."""
+the tenant, the tenant's model named by ``model_id`` (path or query), and the paging offset."""
 
 from __future__ import annotations
 
 from typing import Annotated, AsyncIterator, Callable
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -18,6 +18,8 @@ __all__ = [
     "SessionDep",
     "TenantDep",
     "ModelDep",
+    "OffsetQuery",
+    "MAX_OFFSET",
     "after_commit",
     "on_rollback",
     "get_tenant_model",
@@ -110,3 +112,9 @@ async def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Mo
 
 
 ModelDep = Annotated[Model, Depends(get_model)]
+
+
+MAX_OFFSET = 2**63 - 1
+"""The largest OFFSET SQLite and PostgreSQL take (a signed 64-bit integer); more is a 422."""
+
+OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import SessionDep, TenantDep
+from app.core.deps import OffsetQuery, SessionDep, TenantDep
 from app.core.responses import json_response
 from app.debug import service
 from app.debug.schemas import SuspiciousPage
@@ -23,7 +23,7 @@ async def suspicious(
     model_id: str,
     method: Method = Method.LJE,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> Response:
     """Training points ranked by self-contribution, most suspicious first."""
     page = await run_in_threadpool(

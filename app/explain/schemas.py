@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
 
 from representer import Method
 
@@ -62,11 +62,12 @@ class ExplainRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model_id: str
-    features: list[list[float]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
-    inputs: list[list[float]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
+    # Strict: numbers only (no "1" strings, no booleans), as in the rows the engine takes.
+    features: list[list[StrictFloat]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
+    inputs: list[list[StrictFloat]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
     k: int = Field(default=10, ge=1, le=MAX_TOP_K)
     method: Method = Method.LJE
-    target: str | int = "predicted"
+    target: StrictStr | StrictInt = "predicted"
 
     @model_validator(mode="after")
     def _one_of_features_inputs(self) -> "ExplainRequest":

@@ -59,7 +59,7 @@ def parse_target(target: Target, *, num_classes: int, label: int | None, locatio
             )
         return int(label)
     text = str(target)
-    if text.lstrip("-").isdigit() and 0 <= int(text) < num_classes:
+    if text.isascii() and text.lstrip("-").isdigit() and 0 <= int(text) < num_classes:  # not "²" or "٣"
         return int(text)
     raise InvalidRequestError(
         f"target must be 'predicted', 'label' or a class index in 0..{num_classes - 1}, got {target!r}",
@@ -162,9 +162,23 @@ def _request_rows(model: Model, loaded: LoadedModel, request: ExplainRequest) ->
                 errors=[FieldError("inputs", "only for xgboost models", "body")],
             )
         _check_width("inputs", request.inputs, model.input_dim)
-        return np.asarray(loaded.embedding.transform(np.asarray(request.inputs, dtype=np.float32)))
+        return np.asarray(loaded.embedding.transform(_float32_rows("inputs", request.inputs)))
     _check_width("features", request.features, model.feature_dim)
-    return np.asarray(request.features, dtype=np.float32)
+    return _float32_rows("features", request.features)
+
+
+def _float32_rows(name: str, rows: list[list[float]]) -> np.ndarray:
+    """The rows as float32 (how the engine reads them), refusing values beyond its range."""
+    with np.errstate(over="ignore"):
+        array = np.asarray(rows, dtype=np.float32)  # (m, width)
+    finite = np.isfinite(array).all(axis=1)
+    if not finite.all():
+        row = int(np.flatnonzero(~finite)[0])
+        raise InvalidRequestError(
+            f"row {row} of {name!r} has values beyond the float32 range (|x| > 3.4e38)",
+            errors=[FieldError(name, "values must fit in float32", "body")],
+        )
+    return array
 
 
 def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import ContextDep, ModelDep, SessionDep, TenantDep
+from app.core.deps import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
 from app.models import service
 from app.models.schemas import ModelList, ModelPublic
 from app.models.uploads import receive_multipart
@@ -39,7 +39,7 @@ def list_models(
     session: SessionDep,
     tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: OffsetQuery = 0,
 ) -> ModelList:
     return service.list_models(session, tenant=tenant, limit=limit, offset=offset)
 

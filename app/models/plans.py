@@ -34,6 +34,7 @@ _PARTS = {
     ModelKind.XGBOOST: _SHARED_PARTS | {"booster", "train_inputs", "test_inputs"},
 }
 BOOSTER_SUFFIXES = (".json", ".ubj")
+ROWS_DTYPE = "float32"  # how feature/input rows are stored (and must be finite as)
 
 
 @dataclass(frozen=True)
@@ -129,14 +130,14 @@ def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
         )
     train_name, test_name = _rows_part(upload, spec.kind)
     train_rows = load_npy(_require(upload, train_name))
-    check_matrix(train_name, train_rows, cols=width)
+    check_matrix(train_name, train_rows, cols=width, stored_dtype=ROWS_DTYPE)
     n_train = train_rows.shape[0]
     if n_train < MIN_TRAIN_POINTS:
         raise reject(train_name, f"needs at least {MIN_TRAIN_POINTS} training points, got {n_train}")
     labels = load_npy(_require(upload, "train_labels"))
     check_labels("train_labels", labels, length=n_train, num_classes=num_classes)
     files += [
-        StoredFile(upload.parts[train_name].path, f"{train_name}.npy", "float32"),
+        StoredFile(upload.parts[train_name].path, f"{train_name}.npy", ROWS_DTYPE),
         StoredFile(upload.parts["train_labels"].path, "train_labels.npy", "int64"),
     ]
     n_test = _plan_test_set(upload, test_name, width=width, num_classes=num_classes, files=files)
@@ -163,8 +164,8 @@ def _plan_test_set(upload: Upload, test_name: str, *, width: int, num_classes: i
                 raise reject(name, f"needs the {test_name!r} part")
         return 0
     test_rows = load_npy(upload.parts[test_name])
-    check_matrix(test_name, test_rows, cols=width)
-    files.append(StoredFile(upload.parts[test_name].path, f"{test_name}.npy", "float32"))
+    check_matrix(test_name, test_rows, cols=width, stored_dtype=ROWS_DTYPE)
+    files.append(StoredFile(upload.parts[test_name].path, f"{test_name}.npy", ROWS_DTYPE))
     n_test = test_rows.shape[0]
     if "test_labels" in upload.parts:
         labels = load_npy(upload.parts["test_labels"])

@@ -7,7 +7,8 @@ tells the caller exactly which part to fix.
 from __future__ import annotations
 
 import json
-from typing import Any
+import math
+from typing import Any, Iterator
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -72,18 +73,23 @@ def load_npy(part: UploadedPart) -> np.ndarray:
     return array
 
 
-def _check_finite(part: str, array: np.ndarray) -> None:
+def _check_finite(part: str, array: np.ndarray, *, stored_dtype: str) -> None:
+    """NaN/inf, also after the cast to ``stored_dtype`` (float64 1e300 is inf in float32)."""
     for start in range(0, array.shape[0], FINITE_CHECK_ROWS):
-        if not np.all(np.isfinite(array[start : start + FINITE_CHECK_ROWS])):
-            raise reject(part, "holds NaN or infinite values")
+        with np.errstate(over="ignore"):
+            block = np.asarray(array[start : start + FINITE_CHECK_ROWS], dtype=stored_dtype)
+        if not np.all(np.isfinite(block)):
+            raise reject(part, f"holds NaN or infinite values (or values beyond the {stored_dtype} range)")
 
 
 def _is_real(array: np.ndarray) -> bool:
     return np.issubdtype(array.dtype, np.floating) or np.issubdtype(array.dtype, np.integer)
 
 
-def check_matrix(part: str, array: np.ndarray, *, rows: int | None = None, cols: int | None = None) -> None:
-    """A finite real matrix of shape (rows, cols) (``None`` = any size >= 1)."""
+def check_matrix(
+    part: str, array: np.ndarray, *, rows: int | None = None, cols: int | None = None, stored_dtype: str = "float64"
+) -> None:
+    """A finite real matrix of shape (rows, cols) (``None`` = any size >= 1), finite as ``stored_dtype``."""
     if array.ndim != 2:
         raise reject(part, f"must be 2-d, got shape {array.shape}")
     if not _is_real(array):
@@ -94,7 +100,7 @@ def check_matrix(part: str, array: np.ndarray, *, rows: int | None = None, cols:
         raise reject(part, f"must have {cols} columns, got shape {array.shape}")
     if array.shape[0] < 1 or array.shape[1] < 1:
         raise reject(part, f"must not be empty, got shape {array.shape}")
-    _check_finite(part, array)
+    _check_finite(part, array, stored_dtype=stored_dtype)
 
 
 def check_vector(part: str, array: np.ndarray, *, length: int) -> None:
@@ -103,7 +109,7 @@ def check_vector(part: str, array: np.ndarray, *, length: int) -> None:
         raise reject(part, f"must have shape ({length},), got {array.shape}")
     if not _is_real(array):
         raise reject(part, f"must hold real numbers, got dtype {array.dtype}")
-    _check_finite(part, array)
+    _check_finite(part, array, stored_dtype="float64")
 
 
 def check_labels(part: str, array: np.ndarray, *, length: int, num_classes: int) -> None:
@@ -117,12 +123,55 @@ def check_labels(part: str, array: np.ndarray, *, length: int, num_classes: int)
         raise reject(part, f"values must lie in 0..{num_classes - 1}, found {low}..{high}")
 
 
+def _refuse_constant(token: str) -> float:
+    raise ValueError(f"{token} is not a JSON number")
+
+
+def _finite_float(token: str) -> float:
+    value = float(token)
+    if not math.isfinite(value):
+        raise ValueError(f"{token} overflows a 64-bit float")
+    return value
+
+
+def _strings(value: Any) -> Iterator[str]:
+    """Every string in a parsed JSON value, keys included (iteratively: no recursion limit)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, list):
+            pending.extend(item)
+        elif isinstance(item, dict):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+
+
+def _unstorable_string(value: Any) -> str | None:
+    """A string no database text column takes (NUL, lone UTF-16 surrogate), if any."""
+    for text in _strings(value):
+        if "\x00" in text:
+            return "strings must not contain NUL (\\u0000)"
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "strings must not contain lone UTF-16 surrogates"
+    return None
+
+
 def load_json_part(part: UploadedPart) -> Any:
-    """Parse a JSON part."""
+    """Parse a JSON part: strict JSON (no NaN/Infinity, finite numbers), storable strings."""
     try:
-        return json.loads(part.read_text())
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        value = json.loads(part.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
+    except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
         raise reject(part.name, f"not valid JSON: {error}") from error
+    except RecursionError:
+        raise reject(part.name, "not valid JSON: nested too deeply") from None
+    problem = _unstorable_string(value)
+    if problem is not None:
+        raise reject(part.name, problem)
+    return value
 
 
 def check_ids(part: UploadedPart | None, *, length: int) -> list[str]:

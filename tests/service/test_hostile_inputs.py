@@ -1,0 +1,159 @@
+"""Hostile inputs found by probing every route: each is a 4xx problem+json naming the bad
+part, never a 500, never a non-finite number in an answer, and a rejected registration
+stores nothing (rows, artifacts, upload files)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from app.core.deps import MAX_OFFSET
+from service_helpers import linear_parts, linear_problem, npy_bytes
+
+SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
+PROBLEM_JSON = "application/problem+json"
+
+
+def npy_part(array: np.ndarray) -> tuple[str, bytes, str]:
+    return ("part.npy", npy_bytes(array), "application/octet-stream")
+
+
+def json_text(text: str) -> tuple[None, str]:
+    return (None, text)
+
+
+def hostile_registration(case: str) -> tuple[dict, dict]:
+    """(parts replacing those of a valid small registration, spec) for each case."""
+    problem = linear_problem(**SMALL)
+    features, weights = problem["train_features"], problem["weights"]
+    spec: dict = {"kind": "linear"}
+    n = SMALL["n"]
+    parts = {
+        # JSON parts: 500 (RecursionError) or stored and failing later in the worker/database.
+        "spec_nested_too_deeply": {"spec": json_text("[" * 100_000 + "]" * 100_000)},
+        "records_nested_too_deeply": {"train_records": json_text("[" * 100_000 + "]" * 100_000)},
+        "records_nan_token": {"train_records": json_text("[" + ",".join(["NaN"] * n) + "]")},
+        "records_infinity_token": {"train_records": json_text("[" + ",".join(['{"a": -Infinity}'] * n) + "]")},
+        "records_number_overflowing_float": {"train_records": json_text("[" + ",".join(['{"a": 1e999}'] * n) + "]")},
+        "records_nul_character": {"train_records": json_text(json.dumps([{"text": "a\x00b"}] * n))},
+        "ids_nul_character": {"train_ids": json_text(json.dumps([f"id\x00{i}" for i in range(n)]))},
+        "test_ids_lone_surrogate": {"test_ids": json_text(json.dumps([f"\ud800{i}" for i in range(3)]))},
+        "ids_nan_token": {"train_ids": json_text("[NaN]")},
+        # .npy rows finite as float64 but infinite once stored as float32.
+        "features_beyond_float32": {"train_features": npy_part(features * 1e300)},
+        "test_features_beyond_float32": {"test_features": npy_part(problem["test_features"] * 1e300)},
+        # dtypes and shapes that must never reach the store.
+        "weights_bool": {"weights": npy_part(weights > 0)},
+        "weights_complex": {"weights": npy_part(weights.astype(np.complex128))},
+        "weights_structured": {"weights": npy_part(np.zeros((3, 4), dtype=[("a", "<f8")]))},
+        "weights_0d": {"weights": npy_part(np.float64(1.0))},
+        "weights_3d": {"weights": npy_part(weights[None])},
+        "weights_no_columns": {"weights": npy_part(np.zeros((3, 0)))},
+        "features_empty": {"train_features": npy_part(np.zeros((0, 4)))},
+        "features_datetime": {"train_features": npy_part(np.zeros((n, 4), dtype="datetime64[s]"))},
+        "labels_2d": {"train_labels": npy_part(problem["train_labels"][:, None])},
+        "labels_huge_unsigned": {"train_labels": npy_part(np.full(n, 2**64 - 1, dtype=np.uint64))},
+        "test_labels_0d": {"test_labels": npy_part(np.int64(0))},
+    }[case]
+    return parts, spec
+
+
+HOSTILE_REGISTRATIONS = {
+    "spec_nested_too_deeply": "spec",
+    "records_nested_too_deeply": "train_records",
+    "records_nan_token": "train_records",
+    "records_infinity_token": "train_records",
+    "records_number_overflowing_float": "train_records",
+    "records_nul_character": "train_records",
+    "ids_nul_character": "train_ids",
+    "test_ids_lone_surrogate": "test_ids",
+    "ids_nan_token": "train_ids",
+    "features_beyond_float32": "train_features",
+    "test_features_beyond_float32": "test_features",
+    "weights_bool": "weights",
+    "weights_complex": "weights",
+    "weights_structured": "weights",
+    "weights_0d": "weights",
+    "weights_3d": "weights",
+    "weights_no_columns": "weights",
+    "features_empty": "train_features",
+    "features_datetime": "train_features",
+    "labels_2d": "train_labels",
+    "labels_huge_unsigned": "train_labels",
+    "test_labels_0d": "test_labels",
+}
+
+
+def assert_problem(response, status: int, field: str, *, location: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+    body = response.json()
+    assert body["status"] == status and body["type"].startswith("urn:rps:problem:")
+    named = [(error["field"], error["location"]) for error in body["errors"]]
+    assert any(name == field or name.startswith(f"{field}.") for name, _ in named), body
+    if location is not None:
+        assert (field, location) in named or any(loc == location for _, loc in named), body
+    return body
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_REGISTRATIONS))
+async def test_hostile_registration_is_422_and_stores_nothing(service, case):
+    parts, spec = hostile_registration(case)
+    models_before, files_before = service.model_count(), set(service.artifact_files())
+    async with service.client() as client:
+        response = await client.post("/models", files={**linear_parts(linear_problem(**SMALL), spec), **parts})
+    assert_problem(response, 422, HOSTILE_REGISTRATIONS[case], location="part")
+    assert service.model_count() == models_before
+    assert set(service.artifact_files()) == files_before
+    assert service.upload_files() == []
+
+
+@pytest.mark.parametrize("target", ["²", "٣", "1.0", " 1", "99999999999999999999999"])
+async def test_explain_target_that_is_not_an_ascii_class_index_is_422(service, multiclass_model, target):
+    params = {"model_id": multiclass_model.id, "test_id": multiclass_model.test_ids[0], "target": target}
+    async with service.client() as client:
+        response = await client.get("/explain", params=params)
+    assert_problem(response, 422, "target", location="query")
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"features": [[1e300] * 8]}, "features"),  # finite JSON, infinite as the engine's float32
+        ({"features": [["1"] * 8]}, "features"),  # numeric strings are not numbers
+        ({"features": [[True] * 8]}, "features"),  # nor are booleans
+        ({"features": [[0.0] * 8], "target": True}, "target"),
+        ({"features": [[0.0] * 8], "target": 1.0}, "target"),
+    ],
+    ids=["beyond_float32", "numeric_strings", "booleans", "target_true", "target_float"],
+)
+async def test_submitted_rows_that_are_not_float32_numbers_are_422(service, multiclass_model, change, field):
+    async with service.client() as client:
+        response = await client.post("/explain", json={"model_id": multiclass_model.id, **change})
+    assert_problem(response, 422, field, location="body")
+
+
+async def test_deeply_nested_explain_body_is_a_4xx_problem(service, multiclass_model):
+    body = '{"model_id": "%s", "features": %s}' % (multiclass_model.id, "[" * 5000 + "]" * 5000)
+    async with service.client() as client:
+        response = await client.post("/explain", content=body, headers={"content-type": "application/json"})
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"].startswith(PROBLEM_JSON)
+
+
+@pytest.mark.parametrize("path", ["/debug/suspicious", "/models"])
+@pytest.mark.parametrize("offset", [str(MAX_OFFSET + 1), "99999999999999999999"])
+async def test_offset_beyond_a_64_bit_integer_is_422(service, multiclass_model, path, offset):
+    async with service.client() as client:
+        response = await client.get(path, params={"model_id": multiclass_model.id, "offset": offset})
+    assert_problem(response, 422, "offset", location="query")
+
+
+@pytest.mark.parametrize("path", ["/debug/suspicious", "/models"])
+async def test_largest_offset_is_an_empty_page(service, multiclass_model, path):
+    async with service.client() as client:
+        response = await client.get(path, params={"model_id": multiclass_model.id, "offset": str(MAX_OFFSET)})
+    assert response.status_code == 200, response.text
+    assert response.json()["items"] == []
