@@ -17,9 +17,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from rps.client import Client, WaitTimeoutError
+
 __all__ = [
     "RPS_SCRIPT", "REPO_ROOT", "Backend", "ServiceProcess", "clean_env", "free_port", "running_in_ci",
-    "start_api", "start_worker", "unavailable",
+    "start_api", "start_worker", "unavailable", "wait_ready_while_alive",
 ]
 
 STARTUP_TIMEOUT_S = 90.0
@@ -165,3 +167,20 @@ def start_api(backend: Backend, name: str = "api", *, extra_env: dict | None = N
 def start_worker(backend: Backend, name: str, *, queues: str = "default") -> ServiceProcess:
     """An ``rps worker`` process: one worker process with one thread."""
     return backend.spawn(name, "worker", "--queues", queues, "--processes", "1", "--threads", "1")
+
+
+def wait_ready_while_alive(
+    client: Client, model_id: str, *, processes: list[ServiceProcess], timeout: float, check_every: float = 5.0
+) -> dict:
+    """``client.wait_ready``, failing at once (with the log) if one of ``processes`` dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            return client.wait_ready(model_id, timeout=max(0.0, min(check_every, remaining)), progress=False)
+        except WaitTimeoutError:
+            for process in processes:
+                if not process.alive():
+                    pytest.fail(f"{process.name} died while model {model_id} waited:\n{process.log_tail()}")
+            if remaining <= check_every:
+                raise

@@ -15,7 +15,7 @@ import pytest
 
 from expected_answers import assert_explanation_matches, assert_suspicious_matches, fitted_states, make_linear_problem
 from rps.client import Client, ServiceError
-from service_processes import start_api, start_worker
+from service_processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -122,7 +122,7 @@ def test_sigkilled_worker_job_is_finished_by_another_worker(production_backend):
             assert client.get_model(model["id"])["status"] != "ready"
 
             rescuer = start_worker(production_backend, "worker-rescuer")
-            ready = client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
+            ready = wait_ready_while_alive(client, model["id"], processes=[api, rescuer], timeout=READY_TIMEOUT_S)
             time.sleep(3 * POLL_INTERVAL_S)  # let the watcher check the ready model too
         finally:
             watcher.stop()

@@ -16,7 +16,7 @@ from expected_answers import (
     fitted_states,
 )
 from rps.client import Client
-from service_processes import start_api, start_worker
+from service_processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -63,7 +63,7 @@ def test_german_credit_booster_explained_as_the_engine_does(production_backend, 
     booster_probabilities = booster.predict(xgboost.DMatrix(test_inputs))  # (200,) P(good)
 
     api = start_api(production_backend)
-    start_worker(production_backend, "worker")
+    worker = start_worker(production_backend, "worker")
     with Client(api.base_url) as client:
         model = client.register_xgboost(
             booster_path, train_inputs, train_labels, test_inputs=test_inputs, test_labels=test_labels,
@@ -71,7 +71,7 @@ def test_german_credit_booster_explained_as_the_engine_does(production_backend, 
             train_ids=train_ids, test_ids=test_ids,
             train_records=[dict(zip(columns, map(float, row))) for row in train_inputs],
         )
-        ready = client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
+        ready = wait_ready_while_alive(client, model["id"], processes=[api, worker], timeout=READY_TIMEOUT_S)
         assert (ready["kind"], ready["n_train"], ready["n_test"], ready["num_classes"]) == ("xgboost", 800, 200, 2)
         assert ready["feature_dim"] == train_features.shape[1]
 

@@ -19,7 +19,7 @@ from expected_answers import (
     make_linear_problem,
 )
 from rps.client import Client, ServiceError
-from service_processes import start_api, start_worker
+from service_processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -57,7 +57,7 @@ def test_three_models_registered_at_once_all_ready_with_the_engines_answers(prod
 
         for name, model in registered.items():
             problem, methods = problems[name], PROBLEMS[name][-1]
-            ready = client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
+            ready = wait_ready_while_alive(client, model["id"], processes=[api, *workers], timeout=READY_TIMEOUT_S)
             assert ready["status"] == "ready" and ready["n_train"] == len(problem.train_labels)
             assert ready["attempts"] == 1
             assert ready["diagnostics"]["train_accuracy"] == pytest.approx(
