@@ -26,6 +26,7 @@ __all__ = ["Client", "ServiceError", "ModelFailedError", "WaitTimeoutError"]
 
 DEFAULT_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.25
+LIST_PAGE_SIZE = 500
 BOOSTER_SUFFIXES = (".json", ".ubj")
 
 JsonBody = dict[str, Any]
@@ -311,11 +312,16 @@ class Client:
         return self._json("GET", f"/models/{model_id}")
 
     def list_models(self) -> list[JsonBody]:
-        """Every model of this tenant (``GET /models``)."""
-        body = self._json("GET", "/models")
-        if isinstance(body, Mapping):
-            return list(body.get("items") or body.get("models") or [])
-        return list(body)
+        """Every model of this tenant (``GET /models``, all pages)."""
+        models: list[JsonBody] = []
+        while True:
+            body = self._json("GET", "/models", params={"limit": LIST_PAGE_SIZE, "offset": len(models)})
+            if not isinstance(body, Mapping):  # an unpaginated list
+                return list(body)
+            page = list(body.get("items") or [])
+            models.extend(page)
+            if not page or len(models) >= int(body.get("total", len(models))):
+                return models
 
     def delete_model(self, model_id: str) -> None:
         """Remove the model, its rows and its artifacts."""
