@@ -238,3 +238,17 @@ def test_cli_registers_an_xgboost_booster(embedded_server, tmp_path):
     for body, margin in zip(bodies, margins):
         assert body["prediction"]["logits"][0] == pytest.approx(float(margin), abs=1e-4)
         assert body["positive"][0]["train_id"] in set(demo.train_ids)
+
+
+def test_list_models_follows_the_pages(embedded_server, monkeypatch):
+    import rps.client
+
+    monkeypatch.setattr(rps.client, "LIST_PAGE_SIZE", 2)  # five models over three pages
+    rng = np.random.default_rng(5)
+    with Client(embedded_server.base_url) as client:
+        registered = [
+            client.register_linear(rng.standard_normal((1, 3)), None, rng.standard_normal((20, 3)),
+                                   np.arange(20) % 2, name=f"page-{index}")["id"]
+            for index in range(5)
+        ]
+        assert sorted(model["id"] for model in client.list_models()) == sorted(registered)
