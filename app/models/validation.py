@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 from numpy.lib import format as npy_format
@@ -31,6 +31,7 @@ __all__ = [
 FINITE_CHECK_ROWS = 8192  # rows per block when scanning a memmap for NaN/inf
 NPY_MAGIC = b"\x93NUMPY"
 MAX_ID_CHARS = 200
+MAX_JSON_DEPTH = 64  # nesting levels of a JSON part (records are small texts, rows, images)
 
 
 def reject(part: str, message: str) -> InvalidRequestError:
@@ -134,41 +135,42 @@ def _finite_float(token: str) -> float:
     return value
 
 
-def _strings(value: Any) -> Iterator[str]:
-    """Every string in a parsed JSON value, keys included (iteratively: no recursion limit)."""
-    pending = [value]
+def _unstorable(value: Any) -> str | None:
+    """Why a parsed JSON value cannot be stored and answered, if it cannot.
+
+    Strings must suit a database text column (no NUL, no lone UTF-16 surrogate), and
+    nesting must stay within ``MAX_JSON_DEPTH`` (answers embed records a few levels deep
+    and their serialiser stops at about 250). Walked iteratively: no recursion limit.
+    """
+    pending = [(value, 0)]
     while pending:
-        item = pending.pop()
+        item, depth = pending.pop()
+        if depth > MAX_JSON_DEPTH:
+            return f"nested deeper than {MAX_JSON_DEPTH} levels"
         if isinstance(item, str):
-            yield item
+            if "\x00" in item:
+                return "strings must not contain NUL (\\u0000)"
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return "strings must not contain lone UTF-16 surrogates"
         elif isinstance(item, list):
-            pending.extend(item)
+            pending.extend((child, depth + 1) for child in item)
         elif isinstance(item, dict):
-            pending.extend(item.keys())
-            pending.extend(item.values())
-
-
-def _unstorable_string(value: Any) -> str | None:
-    """A string no database text column takes (NUL, lone UTF-16 surrogate), if any."""
-    for text in _strings(value):
-        if "\x00" in text:
-            return "strings must not contain NUL (\\u0000)"
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            return "strings must not contain lone UTF-16 surrogates"
+            pending.extend((key, depth + 1) for key in item)
+            pending.extend((child, depth + 1) for child in item.values())
     return None
 
 
 def load_json_part(part: UploadedPart) -> Any:
-    """Parse a JSON part: strict JSON (no NaN/Infinity, finite numbers), storable strings."""
+    """Parse a JSON part: strict JSON (no NaN/Infinity, finite numbers), storable and answerable."""
     try:
         value = json.loads(part.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
         raise reject(part.name, f"not valid JSON: {error}") from error
     except RecursionError:
         raise reject(part.name, "not valid JSON: nested too deeply") from None
-    problem = _unstorable_string(value)
+    problem = _unstorable(value)
     if problem is not None:
         raise reject(part.name, problem)
     return value

@@ -34,6 +34,8 @@ def hostile_registration(case: str) -> tuple[dict, dict]:
         # JSON parts: 500 (RecursionError) or stored and failing later in the worker/database.
         "spec_nested_too_deeply": {"spec": json_text("[" * 100_000 + "]" * 100_000)},
         "records_nested_too_deeply": {"train_records": json_text("[" * 100_000 + "]" * 100_000)},
+        # Stored fine, then every answer showing the record was a 500 (serialiser depth limit).
+        "records_nested_300_deep": {"train_records": json_text("[" + ",".join(["[" * 300 + "]" * 300] * n) + "]")},
         "records_nan_token": {"train_records": json_text("[" + ",".join(["NaN"] * n) + "]")},
         "records_infinity_token": {"train_records": json_text("[" + ",".join(['{"a": -Infinity}'] * n) + "]")},
         "records_number_overflowing_float": {"train_records": json_text("[" + ",".join(['{"a": 1e999}'] * n) + "]")},
@@ -63,6 +65,7 @@ def hostile_registration(case: str) -> tuple[dict, dict]:
 HOSTILE_REGISTRATIONS = {
     "spec_nested_too_deeply": "spec",
     "records_nested_too_deeply": "train_records",
+    "records_nested_300_deep": "train_records",
     "records_nan_token": "train_records",
     "records_infinity_token": "train_records",
     "records_number_overflowing_float": "train_records",
