@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
+import re
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from representer.head import LinearHead
 __all__ = ["BoosterEmbedding", "Embedding", "load_booster"]
 
 _MODEL_SUFFIXES = (".json", ".ubj")
+_XGBOOST_LOCATION = re.compile(r"^\[[^\]]*\]\s+\S+:\d+:\s*")  # "[12:00:00] /src/c_api.cc:1532: "
 
 
 class Embedding(str, Enum):
@@ -189,7 +191,9 @@ def load_booster(path: str | Path) -> xgb.Booster:
     try:
         booster.load_model(str(path))
     except xgb.core.XGBoostError as error:
-        raise InvalidInputError(f"cannot read booster file {path.name!r}: {error}", argument="booster") from None
+        raise InvalidInputError(
+            f"cannot read booster file {path.name!r}: {_reason(error)}", argument="booster"
+        ) from None
     return booster
 
 
@@ -197,7 +201,7 @@ def _checked(make_matrix) -> xgb.DMatrix:
     try:
         return make_matrix()
     except (xgb.core.XGBoostError, ValueError, TypeError) as error:
-        raise InvalidInputError(f"inputs cannot be read by the booster: {error}", argument="inputs") from None
+        raise InvalidInputError(f"inputs cannot be read by the booster: {_reason(error)}", argument="inputs") from None
 
 
 def _tree_margins_head(trees: TreeTable) -> LinearHead:
@@ -222,3 +226,9 @@ def _leaf_onehot_head(trees: TreeTable, leaf_columns: np.ndarray) -> LinearHead:
         tree_of_leaf, node_of_leaf
     ]
     return LinearHead(weights=weights, bias=trees.base_margin)
+
+
+def _reason(error: Exception) -> str:
+    """XGBoost's message without its native stack trace and source location."""
+    lines = str(error).split("\nStack trace:", 1)[0].strip().splitlines()
+    return _XGBOOST_LOCATION.sub("", lines[0]) if lines else type(error).__name__

@@ -160,3 +160,20 @@ async def test_largest_offset_is_an_empty_page(service, multiclass_model, path):
         response = await client.get(path, params={"model_id": multiclass_model.id, "offset": str(MAX_OFFSET)})
     assert response.status_code == 200, response.text
     assert response.json()["items"] == []
+
+
+@pytest.mark.parametrize("booster", [b"{}", b"[]", b"\x00\x01 not a model"], ids=["empty_object", "array", "binary"])
+async def test_unreadable_booster_is_422_without_a_native_stack_trace(service, booster):
+    rng = np.random.default_rng(0)
+    files = {
+        "spec": (None, json.dumps({"kind": "xgboost"})),
+        "booster": ("model.json", booster, "application/octet-stream"),
+        "train_inputs": npy_part(rng.normal(size=(20, 5)).astype(np.float32)),
+        "train_labels": npy_part(rng.integers(0, 2, size=20)),
+    }
+    models_before = service.model_count()
+    async with service.client() as client:
+        response = await client.post("/models", files=files)
+    body = assert_problem(response, 422, "booster", location="part")
+    assert "Stack trace" not in response.text and "[bt]" not in response.text and ".cc:" not in response.text, body
+    assert service.model_count() == models_before and service.upload_files() == []
