@@ -128,10 +128,30 @@ def _check_query_features(state: FittedState, train_features: Any, test_features
 def _contributions(state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray) -> np.ndarray:
     if test.shape[0] == 0:
         return np.empty((0, train.shape[0]))
-    values = _CONTRIBUTIONS[state.method](state, train, test, targets)
+    with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the culprit
+        values = _CONTRIBUTIONS[state.method](state, train, test, targets)  # (m, n)
     if not np.isfinite(values).all():
-        raise InvalidInputError("train_features holds NaN or infinite values", argument="train_features")
+        raise _non_finite_culprit(train, test, values)
     return values
+
+
+def _non_finite_culprit(train: np.ndarray, test: np.ndarray, values: np.ndarray) -> InvalidInputError:
+    """Blame NaN/inf contributions on the training features if they hold NaN/inf, else on
+    the (finite, checked) test rows whose magnitude overflowed the float32/float64 products.
+
+    Only runs on this error path, so the full scan of the training features costs nothing
+    on a normal query.
+    """
+    try:
+        check_features(train, argument="train_features", feature_dim=train.shape[1])
+    except InvalidInputError as error:
+        return error
+    row = int(np.flatnonzero(~np.isfinite(values).all(axis=1))[0])
+    largest = float(np.abs(test[row]).max())
+    return InvalidInputError(
+        f"test_features row {row} is too large (max |x| = {largest:.3g}): its contributions overflow",
+        argument="test_features",
+    )
 
 
 def _resolve_targets(target: Any, predicted: np.ndarray, *, num_classes: int) -> np.ndarray:

@@ -21,7 +21,7 @@ from app.explain.schemas import ExplainRequest, ExplanationList, ExplanationPubl
 from app.models.repository import get_tenant_model
 from app.models.service import get_model_public
 from models_store import Model, ModelStatus
-from representer import Explanation, Method, explain
+from representer import Explanation, InvalidInputError, Method, explain
 
 __all__ = ["require_ready", "require_method", "parse_target", "explain_stored", "explain_rows"]
 
@@ -198,9 +198,15 @@ def explain_rows(session: Session, request: ExplainRequest, *, tenant: str, cont
     target = parse_target(request.target, num_classes=model.num_classes, label=None, location="body")
     loaded = context.models.get(model)
     rows = _request_rows(model, loaded, request)
-    explanations = explain(
-        loaded.states[request.method], loaded.train_features, rows, target=target, top_k=min(request.k, model.n_train)
-    )
+    try:
+        explanations = explain(
+            loaded.states[request.method], loaded.train_features, rows, target=target, top_k=min(request.k, model.n_train)
+        )
+    except InvalidInputError as error:  # the engine's "test_features" are this request's rows
+        if error.argument != "test_features":
+            raise
+        name = "inputs" if request.inputs is not None else "features"
+        raise InvalidRequestError(str(error), errors=[FieldError(name, str(error), "body")]) from error
     return ExplanationList(
         explanations=[
             _to_public(session, model, item, method=request.method, test_id=None) for item in explanations

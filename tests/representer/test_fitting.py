@@ -6,7 +6,17 @@ import numpy as np
 import pytest
 import torch
 
-from representer import FittedState, InfluenceConfig, LJEConfig, MemoryLimitError, Method, contributions, explain, fit
+from representer import (
+    FittedState,
+    InfluenceConfig,
+    InvalidInputError,
+    LJEConfig,
+    MemoryLimitError,
+    Method,
+    contributions,
+    explain,
+    fit,
+)
 
 DEVICE_RTOL = 1e-10
 """CPU and CUDA precomputes both run in float64; only summation order differs."""
@@ -89,3 +99,20 @@ def test_forced_materialised_weights_must_fit_the_budget(multiclass_problem):
     with pytest.raises(MemoryLimitError) as error:
         fit(problem.perturbed_head, problem.train_features, problem.train_labels, config=config)
     assert error.value.argument == "memory_budget_bytes" and "materialised" in str(error.value)
+
+
+@pytest.mark.parametrize("method", [Method.L2, Method.INFLUENCE])  # they read Φ at query time, in float32
+def test_non_finite_contributions_name_their_culprit(multiclass_problem, method):
+    """Finite rows too large for the float32 products are the test rows' fault, NaN in Φ is Φ's."""
+    train = multiclass_problem.train_features.astype(np.float32)
+    state = fit(multiclass_problem.mle_head, train, multiclass_problem.train_labels, method=method)
+    huge = np.full((2, train.shape[1]), 3e38)
+    huge[0] = multiclass_problem.test_features[0]
+    with pytest.raises(InvalidInputError, match="test_features row 1 is too large") as caught:
+        explain(state, train, huge, target=0)
+    assert caught.value.argument == "test_features"
+    broken = train.copy()
+    broken[7, 1] = np.nan
+    with pytest.raises(InvalidInputError, match=r"row 7") as caught:
+        explain(state, broken, multiclass_problem.test_features, target=0)
+    assert caught.value.argument == "train_features"

@@ -138,6 +138,15 @@ async def test_submitted_rows_that_are_not_float32_numbers_are_422(service, mult
     assert_problem(response, 422, field, location="body")
 
 
+async def test_rows_whose_contributions_overflow_name_the_submitted_rows(service, multiclass_model):
+    """3e38 fits float32, but L2's float32 products overflow: the rows are at fault, not the stored Φ."""
+    body = {"model_id": multiclass_model.id, "features": [[0.5] * 8, [3e38] * 8], "method": "l2", "target": 0}
+    async with service.client() as client:
+        response = await client.post("/explain", json=body)
+    problem = assert_problem(response, 422, "features", location="body")
+    assert "row 1" in problem["detail"] and "train_features" not in response.text
+
+
 async def test_deeply_nested_explain_body_is_a_4xx_problem(service, multiclass_model):
     body = '{"model_id": "%s", "features": %s}' % (multiclass_model.id, "[" * 5000 + "]" * 5000)
     async with service.client() as client:
