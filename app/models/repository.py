@@ -11,9 +11,17 @@ from models_store import Job, Model, Score, TestPoint, TrainPoint
 __all__ = ["get_tenant_model", "add_model_with_job", "latest_jobs", "list_tenant_models", "count_tenant_models", "delete_model_rows"]
 
 
+MODEL_ID_CHARS = 36  # ``Model.id`` holds a UUID
+
+
 def get_tenant_model(session: Session, model_id: str, *, tenant: str) -> Model:
-    """The model ``model_id`` of ``tenant``; another tenant's model is 404 like a missing one."""
-    model = session.get(Model, model_id)
+    """The model ``model_id`` of ``tenant``; another tenant's model is 404 like a missing one.
+
+    An id no model can have (too long, non-ASCII, NUL or other control characters, which
+    PostgreSQL refuses as query parameters) is 404 without asking the database.
+    """
+    possible = len(model_id) <= MODEL_ID_CHARS and model_id.isascii() and model_id.isprintable()
+    model = session.get(Model, model_id) if possible else None
     if model is None or model.tenant != tenant:
         raise NotFoundError(f"no model with id {model_id!r}")
     return model

@@ -5,6 +5,7 @@ stores nothing (rows, artifacts, upload files)."""
 from __future__ import annotations
 
 import json
+from urllib.parse import quote
 
 import numpy as np
 import pytest
@@ -186,3 +187,23 @@ async def test_unreadable_booster_is_422_without_a_native_stack_trace(service, b
     body = assert_problem(response, 422, "booster", location="part")
     assert "Stack trace" not in response.text and "[bt]" not in response.text and ".cc:" not in response.text, body
     assert service.model_count() == models_before and service.upload_files() == []
+
+
+@pytest.mark.parametrize("model_id", ["a\x00b", "\x00", "\ud800", "☃", "x" * 5000], ids=["nul", "only_nul", "surrogate", "non_ascii", "long"])
+async def test_model_ids_no_model_can_have_are_404_everywhere(service, model_id):
+    """PostgreSQL refuses NUL in a query parameter: that was a 500 on every route taking an id."""
+    in_urls = "\ud800" not in model_id  # a lone surrogate cannot be encoded into a URL; JSON escapes it
+    body = json.dumps({"model_id": model_id, "features": [[0.0] * 8]})
+    async with service.client() as client:
+        answers = {"POST /explain": await client.post("/explain", content=body, headers={"content-type": "application/json"})}
+        if in_urls:
+            path = f"/models/{quote(model_id, safe='')}"
+            answers |= {
+                "GET /explain": await client.get("/explain", params={"model_id": model_id, "test_id": "0"}),
+                "GET /debug/suspicious": await client.get("/debug/suspicious", params={"model_id": model_id}),
+                "GET /models/{id}": await client.get(path),
+                "DELETE /models/{id}": await client.delete(path),
+            }
+    for route, response in answers.items():
+        assert response.status_code == 404, (route, response.text)
+        assert response.headers["content-type"].startswith(PROBLEM_JSON), route
