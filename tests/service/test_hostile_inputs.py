@@ -44,6 +44,7 @@ def hostile_registration(case: str) -> tuple[dict, dict]:
         "ids_nul_character": {"train_ids": json_text(json.dumps([f"id\x00{i}" for i in range(n)]))},
         "test_ids_lone_surrogate": {"test_ids": json_text(json.dumps([f"\ud800{i}" for i in range(3)]))},
         "ids_nan_token": {"train_ids": json_text("[NaN]")},
+        "spec_name_nul_character": {"spec": json_text(json.dumps({"kind": "linear", "name": "a\x00b"}))},
         # .npy rows finite as float64 but infinite once stored as float32.
         "features_beyond_float32": {"train_features": npy_part(features * 1e300)},
         "test_features_beyond_float32": {"test_features": npy_part(problem["test_features"] * 1e300)},
@@ -74,6 +75,7 @@ HOSTILE_REGISTRATIONS = {
     "ids_nul_character": "train_ids",
     "test_ids_lone_surrogate": "test_ids",
     "ids_nan_token": "train_ids",
+    "spec_name_nul_character": "spec",
     "features_beyond_float32": "train_features",
     "test_features_beyond_float32": "test_features",
     "weights_bool": "weights",
