@@ -11,8 +11,9 @@ no answer comes from the result cache). Two deployments:
 
 Run::
 
-    .venv/bin/python benchmarks/http_bench.py            # n=50,000, d=512, k=10
-    .venv/bin/python benchmarks/http_bench.py --quick    # n=5,000, d=64
+    .venv/bin/python benchmarks/http_bench.py                # n=50,000, d=512, 10 classes
+    .venv/bin/python benchmarks/http_bench.py --classes 2    # the same with a binary head
+    .venv/bin/python benchmarks/http_bench.py --quick        # n=5,000, d=64
 
 Targets (one client): p50 <= 15 ms, p99 <= 50 ms. Results also go to benchmarks/out/.
 """
@@ -90,15 +91,25 @@ class Latency:
                    float(millis.mean()), len(millis) / wall_s)
 
 
-def make_problem(size: BenchSize, *, seed: int = 0) -> dict[str, np.ndarray]:
-    """A binary head with labels drawn from its own probabilities (so it fits the data)."""
+def make_problem(size: BenchSize, *, num_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """A head with labels drawn from its own probabilities (so it fits the data).
+
+    ``num_classes == 2`` gives a binary sigmoid head (one logit), more a softmax head.
+    """
     rng = np.random.default_rng(seed)
     total = size.n_train + size.n_test
     features = rng.standard_normal((total, size.dim), dtype=np.float32)  # (n + m, d)
-    weights = rng.standard_normal((1, size.dim)) / np.sqrt(size.dim) * 3.0  # (1, d)
-    bias = np.array([0.1])
-    probabilities = 1.0 / (1.0 + np.exp(-(features @ weights.T)[:, 0] - bias[0]))  # (n + m,)
-    labels = (rng.random(total) < probabilities).astype(np.int64)
+    num_outputs = 1 if num_classes == 2 else num_classes
+    weights = rng.standard_normal((num_outputs, size.dim)) / np.sqrt(size.dim) * 3.0  # (k_out, d)
+    bias = np.full(num_outputs, 0.1)
+    logits = features @ weights.T + bias  # (n + m, k_out)
+    if num_outputs == 1:
+        labels = (rng.random(total) < 1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.int64)
+    else:
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        cumulative = probabilities.cumsum(axis=1)  # (n + m, k)
+        labels = np.minimum((cumulative < rng.random((total, 1))).sum(axis=1), num_classes - 1).astype(np.int64)
     return {
         "weights": weights, "bias": bias,
         "train_features": features[: size.n_train], "train_labels": labels[: size.n_train],
@@ -243,9 +254,10 @@ def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> d
     }
 
 
-def report(results: dict[str, dict], size: BenchSize, *, server_threads: int | None) -> str:
+def report(results: dict[str, dict], size: BenchSize, *, num_classes: int, server_threads: int | None) -> str:
     threads = f"{server_threads} BLAS thread(s) per server" if server_threads else "default BLAS threads"
-    lines = [f"GET /explain, n={size.n_train:,}, d={size.dim}, k={size.top_k}, binary head, LJE, distinct test ids, "
+    head = "binary head" if num_classes == 2 else f"{num_classes}-class softmax head"
+    lines = [f"GET /explain, n={size.n_train:,}, d={size.dim}, {head}, top-{size.top_k}, LJE, distinct test ids, "
              f"{threads}, {os.cpu_count()} CPUs",
              f"{'deployment':<12} {'clients':>7} {'requests':>8} {'p50 ms':>8} {'p99 ms':>8} {'mean ms':>8} {'req/s':>7}"]
     for kind, result in results.items():
@@ -263,21 +275,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="n=5,000, d=64 and fewer requests")
     parser.add_argument("--deployments", default="embedded,production", help="comma list: embedded,production")
     parser.add_argument("--server-threads", type=int, help="cap BLAS/OpenMP threads of the server processes")
+    parser.add_argument("--classes", type=int, default=10,
+                        help="number of classes of the head (2 = binary sigmoid head; default 10)")
     args = parser.parse_args(argv)
+    if args.classes < 2:
+        parser.error("--classes must be >= 2")
     size = QUICK if args.quick else FULL
-    problem = make_problem(size)
+    problem = make_problem(size, num_classes=args.classes)
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rps-http-bench-") as workdir:
         for kind in args.deployments.split(","):
             with deployment(kind, Path(workdir), server_threads=args.server_threads) as base_url:
                 results[kind] = measure(base_url, size, problem)
-    text = report(results, size, server_threads=args.server_threads)
+    text = report(results, size, num_classes=args.classes, server_threads=args.server_threads)
     print(text)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    name = ("http_bench_quick" if args.quick else "http_bench") + (
+    name = ("http_bench_quick" if args.quick else "http_bench") + f"_k{args.classes}" + (
         f"_threads{args.server_threads}" if args.server_threads else "")
     (OUT_DIR / f"{name}.json").write_text(json.dumps(
-        {"size": asdict(size), "results": results, "machine": platform.platform(), "cpus": os.cpu_count(),
+        {"size": asdict(size), "num_classes": args.classes, "results": results, "machine": platform.platform(), "cpus": os.cpu_count(),
          "server_threads": args.server_threads}, indent=2))
     (OUT_DIR / f"{name}.txt").write_text(text + "\n")
     return 0
