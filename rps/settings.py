@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)
+    concurrent_queries: int = Field(
+        default=1, ge=1,
+        description="Engine scorings run at once per API process; each already uses every BLAS thread.",
+    )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
     log_level: str = "INFO"
 

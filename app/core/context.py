@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import dramatiq
@@ -30,6 +31,9 @@ class ServiceContext:
     keys: KeyRing
     models: ModelCache
     results: ResultCache | None
+    scoring_slots: threading.BoundedSemaphore
+    """Caps concurrent engine scorings: one pass already saturates the cores (BLAS threads),
+    so more at once only oversubscribe them (16 clients: 4x lower throughput measured)."""
 
     def close(self) -> None:
         self.models.clear()
@@ -58,4 +62,5 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
             if settings.redis_url
             else None
         ),
+        scoring_slots=threading.BoundedSemaphore(settings.concurrent_queries),
     )

@@ -145,10 +145,11 @@ def explain_stored(
     query = {"test_id": test_id, "k": k, "method": method.value, "target": engine_target}
 
     def compute() -> ExplanationPublic:
-        [explanation] = explain(
-            loaded.states[method], loaded.train_features, loaded.test_features[index : index + 1],
-            target=engine_target, top_k=min(k, model.n_train),
-        )
+        with context.scoring_slots:
+            [explanation] = explain(
+                loaded.states[method], loaded.train_features, loaded.test_features[index : index + 1],
+                target=engine_target, top_k=min(k, model.n_train),
+            )
         return _to_public(session, model, explanation, method=method, test_id=test_id)
 
     return _cached(context, model, query, compute)
@@ -199,9 +200,11 @@ def explain_rows(session: Session, request: ExplainRequest, *, tenant: str, cont
     loaded = context.models.get(model)
     rows = _request_rows(model, loaded, request)
     try:
-        explanations = explain(
-            loaded.states[request.method], loaded.train_features, rows, target=target, top_k=min(request.k, model.n_train)
-        )
+        with context.scoring_slots:
+            explanations = explain(
+                loaded.states[request.method], loaded.train_features, rows, target=target,
+                top_k=min(request.k, model.n_train),
+            )
     except InvalidInputError as error:  # the engine's "test_features" are this request's rows
         if error.argument != "test_features":
             raise
