@@ -182,13 +182,18 @@ def flushed_redis() -> Iterator[str]:
 
 
 @contextmanager
-def deployment(kind: str, workdir: Path, *, server_threads: int | None = None) -> Iterator[str]:
+def deployment(
+    kind: str, workdir: Path, *, server_threads: int | None = None, concurrent_queries: int | None = None
+) -> Iterator[str]:
     """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL.
 
-    ``server_threads`` caps the BLAS / OpenMP / torch threads of each server process.
+    ``server_threads`` caps the BLAS / OpenMP / torch threads of each server process;
+    ``concurrent_queries`` sets RPS_CONCURRENT_QUERIES (engine scorings at once per API process).
     """
     env = {key: value for key, value in os.environ.items() if not key.startswith("RPS_")}
     env.update(PYTHONUNBUFFERED="1", RPS_DATA_DIR=str(workdir / kind), RPS_ENV="development")
+    if concurrent_queries is not None:
+        env["RPS_CONCURRENT_QUERIES"] = str(concurrent_queries)
     if server_threads is not None:
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[variable] = str(server_threads)
@@ -275,6 +280,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="n=5,000, d=64 and fewer requests")
     parser.add_argument("--deployments", default="embedded,production", help="comma list: embedded,production")
     parser.add_argument("--server-threads", type=int, help="cap BLAS/OpenMP threads of the server processes")
+    parser.add_argument("--concurrent-queries", type=int,
+                        help="RPS_CONCURRENT_QUERIES of the servers (default: the service's own, 1)")
     parser.add_argument("--classes", type=int, default=10,
                         help="number of classes of the head (2 = binary sigmoid head; default 10)")
     args = parser.parse_args(argv)
@@ -285,13 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rps-http-bench-") as workdir:
         for kind in args.deployments.split(","):
-            with deployment(kind, Path(workdir), server_threads=args.server_threads) as base_url:
+            with deployment(kind, Path(workdir), server_threads=args.server_threads,
+                            concurrent_queries=args.concurrent_queries) as base_url:
                 results[kind] = measure(base_url, size, problem)
     text = report(results, size, num_classes=args.classes, server_threads=args.server_threads)
+    if args.concurrent_queries is not None:
+        text += f"\nRPS_CONCURRENT_QUERIES={args.concurrent_queries}"
     print(text)
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     name = ("http_bench_quick" if args.quick else "http_bench") + f"_k{args.classes}" + (
-        f"_threads{args.server_threads}" if args.server_threads else "")
+        f"_threads{args.server_threads}" if args.server_threads else "") + (
+        f"_cq{args.concurrent_queries}" if args.concurrent_queries else "")
     (OUT_DIR / f"{name}.json").write_text(json.dumps(
         {"size": asdict(size), "num_classes": args.classes, "results": results, "machine": platform.platform(), "cpus": os.cpu_count(),
          "server_threads": args.server_threads}, indent=2))
