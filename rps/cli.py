@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 
 from rps.broker import QUEUES
-from rps.settings import get_settings
+from rps.settings import Settings, get_settings
 
 __all__ = ["main", "build_parser"]
 
@@ -42,7 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
             requeue_unfinished_jobs(make_sessionmaker(make_engine(settings.resolved_database_url)), broker)
     app = create_app(settings, broker=broker)
     if args.demo:
-        _start_demo(f"http://{args.host}:{args.port}")
+        _start_demo(f"http://{args.host}:{args.port}", settings)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
     finally:
@@ -51,13 +52,15 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _start_demo(base_url: str) -> None:
+def _start_demo(base_url: str, settings: Settings) -> None:
+    """Register the demo model; with auth on it needs a key: RPS_API_KEY, else the first of RPS_API_KEYS."""
     try:
         from rps.demo import register_demo_in_background
     except ImportError as error:
         logger.error("--demo unavailable: %s", error)
         return
-    register_demo_in_background(base_url, api_key=None)
+    api_key = os.environ.get("RPS_API_KEY") or next(iter(settings.env_api_keys), None)
+    register_demo_in_background(base_url, api_key=api_key)
 
 
 def _worker(args: argparse.Namespace) -> int:

@@ -122,9 +122,10 @@ def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = Tru
         logger.info("demo model %s registered, precomputing %s", model_id, ", ".join(DEMO_METHODS))
         if wait:
             client.wait_ready(model_id, timeout=READY_WAIT_S, progress=False)
+            auth = "" if api_key is None else " -H \"Authorization: Bearer $RPS_API_KEY\""
             logger.info(
-                "demo model ready; try:\n  curl '%s/explain?model_id=%s&test_id=%s&k=5'",
-                client.base_url, model_id, data.test_ids[0],
+                "demo model ready; try:\n  curl%s '%s/explain?model_id=%s&test_id=%s&k=5'",
+                auth, client.base_url, model_id, data.test_ids[0],
             )
         return model_id
 
