@@ -54,7 +54,11 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
     """The engine config of ``method`` from a stored spec."""
     if method is Method.LJE:
         options = spec.get("lje", {})
-        return LJEConfig(lr=options.get("lr", 0.01), damping=options.get("damping", 0.0))
+        return LJEConfig(
+            lr=options.get("lr", 0.01),
+            damping=options.get("damping", 0.0),
+            weight_layout=options.get("weight_layout", "auto"),
+        )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
     return InfluenceConfig(damping=spec.get("influence", {}).get("damping", 0.0))

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from models_store import ModelKind
-from representer import InfluenceConfig, L2Config, LJEConfig, Method
+from representer import InfluenceConfig, L2Config, LJEConfig, Method, WeightLayout
 
 __all__ = ["ModelSpec", "ModelPublic", "ModelList", "EmbeddingName", "QueueName"]
 
@@ -32,9 +32,13 @@ class LJESpec(BaseModel):
     model_config = _STRICT
     lr: float = Field(default=0.01, ge=0)
     damping: float = Field(default=0.0, ge=0)
+    weight_layout: WeightLayout = Field(
+        default=WeightLayout.AUTO,
+        description="kernel: small state, slower queries; materialised: k·n·D floats, queries at one pass; auto picks",
+    )
 
     def to_config(self) -> LJEConfig:
-        return LJEConfig(lr=self.lr, damping=self.damping)
+        return LJEConfig(lr=self.lr, damping=self.damping, weight_layout=self.weight_layout)
 
 
 class L2Spec(BaseModel):

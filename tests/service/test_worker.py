@@ -141,3 +141,33 @@ async def test_spec_settings_reach_the_engine(service):
     assert ready["diagnostics"] == pytest.approx(
         {key: metas["lje"]["diagnostics"][key] for key in ready["diagnostics"]}
     )
+
+
+@pytest.mark.parametrize(("requested", "used"), [(None, "materialised"), ("kernel", "kernel"), ("materialised", "materialised")])
+async def test_spec_chooses_the_lje_weight_layout(service, requested, used):
+    """lje.weight_layout reaches the engine; left out, AUTO materialises a 3-class head that fits."""
+    lje = {} if requested is None else {"weight_layout": requested}
+    spec = {"kind": "linear", "methods": ["lje"], "lje": lje}
+    async with service.client() as client:
+        created = (await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec))).json()
+        ready = await wait_ready(client, created["id"])
+        explained = (await client.get("/explain", params={"model_id": created["id"], "test_id": "0", "k": 3})).json()
+        with service.context.sessions() as session:
+            result_dir = Path(session.get(Model, created["id"]).result_dir)
+        meta = json.loads((result_dir / "lje" / "meta.json").read_text())
+        await client.delete(f"/models/{created['id']}")
+    assert ready["status"] == "ready"
+    assert meta["weight_layout_used"] == used
+    assert len(explained["positive"]) == 3
+
+
+async def test_unknown_weight_layout_is_a_422_naming_it(service):
+    spec = {"kind": "linear", "lje": {"weight_layout": "sparse"}}
+    async with service.client() as client:
+        before = len((await client.get("/models")).json()["items"])
+        response = await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec))
+        after = len((await client.get("/models")).json()["items"])
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert any("weight_layout" in str(error) for error in response.json()["errors"])
+    assert after == before
