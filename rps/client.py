@@ -132,7 +132,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build_spec(kind: str, *, name, class_names, methods, lje, l2, extra) -> str:
+def _build_spec(kind: str, *, name, class_names, methods, lje, l2, influence, extra) -> str:
     spec: JsonBody = {"kind": kind}
     if name is not None:
         spec["name"] = name
@@ -144,6 +144,8 @@ def _build_spec(kind: str, *, name, class_names, methods, lje, l2, extra) -> str
         spec["lje"] = dict(lje)
     if l2 is not None:
         spec["l2"] = dict(l2)
+    if influence is not None:
+        spec["influence"] = dict(influence)
     spec.update(extra)
     return json.dumps(spec)
 
@@ -208,8 +210,9 @@ class Client:
         name: str | None = None,
         class_names: Sequence[str] | None = None,
         methods: Sequence[str] | None = None,
-        lje: Mapping[str, float] | None = None,
+        lje: Mapping[str, float | str] | None = None,
         l2: Mapping[str, float] | None = None,
+        influence: Mapping[str, float] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_features: np.ndarray | None = None,
@@ -241,7 +244,8 @@ class Client:
             files.append(_npy_part("bias", bias))
         if test_features is not None:
             files.append(_npy_part("test_features", test_features))
-        spec = _build_spec("linear", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra={})
+        spec = _build_spec("linear", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2,
+                            influence=influence, extra={})
         return self._register(
             spec, files, test_labels=test_labels,
             ids_and_records={"train_ids": train_ids, "train_records": train_records,
@@ -260,8 +264,9 @@ class Client:
         class_names: Sequence[str] | None = None,
         methods: Sequence[str] | None = None,
         embedding: str | None = None,
-        lje: Mapping[str, float] | None = None,
+        lje: Mapping[str, float | str] | None = None,
         l2: Mapping[str, float] | None = None,
+        influence: Mapping[str, float] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_ids: Sequence[str] | None = None,
@@ -286,7 +291,8 @@ class Client:
         if test_inputs is not None:
             files.append(_npy_part("test_inputs", test_inputs))
         extra = {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
-        spec = _build_spec("xgboost", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2, extra=extra)
+        spec = _build_spec("xgboost", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2,
+                            influence=influence, extra=extra)
         return self._register(
             spec, files, test_labels=test_labels,
             ids_and_records={"train_ids": train_ids, "train_records": train_records,

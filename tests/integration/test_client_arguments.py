@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-from rps.client import Client, ModelFailedError, ServiceError, _npy_part
+from rps.client import Client, ModelFailedError, ServiceError, _build_spec, _npy_part
 from service_processes import free_port
 
 
@@ -71,3 +71,12 @@ def test_model_failed_error_carries_the_jobs_problem():
     assert isinstance(error, ServiceError) and error.status == 422
     assert error.model == model and "raise `damping`" in str(error)
     assert json.loads(json.dumps(error.problem)) == model["error"]
+
+
+def test_method_settings_go_into_the_spec():
+    spec = json.loads(_build_spec(
+        "linear", name="m", class_names=None, methods=["lje", "influence"],
+        lje={"lr": 1e-3, "weight_layout": "kernel"}, l2=None, influence={"damping": 0.01}, extra={},
+    ))
+    assert spec == {"kind": "linear", "name": "m", "methods": ["lje", "influence"],
+                    "lje": {"lr": 1e-3, "weight_layout": "kernel"}, "influence": {"damping": 0.01}}
