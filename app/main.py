@@ -57,6 +57,7 @@ def create_app(settings: Settings | None = None, *, broker: dramatiq.Broker | No
         version="0.1.0",
         description="Representer-point explanations (RPS-LJE, RPS-l2, influence) of classifiers.",
         lifespan=lifespan,
+        redirect_slashes=False,  # "/models/" is a problem+json 404, not a bare 307 redirect
     )
     app.state.context = context
     install_problem_handlers(app)

@@ -209,3 +209,11 @@ async def test_model_ids_no_model_can_have_are_404_everywhere(service, model_id)
     for route, response in answers.items():
         assert response.status_code == 404, (route, response.text)
         assert response.headers["content-type"].startswith(PROBLEM_JSON), route
+
+
+async def test_a_trailing_slash_is_a_problem_not_a_redirect(service):
+    async with service.client() as client:
+        response = await client.get("/models/")
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.json()["status"] == 404
