@@ -16,9 +16,9 @@ from typing import Callable, Iterator
 
 import pytest
 
-from service_processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port, unavailable
+from backing_services import fresh_postgres_database, unavailable
+from service_processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port
 
-POSTGRES_ADMIN_URL = os.environ.get("RPS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
 # tests/service uses index 14 and benchmarks/http_bench.py 12; concurrent runs of this suite
 # each claim one of these
@@ -31,19 +31,8 @@ SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for this test; its SQLAlchemy URL. Dropped afterwards."""
-    import psycopg
-
-    name = f"rps_it_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(prefix="rps_it_") as url:
+        yield url
 
 
 def _claim_redis_database(token: str):

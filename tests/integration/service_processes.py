@@ -20,8 +20,8 @@ import pytest
 from rps.client import Client, WaitTimeoutError
 
 __all__ = [
-    "RPS_SCRIPT", "REPO_ROOT", "Backend", "ServiceProcess", "clean_env", "free_port", "running_in_ci",
-    "start_api", "start_worker", "unavailable", "wait_ready_while_alive",
+    "RPS_SCRIPT", "REPO_ROOT", "Backend", "ServiceProcess", "clean_env", "free_port",
+    "start_api", "start_worker", "wait_ready_while_alive",
 ]
 
 STARTUP_TIMEOUT_S = 90.0
@@ -29,17 +29,6 @@ STOP_TIMEOUT_S = 15.0
 LOG_TAIL_CHARS = 4000
 REPO_ROOT = Path(__file__).resolve().parents[2]
 RPS_SCRIPT = Path(sys.executable).with_name("rps")
-
-
-def running_in_ci() -> bool:
-    return os.environ.get("CI", "").lower() == "true"
-
-
-def unavailable(reason: str) -> None:
-    """Skip (or fail under CI=true) because something the test needs is not there."""
-    if running_in_ci():
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
 
 
 def free_port() -> int:

@@ -17,33 +17,22 @@ from typing import Any, Iterator
 import pytest
 
 from app import create_app
+from backing_services import fresh_postgres_database, unavailable
 from app.main import check_startup
 from models_store import upgrade
 from rps.broker import make_broker
 from rps.settings import Settings
-from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready, unavailable
+from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready
 from workers import declare_actors, make_runner, start_worker
 
-POSTGRES_ADMIN_URL = os.environ.get("RPS_TEST_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
 REDIS_DB_INDEX = 14  # tests/integration uses 13
 
 
 @pytest.fixture(scope="session")
 def postgres_url() -> Iterator[str]:
-    import psycopg
-
-    name = f"rps_test_{uuid.uuid4().hex[:12]}"
-    try:
-        admin = psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as error:
-        unavailable(f"PostgreSQL unreachable at {POSTGRES_ADMIN_URL}: {error}")
-    with admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[0] + f"/{name}"
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(prefix="rps_test_") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

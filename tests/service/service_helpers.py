@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 
 import httpx
 import numpy as np
-import pytest
 
 from app.core.context import ServiceContext
 from rps.settings import Settings
@@ -22,12 +20,6 @@ READY_TIMEOUT_S = 90.0
 ALICE_KEY, BOB_KEY = "alice-secret-key", "bob-secret-key"
 ALICE = {"Authorization": f"Bearer {ALICE_KEY}"}
 BOB = {"Authorization": f"Bearer {BOB_KEY}"}
-
-
-def unavailable(reason: str) -> None:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(f"CI=true and {reason}")
-    pytest.skip(reason)
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
