@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import AsyncIterator
 
 import dramatiq
 from fastapi import FastAPI
@@ -28,17 +28,25 @@ def check_startup(context: ServiceContext) -> None:
     keys, settings = context.keys, context.settings
     db_keys = keys.count_db_keys()
     if settings.env is Environment.PRODUCTION and keys.env_key_count + db_keys == 0:
-        raise RuntimeError("RPS_ENV=production refuses to start without API keys (RPS_API_KEYS or `rps keys create`)")
+        raise RuntimeError(
+            "RPS_ENV=production refuses to start without API keys (RPS_API_KEYS or `rps keys create`)"
+        )
     if keys.env_key_count + db_keys == 0:
         logger.warning(
             "auth is OFF: no API keys configured (RPS_API_KEYS unset, no keys in the database); "
             "every request acts as tenant 'default'. Create one with `rps keys create --tenant NAME`."
         )
     else:
-        logger.info("auth is ON: %d key(s) from RPS_API_KEYS, %d in the database", keys.env_key_count, db_keys)
+        logger.info(
+            "auth is ON: %d key(s) from RPS_API_KEYS, %d in the database",
+            keys.env_key_count,
+            db_keys,
+        )
 
 
-def create_app(settings: Settings | None = None, *, broker: dramatiq.Broker | None = None) -> FastAPI:
+def create_app(
+    settings: Settings | None = None, *, broker: dramatiq.Broker | None = None
+) -> FastAPI:
     """Build the application for ``settings`` (default: the environment's).
 
     The database must be migrated (``rps db upgrade``; ``rps serve`` does it).

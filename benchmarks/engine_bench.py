@@ -48,7 +48,12 @@ QUICK_CASES = {
     "k2": (4_000, 64, 2, WeightLayout.AUTO),
     "large": (16_000, 64, 10, WeightLayout.AUTO),
 }
-STAGES = {"first pass": 0.1, "hessian pass": 0.6, "factor + inverse": 0.65, "weights/self-scores": 1.0}
+STAGES = {
+    "first pass": 0.1,
+    "hessian pass": 0.6,
+    "factor + inverse": 0.65,
+    "weights/self-scores": 1.0,
+}
 """Progress fractions at which ``fit_lje`` finishes each stage."""
 GEMM_BLOCK = 4096
 """Row block of the reference GEMMs, the same order as the engine's blocks."""
@@ -94,7 +99,9 @@ def precompute_flops(n: int, d: int, k: int, layout: str) -> float:
     return float(hessian + moment + passes + factor_and_inverse + tail + newton_logits)
 
 
-def make_problem(n: int, d: int, k: int, directory: Path, seed: int = 0) -> tuple[np.memmap, np.ndarray, LinearHead]:
+def make_problem(
+    n: int, d: int, k: int, directory: Path, seed: int = 0
+) -> tuple[np.memmap, np.ndarray, LinearHead]:
     """Float32 features (a read-only memmap), labels from a noisy softmax, a perturbed head."""
     rng = np.random.default_rng(seed)
     outputs = 1 if k == 2 else k
@@ -107,17 +114,24 @@ def make_problem(n: int, d: int, k: int, directory: Path, seed: int = 0) -> tupl
         writer[start : start + len(block)] = block
         logits = 2.0 * block @ true_weights.T
         if outputs == 1:
-            labels[start : start + len(block)] = rng.random(len(block)) < 1 / (1 + np.exp(-logits[:, 0]))
+            labels[start : start + len(block)] = rng.random(len(block)) < 1 / (
+                1 + np.exp(-logits[:, 0])
+            )
         else:
             noisy = logits + rng.gumbel(size=logits.shape)
             labels[start : start + len(block)] = noisy.argmax(axis=1)
     writer.flush()
     del writer
-    head = LinearHead(weights=2.0 * true_weights + 0.05 * rng.normal(size=true_weights.shape), bias=np.zeros(outputs))
+    head = LinearHead(
+        weights=2.0 * true_weights + 0.05 * rng.normal(size=true_weights.shape),
+        bias=np.zeros(outputs),
+    )
     return np.memmap(path, dtype=np.float32, mode="r", shape=(n, d)), labels, head
 
 
-def gemm_equivalent_seconds(flops: float, dim: int, width: int, dtype: torch.dtype, cap_s: float) -> float:
+def gemm_equivalent_seconds(
+    flops: float, dim: int, width: int, dtype: torch.dtype, cap_s: float
+) -> float:
     """Seconds a plain (D×b)@(b×width) GEMM loop needs for ``flops``; measured up to cap_s, then scaled."""
     left = torch.randn(dim, GEMM_BLOCK, dtype=dtype)
     right = torch.randn(GEMM_BLOCK, width, dtype=dtype)
@@ -141,7 +155,9 @@ def median_ms(function, repeats: int) -> float:
     return statistics.median(times)
 
 
-def run_case(case: str, n: int, d: int, k: int, layout: WeightLayout, repeats: int, gemm_cap_s: float) -> CaseResult:
+def run_case(
+    case: str, n: int, d: int, k: int, layout: WeightLayout, repeats: int, gemm_cap_s: float
+) -> CaseResult:
     with tempfile.TemporaryDirectory(prefix="engine_bench_") as scratch:
         features, labels, head = make_problem(n, d, k, Path(scratch))
         marks: dict[str, float] = {}
@@ -167,19 +183,33 @@ def run_case(case: str, n: int, d: int, k: int, layout: WeightLayout, repeats: i
         rng = np.random.default_rng(1)
         tests = rng.normal(size=(64, d))
         calls = iter(range(10**9))
-        query = median_ms(lambda: explain(state, features, tests[(row := next(calls) % 64) : row + 1], top_k=10), repeats)
+        query = median_ms(
+            lambda: explain(state, features, tests[(row := next(calls) % 64) : row + 1], top_k=10),
+            repeats,
+        )
         vector = rng.normal(size=d).astype(np.float32)
         stream = median_ms(lambda: features @ vector, repeats)
-        batch = median_ms(lambda: explain(state, features, tests, top_k=10), max(3, repeats // 5)) / len(tests)
+        batch = median_ms(
+            lambda: explain(state, features, tests, top_k=10), max(3, repeats // 5)
+        ) / len(tests)
         residual = max(abs(e.residual) for e in explain(state, features, tests[:8], top_k=10))
         return CaseResult(
-            case=case, n=n, d=d, k=k, layout=layout_used, threads=torch.get_num_threads(),
-            precompute_s=round(precompute_s, 3), stage_s=stage_s,
+            case=case,
+            n=n,
+            d=d,
+            k=k,
+            layout=layout_used,
+            threads=torch.get_num_threads(),
+            precompute_s=round(precompute_s, 3),
+            stage_s=stage_s,
             precompute_gflop=round(flops / 1e9, 1),
-            gemm64_equivalent_s=round(gemm64, 3), gemm32_equivalent_s=round(gemm32, 3),
+            gemm64_equivalent_s=round(gemm64, 3),
+            gemm32_equivalent_s=round(gemm32, 3),
             precompute_vs_gemm64=round(precompute_s / gemm64, 2),
-            query_median_ms=round(query, 2), stream_median_ms=round(stream, 2),
-            query_vs_stream=round(query / stream, 2), batch64_per_point_ms=round(batch, 2),
+            query_median_ms=round(query, 2),
+            stream_median_ms=round(stream, 2),
+            query_vs_stream=round(query / stream, 2),
+            batch64_per_point_ms=round(batch, 2),
             state_bytes=int(sum(np.asarray(a).nbytes for a in state.arrays.values())),
             features_bytes=int(features.nbytes),
             peak_rss_bytes=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
@@ -216,25 +246,52 @@ def print_table(results: list[dict]) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--case", action="append", choices=sorted(CASES), help="repeatable; default: all")
+    parser.add_argument(
+        "--case", action="append", choices=sorted(CASES), help="repeatable; default: all"
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes for a smoke run")
     parser.add_argument("--repeats", type=int, default=21, help="query repeats (median reported)")
-    parser.add_argument("--gemm-cap-s", type=float, default=30.0, help="measure the reference GEMM at most this long, then scale")
-    parser.add_argument("--json", type=Path, default=OUT_DIR / "engine_bench.json", help="where to write the results")
+    parser.add_argument(
+        "--gemm-cap-s",
+        type=float,
+        default=30.0,
+        help="measure the reference GEMM at most this long, then scale",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=OUT_DIR / "engine_bench.json",
+        help="where to write the results",
+    )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     sizes = QUICK_CASES if args.quick else CASES
     if args.worker:
         n, d, k, layout = sizes[args.worker]
-        result = run_case(args.worker, n, d, k, layout, repeats=args.repeats, gemm_cap_s=args.gemm_cap_s)
+        result = run_case(
+            args.worker, n, d, k, layout, repeats=args.repeats, gemm_cap_s=args.gemm_cap_s
+        )
         print(json.dumps(asdict(result)))
         return 0
     results = []
     for case in args.case or list(CASES):
-        command = [sys.executable, __file__, "--worker", case, "--repeats", str(args.repeats), "--gemm-cap-s", str(args.gemm_cap_s)]
+        command = [
+            sys.executable,
+            __file__,
+            "--worker",
+            case,
+            "--repeats",
+            str(args.repeats),
+            "--gemm-cap-s",
+            str(args.gemm_cap_s),
+        ]
         if args.quick:
             command.append("--quick")
-        print(f"running case {case} {sizes[case][:3]} {sizes[case][3].value} ...", file=sys.stderr, flush=True)
+        print(
+            f"running case {case} {sizes[case][:3]} {sizes[case][3].value} ...",
+            file=sys.stderr,
+            flush=True,
+        )
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results.append(json.loads(output.strip().splitlines()[-1]))
     print_table(results)

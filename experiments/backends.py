@@ -14,16 +14,25 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
-from experiments.tasks.base import LinearRegistration, Registration, XGBoostRegistration
+from experiments.tasks.base import Registration, XGBoostRegistration
 
-__all__ = ["Backend", "BackendKind", "EngineBackend", "ExplainedPoint", "ModelSpec", "ServiceBackend", "open_backend"]
+__all__ = [
+    "Backend",
+    "BackendKind",
+    "EngineBackend",
+    "ExplainedPoint",
+    "ModelSpec",
+    "ServiceBackend",
+    "open_backend",
+]
 
 SERVER_START_TIMEOUT_S = 120.0
 READY_TIMEOUT_S = 1800.0
@@ -104,11 +113,13 @@ class ServiceBackend(Backend):
         environment = {**os.environ, "RPS_DATA_DIR": self._directory.name}
         for variable in ("RPS_DATABASE_URL", "RPS_REDIS_URL"):
             environment.pop(variable, None)
-        self._log = open(log_path or Path(self._directory.name) / "server.log", "w")
+        self._log = open(log_path or Path(self._directory.name) / "server.log", "w")  # noqa: SIM115 (closed in stop)
         rps_command = Path(sys.executable).parent / "rps"
         self._process = subprocess.Popen(
             [str(rps_command), "serve", "--host", "127.0.0.1", "--port", str(port)],
-            env=environment, stdout=self._log, stderr=subprocess.STDOUT,
+            env=environment,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
         )
         self.base_url = f"http://127.0.0.1:{port}"
         self.client = Client(self.base_url, timeout=600.0)
@@ -119,27 +130,41 @@ class ServiceBackend(Backend):
         while not self.client.health():
             if self._process.poll() is not None or time.monotonic() > deadline:
                 self.close()
-                raise RuntimeError(f"rps serve did not start (exit code {self._process.returncode})")
+                raise RuntimeError(
+                    f"rps serve did not start (exit code {self._process.returncode})"
+                )
             time.sleep(0.2)
 
     def register(self, registration: Registration, spec: ModelSpec) -> str:
         common = dict(
-            name=spec.name, class_names=list(spec.class_names), methods=list(spec.methods),
-            lje=spec.lje or None, l2=spec.l2 or None,
-            train_ids=[str(index) for index in range(len(spec.labels))], train_records=spec.train_records,
-            test_labels=spec.test_labels, test_ids=[str(index) for index in range(len(spec.test_labels))],
+            name=spec.name,
+            class_names=list(spec.class_names),
+            methods=list(spec.methods),
+            lje=spec.lje or None,
+            l2=spec.l2 or None,
+            train_ids=[str(index) for index in range(len(spec.labels))],
+            train_records=spec.train_records,
+            test_labels=spec.test_labels,
+            test_ids=[str(index) for index in range(len(spec.test_labels))],
             test_records=spec.test_records,
         )
         if isinstance(registration, XGBoostRegistration):
             body = self.client.register_xgboost(
-                registration.booster, registration.train_inputs, spec.labels,
-                test_inputs=registration.test_inputs, **common,
+                registration.booster,
+                registration.train_inputs,
+                spec.labels,
+                test_inputs=registration.test_inputs,
+                **common,
             )
         else:
             head = registration.head
             body = self.client.register_linear(
-                head.weights, head.bias, registration.train_features, spec.labels,
-                test_features=registration.test_features, **common,
+                head.weights,
+                head.bias,
+                registration.train_features,
+                spec.labels,
+                test_features=registration.test_features,
+                **common,
             )
         self.client.wait_ready(body["id"], timeout=READY_TIMEOUT_S, progress=False)
         return body["id"]
@@ -147,7 +172,9 @@ class ServiceBackend(Backend):
     def suspicious_ranking(self, handle: str, *, method: str) -> np.ndarray:
         ranking: list[int] = []
         while True:
-            page = self.client.suspicious(handle, method=method, limit=PAGE_SIZE, offset=len(ranking))
+            page = self.client.suspicious(
+                handle, method=method, limit=PAGE_SIZE, offset=len(ranking)
+            )
             ranking.extend(int(item["train_index"]) for item in page["items"])
             if not page["items"] or len(ranking) >= int(page["total"]):
                 return np.asarray(ranking, dtype=np.int64)
@@ -159,7 +186,9 @@ class ServiceBackend(Backend):
             test_index=test_index,
             predicted_class=int(body["prediction"]["predicted_class"]),
             positive_indices=np.array([item["train_index"] for item in positive], dtype=np.int64),
-            positive_contributions=np.array([item["contribution"] for item in positive], dtype=np.float64),
+            positive_contributions=np.array(
+                [item["contribution"] for item in positive], dtype=np.float64
+            ),
             positive_records=[item.get("record") for item in positive],
             positive_labels=[int(item["label"]) for item in positive],
             residual=float(body["decomposition"]["residual"]),
@@ -206,18 +235,27 @@ class EngineBackend(Backend):
             test_features = embedding.transform(registration.test_inputs)
         else:
             head, train_features, test_features = (
-                registration.head, registration.train_features, registration.test_features)
+                registration.head,
+                registration.train_features,
+                registration.test_features,
+            )
         configs = {
             "lje": representer.LJEConfig(**spec.lje),
-            "l2": representer.L2Config(**{("lam" if key == "lambda" else key): value for key, value in spec.l2.items()}),
+            "l2": representer.L2Config(
+                **{("lam" if key == "lambda" else key): value for key, value in spec.l2.items()}
+            ),
             "influence": representer.InfluenceConfig(),
         }
         states = {
-            method: representer.fit(head, train_features, spec.labels, method=method, config=configs[method])
+            method: representer.fit(
+                head, train_features, spec.labels, method=method, config=configs[method]
+            )
             for method in spec.methods
         }
         handle = f"engine-{len(self._models)}"
-        self._models[handle] = _EngineModel(train_features, test_features, spec.labels, states, spec.train_records)
+        self._models[handle] = _EngineModel(
+            train_features, test_features, spec.labels, states, spec.train_records
+        )
         return handle
 
     def suspicious_ranking(self, handle: str, *, method: str) -> np.ndarray:
@@ -229,14 +267,20 @@ class EngineBackend(Backend):
 
         model = self._models[handle]
         [explanation] = representer.explain(
-            model.states[method], model.train_features, model.test_features[test_index : test_index + 1], top_k=k)
+            model.states[method],
+            model.train_features,
+            model.test_features[test_index : test_index + 1],
+            top_k=k,
+        )
         indices = np.asarray(explanation.positive_indices, dtype=np.int64)
         return ExplainedPoint(
             test_index=test_index,
             predicted_class=int(explanation.predicted_class),
             positive_indices=indices,
             positive_contributions=np.asarray(explanation.positive_contributions, dtype=np.float64),
-            positive_records=[model.train_records[index] if model.train_records else None for index in indices],
+            positive_records=[
+                model.train_records[index] if model.train_records else None for index in indices
+            ],
             positive_labels=[int(model.labels[index]) for index in indices],
             residual=float(explanation.residual),
         )
@@ -244,4 +288,8 @@ class EngineBackend(Backend):
 
 def open_backend(kind: BackendKind, *, log_path: Path | None = None) -> Backend:
     """Start the requested backend."""
-    return ServiceBackend(log_path=log_path) if BackendKind(kind) is BackendKind.SERVICE else EngineBackend()
+    return (
+        ServiceBackend(log_path=log_path)
+        if BackendKind(kind) is BackendKind.SERVICE
+        else EngineBackend()
+    )

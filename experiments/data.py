@@ -86,14 +86,25 @@ def _german(settings: RunSettings, data_dir: Path) -> TaskData:
         labels = pd.read_csv(folder / f"Y_{split}_clean.csv", index_col=0)["classification"]
         rows = translated.loc[features["id"].to_numpy()]
         records = [
-            {"id": int(row_id), **{key: _clean(value) for key, value in row.items() if key != "classification"}}
+            {
+                "id": int(row_id),
+                **{key: _clean(value) for key, value in row.items() if key != "classification"},
+            }
             for row_id, row in rows.iterrows()
         ]
-        parts[split] = (features.drop(columns="id").to_numpy(np.float64), labels.to_numpy(np.int64), records)
+        parts[split] = (
+            features.drop(columns="id").to_numpy(np.float64),
+            labels.to_numpy(np.int64),
+            records,
+        )
     return TaskData(
         name=TaskName.GERMAN,
-        train_inputs=parts["train"][0], train_labels=parts["train"][1], train_records=parts["train"][2],
-        test_inputs=parts["test"][0], test_labels=parts["test"][1], test_records=parts["test"][2],
+        train_inputs=parts["train"][0],
+        train_labels=parts["train"][1],
+        train_records=parts["train"][2],
+        test_inputs=parts["test"][0],
+        test_labels=parts["test"][1],
+        test_records=parts["test"][2],
         class_names=("bad", "good"),
     )
 
@@ -117,13 +128,20 @@ _CIFAR_MEAN = np.array([0.4914, 0.4822, 0.4465], dtype=np.float32)
 _CIFAR_STD = np.array([0.2470, 0.2435, 0.2616], dtype=np.float32)
 
 
-def _cifar_split(path: Path, size: int | None, seed: int) -> tuple[np.ndarray, np.ndarray, list[dict]]:
+def _cifar_split(
+    path: Path, size: int | None, seed: int
+) -> tuple[np.ndarray, np.ndarray, list[dict]]:
     with np.load(path) as archive:
         images, labels = archive["images"], archive["labels"].astype(np.int64)
     keep = _stratified_subset(labels, size, seed=seed)
     images, labels = images[keep], labels[keep]
-    normalised = ((images.astype(np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD).transpose(0, 3, 1, 2)
-    records = [{"index": int(index), "image": _png_data_url(image)} for index, image in zip(keep, images)]
+    normalised = ((images.astype(np.float32) / 255.0 - _CIFAR_MEAN) / _CIFAR_STD).transpose(
+        0, 3, 1, 2
+    )
+    records = [
+        {"index": int(index), "image": _png_data_url(image)}
+        for index, image in zip(keep, images, strict=False)
+    ]
     return np.ascontiguousarray(normalised), labels, records
 
 
@@ -133,8 +151,12 @@ def _cifar(settings: RunSettings, data_dir: Path) -> TaskData:
     test = _cifar_split(folder / "test.npz", settings.n_test, SUBSET_SEED + 1)
     return TaskData(
         name=TaskName.CIFAR,
-        train_inputs=train[0], train_labels=train[1], train_records=train[2],
-        test_inputs=test[0], test_labels=test[1], test_records=test[2],
+        train_inputs=train[0],
+        train_labels=train[1],
+        train_records=train[2],
+        test_inputs=test[0],
+        test_labels=test[1],
+        test_records=test[2],
         class_names=("automobile", "horse"),
     )
 
@@ -155,29 +177,47 @@ def _encode(token_lists: list[list[str]], vocab: dict[str, int]) -> np.ndarray:
 
 def _imdb(settings: RunSettings, data_dir: Path) -> TaskData:
     folder = data_dir / "imdb"
-    small = settings.n_train is not None and settings.n_train <= 2500 and (settings.n_test or 25000) <= 1000
+    small = (
+        settings.n_train is not None
+        and settings.n_train <= 2500
+        and (settings.n_test or 25000) <= 1000
+    )
     train = pd.read_csv(folder / ("imdb_train_small2500.csv.gz" if small else "imdb_train.csv.gz"))
     test = pd.read_csv(folder / ("imdb_test_small1000.csv.gz" if small else "imdb_test.csv.gz"))
-    train = train.iloc[_stratified_subset(train["label"].to_numpy(), settings.n_train, seed=SUBSET_SEED)]
-    test = test.iloc[_stratified_subset(test["label"].to_numpy(), settings.n_test, seed=SUBSET_SEED + 1)]
+    train = train.iloc[
+        _stratified_subset(train["label"].to_numpy(), settings.n_train, seed=SUBSET_SEED)
+    ]
+    test = test.iloc[
+        _stratified_subset(test["label"].to_numpy(), settings.n_test, seed=SUBSET_SEED + 1)
+    ]
     train_tokens = [tokenize(text) for text in train["text"]]
     counts = Counter(token for tokens in train_tokens for token in tokens)
-    frequent = [token for token, count in counts.most_common(IMDB_MAX_VOCAB - 2) if count >= IMDB_MIN_COUNT]
+    frequent = [
+        token for token, count in counts.most_common(IMDB_MAX_VOCAB - 2) if count >= IMDB_MIN_COUNT
+    ]
     vocab = {token: index + 2 for index, token in enumerate(frequent)}
     test_tokens = [tokenize(text) for text in test["text"]]
 
     def records(frame: pd.DataFrame) -> list[dict]:
         return [
-            {"id": int(row.id), "rating": int(row.rating), "text": " ".join(row.text.replace("<br />", " ").split()[:RECORD_WORDS])}
+            {
+                "id": int(row.id),
+                "rating": int(row.rating),
+                "text": " ".join(row.text.replace("<br />", " ").split()[:RECORD_WORDS]),
+            }
             for row in frame.itertuples()
         ]
 
     return TaskData(
         name=TaskName.IMDB,
-        train_inputs=_encode(train_tokens, vocab), train_labels=train["label"].to_numpy(np.int64),
-        test_inputs=_encode(test_tokens, vocab), test_labels=test["label"].to_numpy(np.int64),
-        train_records=records(train), test_records=records(test),
-        class_names=("negative", "positive"), vocab_size=len(vocab) + 2,
+        train_inputs=_encode(train_tokens, vocab),
+        train_labels=train["label"].to_numpy(np.int64),
+        test_inputs=_encode(test_tokens, vocab),
+        test_labels=test["label"].to_numpy(np.int64),
+        train_records=records(train),
+        test_records=records(test),
+        class_names=("negative", "positive"),
+        vocab_size=len(vocab) + 2,
     )
 
 

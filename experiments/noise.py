@@ -55,8 +55,9 @@ def found_curve(ranking: np.ndarray, flipped: np.ndarray, fractions: np.ndarray)
     return hits[_checked_counts(len(flipped), fractions)] / max(int(flipped.sum()), 1)
 
 
-def correct_checked(noisy_labels: np.ndarray, clean_labels: np.ndarray, ranking: np.ndarray,
-                    *, fraction: float) -> np.ndarray:
+def correct_checked(
+    noisy_labels: np.ndarray, clean_labels: np.ndarray, ranking: np.ndarray, *, fraction: float
+) -> np.ndarray:
     """Labels after a person checked the first ``fraction * n`` ranked points and fixed them.
 
     Returns an int64 array of shape (n,): the clean label at checked points, the noisy

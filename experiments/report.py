@@ -14,27 +14,42 @@ __all__ = ["write_report"]
 TARGETS = {"german": (0.15, 0.26, 0.49), "cifar": (0.18, 0.35, 0.60)}
 """The issue's full-mode targets for LJE's fraction found at 10/20/40% checked."""
 REPORT_FRACTIONS = (0.1, 0.2, 0.4)
-TITLES = {"german": "German Credit / XGBoost", "cifar": "CIFAR-10 car vs horse / ResNet", "imdb": "IMDB / Bi-LSTM"}
+TITLES = {
+    "german": "German Credit / XGBoost",
+    "cifar": "CIFAR-10 car vs horse / ResNet",
+    "imdb": "IMDB / Bi-LSTM",
+}
 
 
 def _found_table(debugging: dict[str, Any], task: str) -> list[str]:
     fractions = debugging["fractions_checked"]
-    columns = [fractions.index(min(fractions, key=lambda value: abs(value - wanted))) for wanted in REPORT_FRACTIONS]
+    columns = [
+        fractions.index(min(fractions, key=lambda value: abs(value - wanted)))
+        for wanted in REPORT_FRACTIONS
+    ]
     lines = ["| ranking | found @10% | found @20% | found @40% |", "|---|---|---|---|"]
     for name, curve in debugging["summary"]["found"].items():
         cells = [f"{curve['mean'][column]:.3f} ± {curve['std'][column]:.3f}" for column in columns]
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
     if task in TARGETS:
-        lines.append("| *target for LJE (full mode)* | " + " | ".join(f"≥ {value}" for value in TARGETS[task]) + " |")
+        lines.append(
+            "| *target for LJE (full mode)* | "
+            + " | ".join(f"≥ {value}" for value in TARGETS[task])
+            + " |"
+        )
     return lines
 
 
 def _accuracy_table(debugging: dict[str, Any]) -> list[str]:
     checkpoints = debugging["retrain_checkpoints"]
-    lines = ["| ranking | " + " | ".join(f"acc @{100 * value:.0f}%" for value in checkpoints) + " |",
-             "|---|" + "---|" * len(checkpoints)]
+    lines = [
+        "| ranking | " + " | ".join(f"acc @{100 * value:.0f}%" for value in checkpoints) + " |",
+        "|---|" + "---|" * len(checkpoints),
+    ]
     for name, curve in debugging["summary"]["accuracy"].items():
-        lines.append(f"| {LABELS[name]} | " + " | ".join(f"{value:.3f}" for value in curve["mean"]) + " |")
+        lines.append(
+            f"| {LABELS[name]} | " + " | ".join(f"{value:.3f}" for value in curve["mean"]) + " |"
+        )
     return lines
 
 
@@ -50,12 +65,16 @@ def _explanation_lines(explanations: dict[str, Any]) -> list[str]:
         "|---|---|---|",
     ]
     for method, values in class_level.items():
-        per_class = ", ".join(f"{label}: {value:.2f}" for label, value in values["per_class"].items())
+        per_class = ", ".join(
+            f"{label}: {value:.2f}" for label, value in values["per_class"].items()
+        )
         lines.append(f"| {LABELS[method]} | {values['mean']:.3f} | {per_class} |")
     lines += ["", "| sweep | values | mean top-10 overlap between settings |", "|---|---|---|"]
     for method, sweep in stability.items():
         values = ", ".join(f"{value:g}" for value in sweep["values"])
-        lines.append(f"| {LABELS[method]} {sweep['parameter']} | {values} | {sweep['mean_off_diagonal']:.3f} |")
+        lines.append(
+            f"| {LABELS[method]} {sweep['parameter']} | {values} | {sweep['mean_off_diagonal']:.3f} |"
+        )
     return lines
 
 
@@ -65,7 +84,15 @@ def _record_text(record: Any, task: str) -> str:
     if task == "imdb":
         return f"“{record.get('text', '')[:160]}…”"
     if task == "german":
-        keys = ("existingchecking", "duration", "credithistory", "purpose", "creditamount", "savings", "age")
+        keys = (
+            "existingchecking",
+            "duration",
+            "credithistory",
+            "purpose",
+            "creditamount",
+            "savings",
+            "age",
+        )
         return "; ".join(f"{key} {record.get(key)}" for key in keys)
     return f"image #{record.get('index')}"
 
@@ -73,41 +100,75 @@ def _record_text(record: Any, task: str) -> str:
 def _readable_lines(explanations: dict[str, Any], task: str, class_names: list[str]) -> list[str]:
     lines = []
     for table in explanations["readable"]:
-        lines += ["", f"**Test point {table['test_index']}** (label {class_names[table['test_label']]}, "
-                      f"predicted {class_names[table['predicted_class']]}): {_record_text(table['test_record'], task)}",
-                  "", "| method | rank | train point | label | contribution | record |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            f"**Test point {table['test_index']}** (label {class_names[table['test_label']]}, "
+            f"predicted {class_names[table['predicted_class']]}): {_record_text(table['test_record'], task)}",
+            "",
+            "| method | rank | train point | label | contribution | record |",
+            "|---|---|---|---|---|---|",
+        ]
         for method, points in table["methods"].items():
             for rank, point in enumerate(points, start=1):
-                lines.append(f"| {LABELS[method]} | {rank} | {point['train_index']} | {class_names[point['label']]} | "
-                             f"{point['contribution']:.3g} | {_record_text(point['record'], task)} |")
+                lines.append(
+                    f"| {LABELS[method]} | {rank} | {point['train_index']} | {class_names[point['label']]} | "
+                    f"{point['contribution']:.3g} | {_record_text(point['record'], task)} |"
+                )
     return lines
 
 
 def _task_section(result: dict[str, Any], figures: Path, report_dir: Path) -> list[str]:
     task = result["task"]
     environment = result["environment"]
-    lines = [f"## {TITLES[task]}", "",
-             f"{result['description']}. n_train = {result['n_train']}, n_test = {result['n_test']}; "
-             f"ran on {environment['device']} ({environment['torch_threads']} torch thread(s), "
-             f"{environment['cpu_count']} cores), backend: **{environment['backend']}**.", ""]
+    lines = [
+        f"## {TITLES[task]}",
+        "",
+        f"{result['description']}. n_train = {result['n_train']}, n_test = {result['n_test']}; "
+        f"ran on {environment['device']} ({environment['torch_threads']} torch thread(s), "
+        f"{environment['cpu_count']} cores), backend: **{environment['backend']}**.",
+        "",
+    ]
     if "debugging" in result:
         debugging = result["debugging"]
-        figure = plot_debugging(debugging, title=TITLES[task], path=figures / f"{task}_debugging.png")
-        lines += [f"### Data debugging ({int(100 * debugging['flip_fraction'])}% flipped, seeds {debugging['seeds']}, "
-                  f"LJE lr {debugging['lje_lr']:g}, {debugging['seconds']} s)", "",
-                  f"![debugging]({figure.relative_to(report_dir)})", "", *_found_table(debugging, task), "",
-                  f"Test accuracy after retraining ({debugging['retrain_scope']}) on labels corrected up to each "
-                  "checkpoint (mean over seeds):", "", *_accuracy_table(debugging), ""]
+        figure = plot_debugging(
+            debugging, title=TITLES[task], path=figures / f"{task}_debugging.png"
+        )
+        lines += [
+            f"### Data debugging ({int(100 * debugging['flip_fraction'])}% flipped, seeds {debugging['seeds']}, "
+            f"LJE lr {debugging['lje_lr']:g}, {debugging['seconds']} s)",
+            "",
+            f"![debugging]({figure.relative_to(report_dir)})",
+            "",
+            *_found_table(debugging, task),
+            "",
+            f"Test accuracy after retraining ({debugging['retrain_scope']}) on labels corrected up to each "
+            "checkpoint (mean over seeds):",
+            "",
+            *_accuracy_table(debugging),
+            "",
+        ]
     if "explanations" in result:
         explanations = result["explanations"]
-        stability = plot_stability(explanations["stability_top10"], title=TITLES[task],
-                                   path=figures / f"{task}_stability.png")
-        lines += [f"### Individual vs class-level explanations, stability ({explanations['seconds']} s)", "",
-                  *_explanation_lines(explanations), "", f"![stability]({stability.relative_to(report_dir)})", "",
-                  "### Readable explanations (top-3 positive points per method)"]
+        stability = plot_stability(
+            explanations["stability_top10"],
+            title=TITLES[task],
+            path=figures / f"{task}_stability.png",
+        )
+        lines += [
+            f"### Individual vs class-level explanations, stability ({explanations['seconds']} s)",
+            "",
+            *_explanation_lines(explanations),
+            "",
+            f"![stability]({stability.relative_to(report_dir)})",
+            "",
+            "### Readable explanations (top-3 positive points per method)",
+        ]
         if task == "cifar":
-            grid = plot_image_explanations(explanations["readable"], tuple(result["class_names"]),
-                                           path=figures / "cifar_explanations.png")
+            grid = plot_image_explanations(
+                explanations["readable"],
+                tuple(result["class_names"]),
+                path=figures / "cifar_explanations.png",
+            )
             lines += ["", f"![explanations]({grid.relative_to(report_dir)})"]
         lines += _readable_lines(explanations, task, result["class_names"]) + [""]
     return lines
@@ -118,10 +179,15 @@ def _leverage_section(path: Path) -> list[str]:
     if not path.exists():
         return []
     analysis = json.loads(path.read_text())
-    lines = ["## What limits LJE's debugging curve on German Credit (engine, `python -m experiments.leverage`)", "",
-             f"Same flips and boosters as above ({analysis['seeds']} seeds), ranked by each part of the binary "
-             "self-score |θ*·φ̃_i − r_i φ̃_iᵀH⁻¹φ̃_i|/n and by LJE with Hessian damping:", "",
-             "| ranking score | found @10% | found @20% | found @40% |", "|---|---|---|---|"]
+    lines = [
+        "## What limits LJE's debugging curve on German Credit (engine, `python -m experiments.leverage`)",
+        "",
+        f"Same flips and boosters as above ({analysis['seeds']} seeds), ranked by each part of the binary "
+        "self-score |θ*·φ̃_i − r_i φ̃_iᵀH⁻¹φ̃_i|/n and by LJE with Hessian damping:",
+        "",
+        "| ranking score | found @10% | found @20% | found @40% |",
+        "|---|---|---|---|",
+    ]
     for name, values in analysis["found"].items():
         escaped = name.replace("|", "\\|")
         lines.append(f"| {escaped} | " + " | ".join(f"{value:.3f}" for value in values) + " |")
@@ -135,10 +201,14 @@ def write_report(mode: Mode, *, root: Path | None = None) -> Path:
     root = root or EXPERIMENTS_DIR
     results_dir, figures, report = output_paths(Mode(mode), root)
     figures.mkdir(parents=True, exist_ok=True)
-    lines = [f"# RPS-LJE paper experiments, {Mode(mode).value} mode", "",
-             f"Numbers from `python -m experiments.run all --task <task> --mode {Mode(mode).value}` "
-             f"(JSON in `results/{Mode(mode).value}/`), report and figures generated from them; see "
-             "experiments/README.md for the setup, the deviations from the paper and the findings.", ""]
+    lines = [
+        f"# RPS-LJE paper experiments, {Mode(mode).value} mode",
+        "",
+        f"Numbers from `python -m experiments.run all --task <task> --mode {Mode(mode).value}` "
+        f"(JSON in `results/{Mode(mode).value}/`), report and figures generated from them; see "
+        "experiments/README.md for the setup, the deviations from the paper and the findings.",
+        "",
+    ]
     for task in TaskName:
         path = results_dir / f"{task.value}.json"
         if path.exists():

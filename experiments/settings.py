@@ -106,7 +106,9 @@ def run_settings(task: TaskName, mode: Mode) -> RunSettings:
         n_train=sizes[0],
         n_test=sizes[1],
         debug=DebugSettings(
-            flip_fraction=flip, seeds=seeds, retrain_checkpoints=_CHECKPOINTS,
+            flip_fraction=flip,
+            seeds=seeds,
+            retrain_checkpoints=_CHECKPOINTS,
             cv_folds=5 if task is TaskName.GERMAN else 3,
             # A CPU cannot retrain a network from scratch at every checkpoint in time:
             # the torch tasks retrain a logistic head on the noisy model's features.

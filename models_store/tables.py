@@ -7,7 +7,7 @@ and the per-method self-scores that ``/debug/suspicious`` ranks with an index.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -31,7 +31,7 @@ __all__ = [
 
 def utcnow() -> datetime:
     """Timezone-aware now, for every timestamp column."""
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 class ModelStatus(str, Enum):
@@ -118,7 +118,9 @@ class TrainPoint(Base):
 
     __tablename__ = "train_points"
 
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
     train_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     train_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[int] = mapped_column(Integer)
@@ -133,7 +135,9 @@ class TestPoint(Base):
     __test__ = False  # not a pytest test class
     __table_args__ = (Index("ix_test_points_model_test_id", "model_id", "test_id", unique=True),)
 
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
     test_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     test_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -144,7 +148,9 @@ class Score(Base):
     """Self-score of one training point under one method (MATH.md §6), indexed for ranking."""
 
     __tablename__ = "scores"
-    model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
     method: Mapped[str] = mapped_column(String(20), primary_key=True)
     train_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[float] = mapped_column(Float)

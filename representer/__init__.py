@@ -10,8 +10,21 @@ Typical use::
     [explanation] = explain(state, train_features, test_features[:1], top_k=10)
 """
 
-from representer.config import InfluenceConfig, L2Config, LJEConfig, Method, MethodConfig, WeightLayout, default_config
-from representer.errors import InvalidInputError, MemoryLimitError, RepresenterError, SingularSystemError
+from representer.config import (
+    InfluenceConfig,
+    L2Config,
+    LJEConfig,
+    Method,
+    MethodConfig,
+    WeightLayout,
+    default_config,
+)
+from representer.errors import (
+    InvalidInputError,
+    MemoryLimitError,
+    RepresenterError,
+    SingularSystemError,
+)
 from representer.explanation import Explanation
 from representer.fitting import fit
 from representer.head import LinearHead

@@ -48,7 +48,9 @@ class WeightLayout(str, Enum):
 
 def _check_non_negative(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
-        raise InvalidInputError(f"{name} must be a finite number >= 0, got {value!r}", argument=name)
+        raise InvalidInputError(
+            f"{name} must be a finite number >= 0, got {value!r}", argument=name
+        )
 
 
 def _check_positive(name: str, value: float) -> None:
@@ -75,7 +77,8 @@ class LJEConfig:
         except ValueError:
             choices = ", ".join(repr(layout.value) for layout in WeightLayout)
             raise InvalidInputError(
-                f"weight_layout must be one of {choices}, got {self.weight_layout!r}", argument="weight_layout"
+                f"weight_layout must be one of {choices}, got {self.weight_layout!r}",
+                argument="weight_layout",
             ) from None
         _check_non_negative("lr", self.lr)
         _check_non_negative("damping", self.damping)

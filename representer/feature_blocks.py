@@ -7,7 +7,7 @@ queries apply Φ̃ v = Φ v[:d] + v[d] in the features' own floating dtype.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -49,7 +49,9 @@ def augmented_row_blocks(
         yield slice(start, stop), block.to(device)
 
 
-def block_tensor(values: np.ndarray, rows: slice, *, dtype: np.dtype, device: torch.device) -> torch.Tensor:
+def block_tensor(
+    values: np.ndarray, rows: slice, *, dtype: np.dtype, device: torch.device
+) -> torch.Tensor:
     """``values[rows]`` as a tensor on ``device``, from a writable copy of that block only.
 
     ``values`` may be a read-only memmap (stored labels); ``torch.as_tensor`` on it would

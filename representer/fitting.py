@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Callable
 
 import numpy as np
 
@@ -79,13 +79,18 @@ def fit(
     config = check_config(method, config)
     torch_device = check_device(device)
     check_progress(progress)
-    features = check_features(train_features, argument="train_features", feature_dim=head.feature_dim, min_rows=2)
+    features = check_features(
+        train_features, argument="train_features", feature_dim=head.feature_dim, min_rows=2
+    )
     labels = check_labels(train_labels, num_rows=features.shape[0], num_classes=head.num_classes)
-    result = _FITTERS[method](head, features, labels, config, device=torch_device, progress=progress)
+    result = _FITTERS[method](
+        head, features, labels, config, device=torch_device, progress=progress
+    )
     for name, array in result.arrays.items():
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise SingularSystemError(
-                f"the precompute produced non-finite values in {name!r}; raise `damping`", argument="damping"
+                f"the precompute produced non-finite values in {name!r}; raise `damping`",
+                argument="damping",
             )
     meta = {
         "num_classes": head.num_classes,

@@ -45,7 +45,9 @@ class LinearHead:
                 argument="bias",
             )
         if not np.issubdtype(bias.dtype, np.number) or np.iscomplexobj(bias):
-            raise InvalidInputError(f"bias must be real numbers, got dtype {bias.dtype}", argument="bias")
+            raise InvalidInputError(
+                f"bias must be real numbers, got dtype {bias.dtype}", argument="bias"
+            )
         for name, array in (("weights", weights), ("bias", bias)):
             if not np.all(np.isfinite(array)):
                 raise InvalidInputError(f"{name} holds NaN or infinite values", argument=name)
@@ -53,7 +55,7 @@ class LinearHead:
         object.__setattr__(self, "bias", bias.astype(np.float64, copy=False))
 
     @classmethod
-    def from_theta(cls, theta: np.ndarray) -> "LinearHead":
+    def from_theta(cls, theta: np.ndarray) -> LinearHead:
         """Split Θ (k_out, d + 1), bias in the last column, into a head."""
         theta = np.asarray(theta, dtype=np.float64)
         return cls(weights=theta[:, :-1], bias=theta[:, -1])

@@ -123,7 +123,9 @@ class HessianFactor:
         """
         size = self.cholesky.shape[0]
         inverse = torch.empty_like(self.cholesky)
-        identity_block = torch.zeros((size, INVERSE_BLOCK), dtype=inverse.dtype, device=inverse.device)
+        identity_block = torch.zeros(
+            (size, INVERSE_BLOCK), dtype=inverse.dtype, device=inverse.device
+        )
         for start in range(0, size, INVERSE_BLOCK):
             stop = min(size, start + INVERSE_BLOCK)
             columns = identity_block[:, : stop - start]
@@ -188,7 +190,7 @@ def factorize_hessian(
     if num_outputs > 1:
         mean_diagonal = float(torch.diagonal(second_moment).mean())
         ridge = C_RIDGE * max(mean_diagonal, 1e-300)
-        coupling = (second_moment + ridge * torch.eye(dim, dtype=system.dtype, device=system.device))
+        coupling = second_moment + ridge * torch.eye(dim, dtype=system.dtype, device=system.device)
         coupling /= num_outputs  # J ⊗ C puts C/k in every block
         for c in range(num_outputs):
             for c_other in range(num_outputs):
@@ -198,7 +200,9 @@ def factorize_hessian(
     if not bool(torch.isfinite(system).all()):
         raise _singular("it holds non-finite values")
     if float(diagonal.min()) <= 0.0:
-        raise _singular(f"{int((diagonal <= 0).sum())} zero diagonal entries, e.g. constant-zero features")
+        raise _singular(
+            f"{int((diagonal <= 0).sum())} zero diagonal entries, e.g. constant-zero features"
+        )
     scale = diagonal.rsqrt()
     system *= scale[:, None]
     system *= scale[None, :]

@@ -55,15 +55,28 @@ def fit_influence(
     check_hessian_memory(num_outputs, dim, memory_budget_bytes=config.memory_budget_bytes)
     theta_dagger = head.theta
     at_dagger = run_training_pass(
-        train_features, train_labels, theta_dagger,
-        device=device, with_hessian=True, progress=stage_progress(progress, 0.0, 0.5),
+        train_features,
+        train_labels,
+        theta_dagger,
+        device=device,
+        with_hessian=True,
+        progress=stage_progress(progress, 0.0, 0.5),
     )
     factor = factorize_hessian(
-        at_dagger.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_dagger.second_moment
+        at_dagger.hessian,
+        num_outputs=num_outputs,
+        damping=config.damping,
+        second_moment=at_dagger.second_moment,
     )
-    newton_shift = factor.solve(at_dagger.mean_gradient.reshape(1, -1)).reshape(num_outputs, dim)  # mat(H⁺ vec ḡ)
+    newton_shift = factor.solve(at_dagger.mean_gradient.reshape(1, -1)).reshape(
+        num_outputs, dim
+    )  # mat(H⁺ vec ḡ)
     self_influence, shift_logits = _self_influence(
-        train_features, at_dagger.residuals, factor, newton_shift, progress=stage_progress(progress, 0.55, 1.0)
+        train_features,
+        at_dagger.residuals,
+        factor,
+        newton_shift,
+        progress=stage_progress(progress, 0.55, 1.0),
     )
     inverse = factor.inverse()  # (k_out·D, k_out·D)
     predicted = predicted_class_from_logits(at_dagger.logits)
@@ -105,7 +118,9 @@ def _self_influence(
     shift_logits = torch.empty((n, num_outputs), dtype=torch.float64, device=device)
     block_rows = rows_per_block(8 * num_outputs * dim * 3)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(block.shape[0], -1)  # (b, k_out·D)
+        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(
+            block.shape[0], -1
+        )  # (b, k_out·D)
         whitened = factor.whiten(gradients)  # (b, k_out·D)
         self_influence[rows] = (whitened * whitened).sum(dim=1) / n
         shift_logits[rows] = block @ newton_shift.T  # (b, k_out)
@@ -114,7 +129,10 @@ def _self_influence(
 
 
 def influence_contributions(
-    state: FittedState, train_features: np.ndarray, test_features: np.ndarray, target_classes: np.ndarray
+    state: FittedState,
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    target_classes: np.ndarray,
 ) -> np.ndarray:
     """I(i, t) toward each test row's target class.
 
@@ -141,6 +159,10 @@ def influence_contributions(
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         test_residuals = shifted / shifted.sum(axis=1, keepdims=True)
         test_residuals[np.arange(m), target_classes] -= 1.0  # P_t − e_target (m, k)
-    test_gradients = (test_residuals[:, :, None] * test_augmented[:, None, :]).reshape(m, -1)  # g_t (m, k_out·D)
-    directions = directions_from_rows(np.asarray(arrays["hessian_inverse"]), test_gradients, num_outputs=num_outputs)
+    test_gradients = (test_residuals[:, :, None] * test_augmented[:, None, :]).reshape(
+        m, -1
+    )  # g_t (m, k_out·D)
+    directions = directions_from_rows(
+        np.asarray(arrays["hessian_inverse"]), test_gradients, num_outputs=num_outputs
+    )
     return kernel_scores(train_features, np.asarray(arrays["residuals"]), directions) / n

@@ -21,7 +21,9 @@ PRODUCT_BYTES = 256 * 1024**2
 """Cap on the (n, m·k_out) float64 product held at once; test points are batched under it."""
 
 
-def directions_from_rows(inverse: np.ndarray, right_hand_sides: np.ndarray, *, num_outputs: int) -> np.ndarray:
+def directions_from_rows(
+    inverse: np.ndarray, right_hand_sides: np.ndarray, *, num_outputs: int
+) -> np.ndarray:
     """V_t = mat(M b_t) for every row b_t.
 
     Parameters
@@ -39,7 +41,9 @@ def directions_from_rows(inverse: np.ndarray, right_hand_sides: np.ndarray, *, n
     return directions.reshape(right_hand_sides.shape[0], num_outputs, -1)
 
 
-def kernel_scores(train_features: np.ndarray, residuals: np.ndarray, directions: np.ndarray) -> np.ndarray:
+def kernel_scores(
+    train_features: np.ndarray, residuals: np.ndarray, directions: np.ndarray
+) -> np.ndarray:
     """s_i(t) = Σ_c' R_ic' φ̃_iᵀ V_t,c' for every test direction and training row.
 
     Parameters

@@ -30,7 +30,9 @@ PRODUCT_BYTES = 256 * 1024**2
 class _SoftTargetObjective:
     """F(Θ) = (1/n) Σ CE(P_Θ,i, P†_i) + λ‖Θ‖² and its gradient, streamed over Φ̃ blocks."""
 
-    def __init__(self, train_features: np.ndarray, theta_dagger: np.ndarray, lam: float, device: torch.device):
+    def __init__(
+        self, train_features: np.ndarray, theta_dagger: np.ndarray, lam: float, device: torch.device
+    ):
         self.n = train_features.shape[0]
         self.lam = lam
         self.shape = theta_dagger.shape
@@ -41,11 +43,15 @@ class _SoftTargetObjective:
         cache = self.n * dim * 8 <= CACHE_BYTES
         self.cached = list(self._fresh_blocks()) if cache else None
         theta_t = torch.as_tensor(theta_dagger, device=device)
-        self.soft_targets = [output_probabilities(block @ theta_t.T) for _, block in self.blocks()]  # P† per block
+        self.soft_targets = [
+            output_probabilities(block @ theta_t.T) for _, block in self.blocks()
+        ]  # P† per block
 
     def _fresh_blocks(self):
         """Φ̃ row blocks converted anew: (rows, (b, D) float64)."""
-        return augmented_row_blocks(self.train_features, block_rows=self.block_rows, device=self.device)
+        return augmented_row_blocks(
+            self.train_features, block_rows=self.block_rows, device=self.device
+        )
 
     def blocks(self):
         """Φ̃ row blocks, from the cache when it exists."""
@@ -55,7 +61,7 @@ class _SoftTargetObjective:
         theta = torch.as_tensor(theta_flat.reshape(self.shape), device=self.device)
         loss = torch.zeros((), dtype=torch.float64, device=self.device)
         gradient = 2.0 * self.lam * theta  # (k_out, D)
-        for (_, block), targets in zip(self.blocks(), self.soft_targets):
+        for (_, block), targets in zip(self.blocks(), self.soft_targets, strict=False):
             logits = block @ theta.T  # (b, k_out)
             if self.shape[0] == 1:
                 loss += (torch.nn.functional.softplus(logits) - targets * logits).sum()
@@ -70,7 +76,7 @@ class _SoftTargetObjective:
         theta_t = torch.as_tensor(theta, device=self.device)
         parts = [
             output_probabilities(block @ theta_t.T) - targets
-            for (_, block), targets in zip(self.blocks(), self.soft_targets)
+            for (_, block), targets in zip(self.blocks(), self.soft_targets, strict=False)
         ]
         return (torch.cat(parts) / (-2.0 * self.lam * self.n)).cpu().numpy()
 
@@ -105,8 +111,15 @@ def fit_l2(
     target_norm = np.linalg.norm(initial_gradient) / config.grad_reduction
     iterations = iter(range(1, int(config.max_iter) + 1))
     result = scipy.optimize.minimize(
-        objective, theta_dagger.reshape(-1), jac=True, method="L-BFGS-B",
-        options={"maxiter": int(config.max_iter), "gtol": target_norm / np.sqrt(initial_gradient.size), "ftol": 0.0},
+        objective,
+        theta_dagger.reshape(-1),
+        jac=True,
+        method="L-BFGS-B",
+        options={
+            "maxiter": int(config.max_iter),
+            "gtol": target_norm / np.sqrt(initial_gradient.size),
+            "ftol": 0.0,
+        },
         callback=lambda _: report(0.8 * next(iterations, config.max_iter) / config.max_iter),
     )
     report(0.8)
@@ -129,7 +142,9 @@ def fit_l2(
     }
     diagnostics = {
         "train_accuracy": float(np.mean(predicted == train_labels)),
-        "mean_abs_residual": float(np.mean(np.abs(target_scores(logits - fine_tuned_logits, predicted)))),
+        "mean_abs_residual": float(
+            np.mean(np.abs(target_scores(logits - fine_tuned_logits, predicted)))
+        ),
         "theta_shift": relative_shift(theta_lambda, theta_dagger),
         "grad_reduction_reached": initial_norm / max(float(np.linalg.norm(final_gradient)), 1e-300),
         "iterations": int(result.nit),
@@ -152,7 +167,10 @@ def _alpha_pass(
 
 
 def l2_contributions(
-    state: FittedState, train_features: np.ndarray, test_features: np.ndarray, target_classes: np.ndarray
+    state: FittedState,
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    target_classes: np.ndarray,
 ) -> np.ndarray:
     """c_i(t) = α_{i,c} φ̃_iᵀφ̃_t toward each test row's target class (binary class 0: −α_i φ̃_iᵀφ̃_t).
 

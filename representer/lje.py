@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from representer.config import LJEConfig, WeightLayout
-from representer.feature_blocks import augmented_product, augmented_row_blocks, block_tensor, rows_per_block
+from representer.feature_blocks import (
+    augmented_product,
+    augmented_row_blocks,
+    block_tensor,
+    rows_per_block,
+)
 from representer.head import LinearHead
 from representer.hessian import check_hessian_memory, factorize_hessian
 from representer.kernel import kernel_scores
@@ -71,29 +76,52 @@ def fit_lje(
     layout = choose_layout(config, n=n, num_outputs=num_outputs, dim=dim)
     theta_dagger = head.theta  # (k_out, D)
     at_dagger = run_training_pass(
-        train_features, train_labels, theta_dagger,
-        device=device, with_hessian=False, progress=stage_progress(progress, 0.0, 0.1),
+        train_features,
+        train_labels,
+        theta_dagger,
+        device=device,
+        with_hessian=False,
+        progress=stage_progress(progress, 0.0, 0.1),
     )
     theta_star = theta_dagger + config.lr * at_dagger.mean_gradient.cpu().numpy()  # Θ* (k_out, D)
     at_star = run_training_pass(
-        train_features, train_labels, theta_star,
-        device=device, with_hessian=True, progress=stage_progress(progress, 0.1, 0.6),
+        train_features,
+        train_labels,
+        theta_star,
+        device=device,
+        with_hessian=True,
+        progress=stage_progress(progress, 0.1, 0.6),
     )
     factor = factorize_hessian(
-        at_star.hessian, num_outputs=num_outputs, damping=config.damping, second_moment=at_star.second_moment
+        at_star.hessian,
+        num_outputs=num_outputs,
+        damping=config.damping,
+        second_moment=at_star.second_moment,
     )
-    newton_shift = factor.solve(at_star.mean_gradient.reshape(1, -1)).reshape(num_outputs, dim)  # mat(H*⁺ vec ḡ*)
+    newton_shift = factor.solve(at_star.mean_gradient.reshape(1, -1)).reshape(
+        num_outputs, dim
+    )  # mat(H*⁺ vec ḡ*)
     newton_theta = theta_star - newton_shift.cpu().numpy()  # (k_out, D)
     inverse = factor.inverse()  # M (k_out·D, k_out·D)
     del factor
     stage_progress(progress, 0.6, 0.65)(1.0)
     own_class = train_labels if num_outputs > 1 else np.zeros_like(train_labels)
     query_arrays, self_contribution = _query_arrays(
-        layout, train_features, own_class, theta_star, at_star.residuals, inverse,
+        layout,
+        train_features,
+        own_class,
+        theta_star,
+        at_star.residuals,
+        inverse,
         progress=stage_progress(progress, 0.65, 1.0),
     )
-    arrays = {"theta_dagger": theta_dagger, "theta_star": theta_star, "newton_theta": newton_theta,
-              "residuals_star": at_star.residuals, **query_arrays}
+    arrays = {
+        "theta_dagger": theta_dagger,
+        "theta_star": theta_star,
+        "newton_theta": newton_theta,
+        "residuals_star": at_star.residuals,
+        **query_arrays,
+    }
     predicted = predicted_class_from_logits(at_dagger.logits)  # (n,)
     newton_logits = _logits(train_features, newton_theta)  # Σ_i c_i(x_j) for every j (n, k_out)
     arrays.update(
@@ -103,10 +131,14 @@ def fit_lje(
     )
     diagnostics = {
         "train_accuracy": float(np.mean(predicted == train_labels)),
-        "mean_abs_residual": float(np.mean(np.abs(target_scores(at_dagger.logits - newton_logits, predicted)))),
+        "mean_abs_residual": float(
+            np.mean(np.abs(target_scores(at_dagger.logits - newton_logits, predicted)))
+        ),
         "theta_shift": relative_shift(theta_star, theta_dagger),
     }
-    return MethodFit(arrays=arrays, diagnostics=diagnostics, meta={"weight_layout_used": layout.value})
+    return MethodFit(
+        arrays=arrays, diagnostics=diagnostics, meta={"weight_layout_used": layout.value}
+    )
 
 
 def _query_arrays(
@@ -165,7 +197,9 @@ def _kernel_self_contributions(
             members = torch.nonzero(block_class == c).flatten()
             every_row = members.numel() == block.shape[0]
             features = block if every_row else block[members]  # (b_c, D)
-            whitened = (features @ inverse[c * dim : (c + 1) * dim, :]).reshape(-1, num_outputs, dim)  # (b_c, k, D)
+            whitened = (features @ inverse[c * dim : (c + 1) * dim, :]).reshape(
+                -1, num_outputs, dim
+            )  # (b_c, k, D)
             per_class = (whitened * features[:, None, :]).sum(dim=2)  # φ̃_iᵀ B_cc' φ̃_i (b_c, k)
             quadratic = (per_class * residuals_t[rows][members]).sum(dim=1)  # (b_c,)
             values[members] = (features @ theta_star_t[c] - quadratic) / n
@@ -175,7 +209,10 @@ def _kernel_self_contributions(
 
 
 def lje_contributions(
-    state: FittedState, train_features: np.ndarray, test_features: np.ndarray, target_classes: np.ndarray
+    state: FittedState,
+    train_features: np.ndarray,
+    test_features: np.ndarray,
+    target_classes: np.ndarray,
 ) -> np.ndarray:
     """c_i(t) toward each test row's target class.
 
@@ -207,7 +244,9 @@ def lje_contributions(
             row_block = np.asarray(inverse[c * dim : (c + 1) * dim, :])  # (D, k·D) = [B_c1 … B_ck]
             directions[members] = test_augmented[members] @ row_block  # (m_c, k·D)
         scores = kernel_scores(
-            train_features, np.asarray(arrays["residuals_star"]), directions.reshape(m, num_outputs, dim)
+            train_features,
+            np.asarray(arrays["residuals_star"]),
+            directions.reshape(m, num_outputs, dim),
         )  # (m, n)
         spread = np.einsum("md,md->m", test_augmented, theta_star[rows_class])  # Θ*_c φ̃_t (m,)
         values = (spread[:, None] - scores) / n

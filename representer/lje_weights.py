@@ -17,7 +17,12 @@ from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_
 from representer.hessian import FACTOR_COPIES
 from representer.progress import ProgressCallback
 
-__all__ = ["MATERIALISE_MIN_OUTPUTS", "choose_layout", "materialise_weights", "materialised_contributions"]
+__all__ = [
+    "MATERIALISE_MIN_OUTPUTS",
+    "choose_layout",
+    "materialise_weights",
+    "materialised_contributions",
+]
 
 MATERIALISE_MIN_OUTPUTS = 3
 """AUTO materialises from this many outputs on: below it the kernel GEMM has at most two
@@ -40,7 +45,11 @@ def choose_layout(config: LJEConfig, *, n: int, num_outputs: int, dim: int) -> W
                 argument="memory_budget_bytes",
             )
         return WeightLayout.MATERIALISED
-    if config.weight_layout is WeightLayout.AUTO and fits and num_outputs >= MATERIALISE_MIN_OUTPUTS:
+    if (
+        config.weight_layout is WeightLayout.AUTO
+        and fits
+        and num_outputs >= MATERIALISE_MIN_OUTPUTS
+    ):
         return WeightLayout.MATERIALISED
     return WeightLayout.KERNEL
 
@@ -75,8 +84,12 @@ def materialise_weights(
     block_rows = rows_per_block(8 * num_outputs * dim * 3)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
         count = block.shape[0]
-        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(count, -1)  # G*_i (b, k·D)
-        hessian_terms = (gradients @ inverse).reshape(count, num_outputs, dim)  # rows of mat(M g_i) (b, k, D)
+        gradients = (residuals_t[rows][:, :, None] * block[:, None, :]).reshape(
+            count, -1
+        )  # G*_i (b, k·D)
+        hessian_terms = (gradients @ inverse).reshape(
+            count, num_outputs, dim
+        )  # rows of mat(M g_i) (b, k, D)
         block_weights = (theta_star_t[None] - hessian_terms) / n  # (b, k, D)
         block_class = block_tensor(own_class, rows, dtype=np.int64, device=device)  # ỹ_i (b,)
         own_weights = block_weights[torch.arange(count, device=device), block_class]  # (b, D)
@@ -86,7 +99,9 @@ def materialise_weights(
     return weights, self_contribution
 
 
-def materialised_contributions(weights: np.ndarray, test_augmented: np.ndarray, rows_class: np.ndarray) -> np.ndarray:
+def materialised_contributions(
+    weights: np.ndarray, test_augmented: np.ndarray, rows_class: np.ndarray
+) -> np.ndarray:
     """W[c_t] φ̃_t for every test row (before the binary class-0 sign flip).
 
     Parameters

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 __all__ = ["ProgressCallback", "stage_progress"]
 
 ProgressCallback = Callable[[float], None]
 
 
-def stage_progress(progress: ProgressCallback | None, start: float, stop: float) -> ProgressCallback:
+def stage_progress(
+    progress: ProgressCallback | None, start: float, stop: float
+) -> ProgressCallback:
     """A callback for one stage that reports ``start + fraction·(stop − start)`` to ``progress``."""
 
     def report(fraction: float) -> None:

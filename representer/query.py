@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal, Sequence
+from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 
@@ -55,7 +56,10 @@ def contributions(
     state = check_state(state)
     train, test = _check_query_features(state, train_features, test_features)
     targets = check_class_array(
-        target_classes, argument="target_classes", length=test.shape[0], num_classes=state.meta["num_classes"]
+        target_classes,
+        argument="target_classes",
+        length=test.shape[0],
+        num_classes=state.meta["num_classes"],
     )
     return _contributions(state, train, test, targets)
 
@@ -113,19 +117,28 @@ def explain(
     return explanations
 
 
-def _check_query_features(state: FittedState, train_features: Any, test_features: Any) -> tuple[np.ndarray, np.ndarray]:
+def _check_query_features(
+    state: FittedState, train_features: Any, test_features: Any
+) -> tuple[np.ndarray, np.ndarray]:
     feature_dim = state.meta["feature_dim"]
     # A finiteness scan of the training features would cost a whole query; a NaN/inf in
     # them shows up in the result instead and is reported there (``_contributions``).
     train = check_features(
-        train_features, argument="train_features", feature_dim=feature_dim,
-        num_rows=state.meta["n_train"], check_finite=False,
+        train_features,
+        argument="train_features",
+        feature_dim=feature_dim,
+        num_rows=state.meta["n_train"],
+        check_finite=False,
     )
-    test = check_features(test_features, argument="test_features", feature_dim=feature_dim, min_rows=0)
+    test = check_features(
+        test_features, argument="test_features", feature_dim=feature_dim, min_rows=0
+    )
     return train, np.asarray(test, dtype=np.float64)
 
 
-def _contributions(state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray) -> np.ndarray:
+def _contributions(
+    state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray
+) -> np.ndarray:
     if test.shape[0] == 0:
         return np.empty((0, train.shape[0]))
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the culprit
@@ -135,7 +148,9 @@ def _contributions(state: FittedState, train: np.ndarray, test: np.ndarray, targ
     return values
 
 
-def _non_finite_culprit(train: np.ndarray, test: np.ndarray, values: np.ndarray) -> InvalidInputError:
+def _non_finite_culprit(
+    train: np.ndarray, test: np.ndarray, values: np.ndarray
+) -> InvalidInputError:
     """Blame NaN/inf contributions on the training features if they hold NaN/inf, else on
     the (finite, checked) test rows whose magnitude overflowed the float32/float64 products.
 
@@ -157,11 +172,16 @@ def _non_finite_culprit(train: np.ndarray, test: np.ndarray, values: np.ndarray)
 def _resolve_targets(target: Any, predicted: np.ndarray, *, num_classes: int) -> np.ndarray:
     if isinstance(target, str):
         if target != "predicted":
-            raise InvalidInputError(f"target must be 'predicted', a class or an array of classes, got {target!r}", argument="target")
+            raise InvalidInputError(
+                f"target must be 'predicted', a class or an array of classes, got {target!r}",
+                argument="target",
+            )
         return predicted
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         target = np.full(predicted.shape[0], target, dtype=np.int64)
-    return check_class_array(target, argument="target", length=predicted.shape[0], num_classes=num_classes)
+    return check_class_array(
+        target, argument="target", length=predicted.shape[0], num_classes=num_classes
+    )
 
 
 def _probabilities(logits: np.ndarray) -> np.ndarray:

@@ -10,9 +10,10 @@ pass it to every query.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -70,14 +71,16 @@ class FittedState:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         if (directory / _META_FILE).exists():
-            raise InvalidInputError(f"{directory} already holds a fitted state", argument="directory")
+            raise InvalidInputError(
+                f"{directory} already holds a fitted state", argument="directory"
+            )
         for name, array in self.arrays.items():
             np.save(directory / f"{name}.npy", np.ascontiguousarray(array), allow_pickle=False)
         meta = {"method": self.method.value, "array_names": sorted(self.arrays), **self.meta}
         (directory / _META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
 
     @classmethod
-    def load(cls, directory: str | Path, *, mmap: bool = True) -> "FittedState":
+    def load(cls, directory: str | Path, *, mmap: bool = True) -> FittedState:
         """Read a state written by ``save``; arrays are memory-mapped read-only by default."""
         directory = Path(directory)
         meta = json.loads((directory / _META_FILE).read_text())

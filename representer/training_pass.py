@@ -70,7 +70,9 @@ def run_training_pass(
     logits = np.empty((n, num_outputs))
     residuals = np.empty((n, num_outputs))
     gradient_sum = torch.zeros((num_outputs, dim), dtype=torch.float64, device=device)
-    hessian = torch.zeros((size, size), dtype=torch.float64, device=device) if with_hessian else None
+    hessian = (
+        torch.zeros((size, size), dtype=torch.float64, device=device) if with_hessian else None
+    )
     moment = None
     if with_hessian and num_outputs > 1:
         moment = torch.zeros((dim, dim), dtype=torch.float64, device=device)

@@ -11,7 +11,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from representer.config import InfluenceConfig, L2Config, LJEConfig, Method, MethodConfig, default_config
+from representer.config import (
+    InfluenceConfig,
+    L2Config,
+    LJEConfig,
+    Method,
+    MethodConfig,
+    default_config,
+)
 from representer.errors import InvalidInputError
 from representer.head import LinearHead
 from representer.state import FittedState
@@ -37,7 +44,9 @@ _CONFIG_TYPES = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: I
 def check_head(head: Any) -> LinearHead:
     """``head`` must be a ``LinearHead``."""
     if not isinstance(head, LinearHead):
-        raise InvalidInputError(f"head must be a LinearHead, got {type(head).__name__}", argument="head")
+        raise InvalidInputError(
+            f"head must be a LinearHead, got {type(head).__name__}", argument="head"
+        )
     return head
 
 
@@ -47,7 +56,9 @@ def check_method(method: Any) -> Method:
         return Method(method)
     except ValueError:
         choices = ", ".join(repr(m.value) for m in Method)
-        raise InvalidInputError(f"method must be one of {choices}, got {method!r}", argument="method") from None
+        raise InvalidInputError(
+            f"method must be one of {choices}, got {method!r}", argument="method"
+        ) from None
 
 
 def check_config(method: Method, config: Any) -> MethodConfig:
@@ -68,14 +79,25 @@ def check_device(device: Any) -> torch.device:
     try:
         parsed = torch.device(device)
     except (RuntimeError, TypeError):
-        raise InvalidInputError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}", argument="device") from None
-    if parsed.type not in ("cpu", "cuda"):
-        raise InvalidInputError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}", argument="device")
-    if parsed.type == "cuda" and not torch.cuda.is_available():
-        raise InvalidInputError(f"device {device!r} requested but CUDA is not available", argument="device")
-    if parsed.type == "cuda" and parsed.index is not None and parsed.index >= torch.cuda.device_count():
         raise InvalidInputError(
-            f"device {device!r} requested but only {torch.cuda.device_count()} CUDA devices exist", argument="device"
+            f"device must be 'cpu' or 'cuda[:N]', got {device!r}", argument="device"
+        ) from None
+    if parsed.type not in ("cpu", "cuda"):
+        raise InvalidInputError(
+            f"device must be 'cpu' or 'cuda[:N]', got {device!r}", argument="device"
+        )
+    if parsed.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInputError(
+            f"device {device!r} requested but CUDA is not available", argument="device"
+        )
+    if (
+        parsed.type == "cuda"
+        and parsed.index is not None
+        and parsed.index >= torch.cuda.device_count()
+    ):
+        raise InvalidInputError(
+            f"device {device!r} requested but only {torch.cuda.device_count()} CUDA devices exist",
+            argument="device",
         )
     return parsed
 
@@ -83,7 +105,9 @@ def check_device(device: Any) -> torch.device:
 def check_progress(progress: Any) -> None:
     """``progress`` must be None or callable."""
     if progress is not None and not callable(progress):
-        raise InvalidInputError(f"progress must be callable, got {type(progress).__name__}", argument="progress")
+        raise InvalidInputError(
+            f"progress must be callable, got {type(progress).__name__}", argument="progress"
+        )
 
 
 def _is_real(array: np.ndarray) -> bool:
@@ -116,25 +140,35 @@ def check_features(
     """
     array = features if isinstance(features, np.ndarray) else np.asarray(features)
     if array.ndim != 2:
-        raise InvalidInputError(f"{argument} must be a 2-d array (rows, {feature_dim}), got shape {array.shape}", argument=argument)
+        raise InvalidInputError(
+            f"{argument} must be a 2-d array (rows, {feature_dim}), got shape {array.shape}",
+            argument=argument,
+        )
     if not _is_real(array):
-        raise InvalidInputError(f"{argument} must hold real numbers, got dtype {array.dtype}", argument=argument)
+        raise InvalidInputError(
+            f"{argument} must hold real numbers, got dtype {array.dtype}", argument=argument
+        )
     if array.shape[1] != feature_dim:
         raise InvalidInputError(
-            f"{argument} has {array.shape[1]} columns but the head expects d={feature_dim}", argument=argument
+            f"{argument} has {array.shape[1]} columns but the head expects d={feature_dim}",
+            argument=argument,
         )
     if num_rows is not None and array.shape[0] != num_rows:
         raise InvalidInputError(
             f"{argument} has {array.shape[0]} rows but {num_rows} are expected", argument=argument
         )
     if array.shape[0] < min_rows:
-        raise InvalidInputError(f"{argument} needs at least {min_rows} rows, got {array.shape[0]}", argument=argument)
+        raise InvalidInputError(
+            f"{argument} needs at least {min_rows} rows, got {array.shape[0]}", argument=argument
+        )
     if check_finite and np.issubdtype(array.dtype, np.floating):
         for start in range(0, array.shape[0], FINITE_SCAN_ROWS):  # bounded temporaries on memmaps
             block = array[start : start + FINITE_SCAN_ROWS]
             if not np.isfinite(block).all():
                 row = start + int(np.flatnonzero(~np.isfinite(block).all(axis=1))[0])
-                raise InvalidInputError(f"{argument} holds NaN or infinite values (row {row})", argument=argument)
+                raise InvalidInputError(
+                    f"{argument} holds NaN or infinite values (row {row})", argument=argument
+                )
     return array
 
 
@@ -142,9 +176,13 @@ def check_class_array(values: Any, *, argument: str, length: int, num_classes: i
     """Integer class indices of shape (length,) in 0..num_classes-1, as int64."""
     array = np.asarray(values)
     if array.ndim != 1 or array.shape[0] != length:
-        raise InvalidInputError(f"{argument} must have shape ({length},), got {array.shape}", argument=argument)
+        raise InvalidInputError(
+            f"{argument} must have shape ({length},), got {array.shape}", argument=argument
+        )
     if array.dtype == np.bool_ or not (np.issubdtype(array.dtype, np.integer) or array.size == 0):
-        raise InvalidInputError(f"{argument} must hold integers, got dtype {array.dtype}", argument=argument)
+        raise InvalidInputError(
+            f"{argument} must hold integers, got dtype {array.dtype}", argument=argument
+        )
     if array.size and (array.min() < 0 or array.max() >= num_classes):
         bad = array[(array < 0) | (array >= num_classes)][0]
         raise InvalidInputError(
@@ -155,7 +193,9 @@ def check_class_array(values: Any, *, argument: str, length: int, num_classes: i
 
 def check_labels(train_labels: Any, *, num_rows: int, num_classes: int) -> np.ndarray:
     """Training labels (n,) in 0..num_classes-1 as int64."""
-    return check_class_array(train_labels, argument="train_labels", length=num_rows, num_classes=num_classes)
+    return check_class_array(
+        train_labels, argument="train_labels", length=num_rows, num_classes=num_classes
+    )
 
 
 def check_top_k(top_k: Any) -> int:
@@ -168,8 +208,16 @@ def check_top_k(top_k: Any) -> int:
 def check_state(state: Any) -> FittedState:
     """``state`` must be a ``FittedState`` carrying the sizes queries need."""
     if not isinstance(state, FittedState):
-        raise InvalidInputError(f"state must be a FittedState, got {type(state).__name__}", argument="state")
-    missing = [key for key in ("num_classes", "num_outputs", "feature_dim", "n_train") if key not in state.meta]
+        raise InvalidInputError(
+            f"state must be a FittedState, got {type(state).__name__}", argument="state"
+        )
+    missing = [
+        key
+        for key in ("num_classes", "num_outputs", "feature_dim", "n_train")
+        if key not in state.meta
+    ]
     if missing or "theta_dagger" not in state.arrays:
-        raise InvalidInputError(f"state is incomplete (missing {missing or ['theta_dagger']})", argument="state")
+        raise InvalidInputError(
+            f"state is incomplete (missing {missing or ['theta_dagger']})", argument="state"
+        )
     return state

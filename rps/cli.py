@@ -40,7 +40,9 @@ def _serve(args: argparse.Namespace) -> int:
         worker = start_worker(broker, threads=args.worker_threads)
         logger.info("in-process worker started (%s)", type(broker).__name__)
         if settings.redis_url is None:  # the in-memory broker lost whatever was queued
-            requeue_unfinished_jobs(make_sessionmaker(make_engine(settings.resolved_database_url)), broker)
+            requeue_unfinished_jobs(
+                make_sessionmaker(make_engine(settings.resolved_database_url)), broker
+            )
     app = create_app(settings, broker=broker)
     if args.demo:
         _start_demo(f"http://{args.host}:{args.port}", settings)
@@ -115,8 +117,12 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
     serve = subparsers.add_parser("serve", help="run the API (embedded: with an in-process worker)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument("--demo", action="store_true", help="register a small demo model in the background")
-    serve.add_argument("--with-worker", action="store_true", help="run a worker thread even with Redis")
+    serve.add_argument(
+        "--demo", action="store_true", help="register a small demo model in the background"
+    )
+    serve.add_argument(
+        "--with-worker", action="store_true", help="run a worker thread even with Redis"
+    )
     serve.add_argument("--worker-threads", type=int, default=1)
     serve.set_defaults(func=_serve)
 
@@ -126,23 +132,37 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
     worker.add_argument("--threads", type=int, default=1)
     worker.set_defaults(func=_worker)
 
-    keys = subparsers.add_parser("keys", help="manage API keys").add_subparsers(dest="keys_command", required=True)
+    keys = subparsers.add_parser("keys", help="manage API keys").add_subparsers(
+        dest="keys_command", required=True
+    )
     create = keys.add_parser("create", help="create a key for a tenant (prints it once)")
     create.add_argument("--tenant", required=True)
     create.set_defaults(func=_keys_create)
 
-    jobs = subparsers.add_parser("jobs", help="precompute jobs").add_subparsers(dest="jobs_command", required=True)
-    requeue = jobs.add_parser("requeue", help="send the message of every queued job again (e.g. after a broker loss)")
-    requeue.add_argument("--running", action="store_true", help="also jobs marked running (their worker died)")
+    jobs = subparsers.add_parser("jobs", help="precompute jobs").add_subparsers(
+        dest="jobs_command", required=True
+    )
+    requeue = jobs.add_parser(
+        "requeue", help="send the message of every queued job again (e.g. after a broker loss)"
+    )
+    requeue.add_argument(
+        "--running", action="store_true", help="also jobs marked running (their worker died)"
+    )
     requeue.set_defaults(func=_jobs_requeue)
 
-    database = subparsers.add_parser("db", help="database maintenance").add_subparsers(dest="db_command", required=True)
-    database.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(func=_db_upgrade)
+    database = subparsers.add_parser("db", help="database maintenance").add_subparsers(
+        dest="db_command", required=True
+    )
+    database.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(
+        func=_db_upgrade
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The full ``rps`` argument parser (client commands included when available)."""
-    parser = argparse.ArgumentParser(prog="rps", description="Representer-point explanation service")
+    parser = argparse.ArgumentParser(
+        prog="rps", description="Representer-point explanation service"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     _add_service_commands(subparsers)
     try:

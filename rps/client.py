@@ -16,8 +16,9 @@ from __future__ import annotations
 import io
 import json
 import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -86,7 +87,9 @@ def _describe_field_error(error: Any) -> str:
     return f"{where}: {message}" if where else str(message or error)
 
 
-def _npy_part(name: str, array: Any, *, integer: bool = False) -> tuple[str, tuple[str, bytes, str]]:
+def _npy_part(
+    name: str, array: Any, *, integer: bool = False
+) -> tuple[str, tuple[str, bytes, str]]:
     """Encode ``array`` as a ``.npy`` file part: int64 labels when ``integer``, else floats."""
     values = np.asarray(array)
     if integer:
@@ -112,7 +115,11 @@ def _booster_part(booster: Any) -> tuple[str, tuple[str, bytes, str]]:
         return "booster", (path.name, path.read_bytes(), "application/octet-stream")
     if not hasattr(booster, "save_raw"):
         raise TypeError("booster must be an xgboost.Booster or a path to a .json/.ubj file")
-    return "booster", ("booster.ubj", bytes(booster.save_raw(raw_format="ubj")), "application/octet-stream")
+    return "booster", (
+        "booster.ubj",
+        bytes(booster.save_raw(raw_format="ubj")),
+        "application/octet-stream",
+    )
 
 
 def _json_list(values: Iterable[Any]) -> str:
@@ -163,14 +170,16 @@ class Client:
         Seconds for each HTTP request.
     """
 
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S) -> None:
+    def __init__(
+        self, base_url: str, *, api_key: str | None = None, timeout: float = DEFAULT_TIMEOUT_S
+    ) -> None:
         headers = {"Accept": "application/json"}
         if api_key:
             headers["Authorization"] = f"Bearer {api_key}"
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=timeout)
 
-    def __enter__(self) -> "Client":
+    def __enter__(self) -> Client:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -244,12 +253,26 @@ class Client:
             files.append(_npy_part("bias", bias))
         if test_features is not None:
             files.append(_npy_part("test_features", test_features))
-        spec = _build_spec("linear", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2,
-                            influence=influence, extra={})
+        spec = _build_spec(
+            "linear",
+            name=name,
+            class_names=class_names,
+            methods=methods,
+            lje=lje,
+            l2=l2,
+            influence=influence,
+            extra={},
+        )
         return self._register(
-            spec, files, test_labels=test_labels,
-            ids_and_records={"train_ids": train_ids, "train_records": train_records,
-                             "test_ids": test_ids, "test_records": test_records},
+            spec,
+            files,
+            test_labels=test_labels,
+            ids_and_records={
+                "train_ids": train_ids,
+                "train_records": train_records,
+                "test_ids": test_ids,
+                "test_records": test_records,
+            },
         )
 
     def register_xgboost(
@@ -290,13 +313,29 @@ class Client:
         ]
         if test_inputs is not None:
             files.append(_npy_part("test_inputs", test_inputs))
-        extra = {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
-        spec = _build_spec("xgboost", name=name, class_names=class_names, methods=methods, lje=lje, l2=l2,
-                            influence=influence, extra=extra)
+        extra = (
+            {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
+        )
+        spec = _build_spec(
+            "xgboost",
+            name=name,
+            class_names=class_names,
+            methods=methods,
+            lje=lje,
+            l2=l2,
+            influence=influence,
+            extra=extra,
+        )
         return self._register(
-            spec, files, test_labels=test_labels,
-            ids_and_records={"train_ids": train_ids, "train_records": train_records,
-                             "test_ids": test_ids, "test_records": test_records},
+            spec,
+            files,
+            test_labels=test_labels,
+            ids_and_records={
+                "train_ids": train_ids,
+                "train_records": train_records,
+                "test_ids": test_ids,
+                "test_records": test_records,
+            },
         )
 
     def _register(self, spec: str, files: list, *, test_labels, ids_and_records) -> JsonBody:
@@ -321,7 +360,9 @@ class Client:
         """Every model of this tenant (``GET /models``, all pages)."""
         models: list[JsonBody] = []
         while True:
-            body = self._json("GET", "/models", params={"limit": LIST_PAGE_SIZE, "offset": len(models)})
+            body = self._json(
+                "GET", "/models", params={"limit": LIST_PAGE_SIZE, "offset": len(models)}
+            )
             if not isinstance(body, Mapping):  # an unpaginated list
                 return list(body)
             page = list(body.get("items") or [])
@@ -334,7 +375,12 @@ class Client:
         self._request("DELETE", f"/models/{model_id}")
 
     def wait_ready(
-        self, model_id: str, *, timeout: float = 600.0, progress: bool = True, poll_interval: float = POLL_INTERVAL_S
+        self,
+        model_id: str,
+        *,
+        timeout: float = 600.0,
+        progress: bool = True,
+        poll_interval: float = POLL_INTERVAL_S,
     ) -> JsonBody:
         """Poll until the model is ready; returns its status body.
 
@@ -348,7 +394,9 @@ class Client:
         from tqdm.auto import tqdm
 
         deadline = time.monotonic() + timeout
-        with tqdm(total=100, desc=f"model {model_id[:8]}", unit="%", disable=not progress, leave=False) as bar:
+        with tqdm(
+            total=100, desc=f"model {model_id[:8]}", unit="%", disable=not progress, leave=False
+        ) as bar:
             while True:
                 model = self.get_model(model_id)
                 done = round(100 * float(model.get("progress") or 0.0))
@@ -381,23 +429,49 @@ class Client:
         Give exactly one of ``test_id`` (``GET /explain``), ``features`` (φ rows of shape
         (m, d) for linear models) or ``inputs`` (raw rows of shape (m, p) for XGBoost models).
         """
-        given = [name for name, value in (("test_id", test_id), ("features", features), ("inputs", inputs))
-                 if value is not None]
+        given = [
+            name
+            for name, value in (("test_id", test_id), ("features", features), ("inputs", inputs))
+            if value is not None
+        ]
         if len(given) != 1:
-            raise ValueError(f"give exactly one of test_id, features, inputs; got {given or 'none'}")
+            raise ValueError(
+                f"give exactly one of test_id, features, inputs; got {given or 'none'}"
+            )
         method = getattr(method, "value", method)
         if test_id is not None:
-            params = {"model_id": model_id, "test_id": str(test_id), "k": k, "method": method, "target": target}
+            params = {
+                "model_id": model_id,
+                "test_id": str(test_id),
+                "k": k,
+                "method": method,
+                "target": target,
+            }
             return self._json("GET", "/explain", params=params)
-        rows = np.atleast_2d(np.asarray(features if features is not None else inputs, dtype=np.float64))
+        rows = np.atleast_2d(
+            np.asarray(features if features is not None else inputs, dtype=np.float64)
+        )
         if not np.all(np.isfinite(rows)):
             raise ValueError(f"{given[0]} holds NaN or infinite values")
-        payload = {"model_id": model_id, given[0]: rows.tolist(), "k": k, "method": method, "target": target}
+        payload = {
+            "model_id": model_id,
+            given[0]: rows.tolist(),
+            "k": k,
+            "method": method,
+            "target": target,
+        }
         return self._json("POST", "/explain", json=payload)["explanations"]
 
-    def suspicious(self, model_id: str, *, method: str = "lje", limit: int = 50, offset: int = 0) -> JsonBody:
+    def suspicious(
+        self, model_id: str, *, method: str = "lje", limit: int = 50, offset: int = 0
+    ) -> JsonBody:
         """Training points ranked by self-contribution, most suspicious first."""
-        params = {"model_id": model_id, "method": getattr(method, "value", method), "limit": limit, "offset": offset}
+        params = {
+            "model_id": model_id,
+            "method": getattr(method, "value", method),
+            "limit": limit,
+            "offset": offset,
+        }
         return self._json("GET", "/debug/suspicious", params=params)
 
 
@@ -409,4 +483,8 @@ def _problem_of(response: httpx.Response) -> JsonBody:
         body = None
     if isinstance(body, Mapping):
         return dict(body)
-    return {"title": response.reason_phrase, "status": response.status_code, "detail": response.text[:500]}
+    return {
+        "title": response.reason_phrase,
+        "status": response.status_code,
+        "detail": response.text[:500],
+    }

@@ -13,8 +13,9 @@ import json
 import logging
 import os
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import httpx
 import numpy as np
@@ -36,10 +37,16 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     Each parser gets ``func`` set to its handler, which returns the exit code.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("RPS_URL", DEFAULT_URL),
-                        help="service base URL (env RPS_URL; default %(default)s)")
-    common.add_argument("--api-key", default=os.environ.get("RPS_API_KEY"),
-                        help="API key, sent as a Bearer token (env RPS_API_KEY)")
+    common.add_argument(
+        "--url",
+        default=os.environ.get("RPS_URL", DEFAULT_URL),
+        help="service base URL (env RPS_URL; default %(default)s)",
+    )
+    common.add_argument(
+        "--api-key",
+        default=os.environ.get("RPS_API_KEY"),
+        help="API key, sent as a Bearer token (env RPS_API_KEY)",
+    )
     common.add_argument("--json", action="store_true", help="print the raw JSON body")
     _add_register(subparsers, common)
     _add_wait(subparsers, common)
@@ -53,18 +60,24 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
 
 def _add_register(subparsers, common) -> None:
     parser = subparsers.add_parser(
-        "register", parents=[common], help="register a model from .npy files (linear or xgboost)",
+        "register",
+        parents=[common],
+        help="register a model from .npy files (linear or xgboost)",
         description="Register a linear head (--weights, --train-features) or an XGBoost booster "
-                    "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
+        "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
     )
-    parser.add_argument("--spec", type=Path, help="spec JSON file (API.md); flags below override its fields")
+    parser.add_argument(
+        "--spec", type=Path, help="spec JSON file (API.md); flags below override its fields"
+    )
     parser.add_argument("--name")
     parser.add_argument("--class-names", help="comma-separated class names")
     parser.add_argument("--methods", help="comma-separated methods, e.g. lje,l2,influence")
     parser.add_argument("--lje-lr", type=float)
     parser.add_argument("--lje-damping", type=float)
     parser.add_argument("--l2-lambda", type=float)
-    parser.add_argument("--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding")
+    parser.add_argument(
+        "--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding"
+    )
     parser.add_argument("--weights", type=Path, help="(k, d) .npy: linear head weights")
     parser.add_argument("--bias", type=Path, help="(k,) .npy")
     parser.add_argument("--train-features", type=Path, help="(n, d) .npy: the head's inputs")
@@ -77,38 +90,50 @@ def _add_register(subparsers, common) -> None:
     for part in ("train-ids", "train-records", "test-ids", "test-records"):
         parser.add_argument(f"--{part}", type=Path, help="JSON file holding an array")
     parser.add_argument("--wait", action="store_true", help="wait until the model is ready")
-    parser.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S, help="seconds --wait waits")
+    parser.add_argument(
+        "--timeout", type=float, default=WAIT_TIMEOUT_S, help="seconds --wait waits"
+    )
     parser.set_defaults(func=_register)
 
 
 def _add_wait(subparsers, common) -> None:
-    parser = subparsers.add_parser("wait", parents=[common], help="wait until a model is ready (progress bar)")
+    parser = subparsers.add_parser(
+        "wait", parents=[common], help="wait until a model is ready (progress bar)"
+    )
     parser.add_argument("model_id")
     parser.add_argument("--timeout", type=float, default=WAIT_TIMEOUT_S)
     parser.set_defaults(func=_wait)
 
 
 def _add_status(subparsers, common) -> None:
-    parser = subparsers.add_parser("status", parents=[common], help="show one model, or list all models")
+    parser = subparsers.add_parser(
+        "status", parents=[common], help="show one model, or list all models"
+    )
     parser.add_argument("model_id", nargs="?")
     parser.set_defaults(func=_status)
 
 
 def _add_explain(subparsers, common) -> None:
-    parser = subparsers.add_parser("explain", parents=[common], help="explain a stored test point or rows of a .npy")
+    parser = subparsers.add_parser(
+        "explain", parents=[common], help="explain a stored test point or rows of a .npy"
+    )
     parser.add_argument("model_id")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--test-id", help="id of a stored test point")
     source.add_argument("--features", type=Path, help="(m, d) .npy of φ rows (linear models)")
     source.add_argument("--inputs", type=Path, help="(m, p) .npy of raw rows (xgboost models)")
-    parser.add_argument("-k", "--k", type=int, default=10, help="points per side (default %(default)s)")
+    parser.add_argument(
+        "-k", "--k", type=int, default=10, help="points per side (default %(default)s)"
+    )
     parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
     parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
     parser.set_defaults(func=_explain)
 
 
 def _add_suspicious(subparsers, common) -> None:
-    parser = subparsers.add_parser("suspicious", parents=[common], help="training points most likely mislabelled")
+    parser = subparsers.add_parser(
+        "suspicious", parents=[common], help="training points most likely mislabelled"
+    )
     parser.add_argument("model_id")
     parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
     parser.add_argument("--limit", type=int, default=20)
@@ -163,8 +188,11 @@ def _split(text: str | None) -> list[str] | None:
 
 def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
     spec = dict(_load_json(args.spec) or {})
-    for key, value in (("name", args.name), ("class_names", _split(args.class_names)),
-                       ("methods", _split(args.methods))):
+    for key, value in (
+        ("name", args.name),
+        ("class_names", _split(args.class_names)),
+        ("methods", _split(args.methods)),
+    ):
         if value is not None:
             spec[key] = value
     lje = dict(spec.get("lje") or {})
@@ -185,10 +213,16 @@ def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
 def _register(args: argparse.Namespace) -> int:
     spec = _merged_spec(args)
     common = dict(
-        name=spec.get("name"), class_names=spec.get("class_names"), methods=spec.get("methods"),
-        lje=spec.get("lje"), l2=spec.get("l2"), test_labels=_load_npy(args.test_labels),
-        train_ids=_load_json(args.train_ids), train_records=_load_json(args.train_records),
-        test_ids=_load_json(args.test_ids), test_records=_load_json(args.test_records),
+        name=spec.get("name"),
+        class_names=spec.get("class_names"),
+        methods=spec.get("methods"),
+        lje=spec.get("lje"),
+        l2=spec.get("l2"),
+        test_labels=_load_npy(args.test_labels),
+        train_ids=_load_json(args.train_ids),
+        train_records=_load_json(args.train_records),
+        test_ids=_load_json(args.test_ids),
+        test_records=_load_json(args.test_records),
     )
     is_xgboost = args.booster is not None or spec.get("kind") == "xgboost"
     with _client(args) as client:
@@ -196,16 +230,25 @@ def _register(args: argparse.Namespace) -> int:
             if args.booster is None or args.train_inputs is None:
                 raise ValueError("an xgboost model needs --booster and --train-inputs")
             model = client.register_xgboost(
-                args.booster, _load_npy(args.train_inputs), _load_npy(args.train_labels),
+                args.booster,
+                _load_npy(args.train_inputs),
+                _load_npy(args.train_labels),
                 test_inputs=_load_npy(args.test_inputs),
-                embedding=(spec.get("xgboost") or {}).get("embedding"), **common,
+                embedding=(spec.get("xgboost") or {}).get("embedding"),
+                **common,
             )
         else:
             if args.weights is None or args.train_features is None:
-                raise ValueError("a linear model needs --weights and --train-features (or --booster)")
+                raise ValueError(
+                    "a linear model needs --weights and --train-features (or --booster)"
+                )
             model = client.register_linear(
-                _load_npy(args.weights), _load_npy(args.bias), _load_npy(args.train_features),
-                _load_npy(args.train_labels), test_features=_load_npy(args.test_features), **common,
+                _load_npy(args.weights),
+                _load_npy(args.bias),
+                _load_npy(args.train_features),
+                _load_npy(args.train_labels),
+                test_features=_load_npy(args.test_features),
+                **common,
             )
         if args.wait:
             model = client.wait_ready(model["id"], timeout=args.timeout, progress=not args.json)
@@ -231,8 +274,18 @@ def _status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(models, indent=2))
         return 0
-    rows = [[m.get("id"), m.get("name") or "", m.get("kind"), m.get("status"), _percent(m.get("progress")),
-             m.get("n_train"), ",".join(m.get("methods") or [])] for m in models]
+    rows = [
+        [
+            m.get("id"),
+            m.get("name") or "",
+            m.get("kind"),
+            m.get("status"),
+            _percent(m.get("progress")),
+            m.get("n_train"),
+            ",".join(m.get("methods") or []),
+        ]
+        for m in models
+    ]
     print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
     return 0
 
@@ -242,8 +295,13 @@ def _explain(args: argparse.Namespace) -> int:
     target: str | int = int(args.target) if args.target.lstrip("-").isdigit() else args.target
     with _client(args) as client:
         answer = client.explain(
-            args.model_id, test_id=args.test_id, features=_load_npy(args.features),
-            inputs=_load_npy(args.inputs), k=args.k, method=args.method, target=target,
+            args.model_id,
+            test_id=args.test_id,
+            features=_load_npy(args.features),
+            inputs=_load_npy(args.inputs),
+            k=args.k,
+            method=args.method,
+            target=target,
         )
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -256,14 +314,27 @@ def _explain(args: argparse.Namespace) -> int:
 @_guarded
 def _suspicious(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        body = client.suspicious(args.model_id, method=args.method, limit=args.limit, offset=args.offset)
+        body = client.suspicious(
+            args.model_id, method=args.method, limit=args.limit, offset=args.offset
+        )
     if args.json:
         print(json.dumps(body, indent=2))
         return 0
-    print(f"model {body.get('model_id')}  method {body.get('method')}  "
-          f"{len(body.get('items') or [])} of {body.get('total')} training points")
-    rows = [[item.get("rank"), item.get("train_id"), item.get("label"), item.get("predicted_class"),
-             _number(item.get("score")), _short(item.get("record"))] for item in body.get("items") or []]
+    print(
+        f"model {body.get('model_id')}  method {body.get('method')}  "
+        f"{len(body.get('items') or [])} of {body.get('total')} training points"
+    )
+    rows = [
+        [
+            item.get("rank"),
+            item.get("train_id"),
+            item.get("label"),
+            item.get("predicted_class"),
+            _number(item.get("score")),
+            _short(item.get("record")),
+        ]
+        for item in body.get("items") or []
+    ]
     print(_table(["rank", "train_id", "label", "predicted", "score", "record"], rows))
     return 0
 
@@ -275,10 +346,26 @@ def _print_model(model: dict[str, Any], *, as_json: bool) -> None:
     if as_json:
         print(json.dumps(model, indent=2))
         return
-    keys = ["id", "name", "kind", "status", "progress", "attempts", "num_classes", "feature_dim",
-            "n_train", "n_test", "methods", "created_at", "ready_at"]
-    rows = [[key, _percent(model.get(key)) if key == "progress" else _short(model.get(key))]
-            for key in keys if key in model]
+    keys = [
+        "id",
+        "name",
+        "kind",
+        "status",
+        "progress",
+        "attempts",
+        "num_classes",
+        "feature_dim",
+        "n_train",
+        "n_test",
+        "methods",
+        "created_at",
+        "ready_at",
+    ]
+    rows = [
+        [key, _percent(model.get(key)) if key == "progress" else _short(model.get(key))]
+        for key in keys
+        if key in model
+    ]
     for key, value in (model.get("diagnostics") or {}).items():
         rows.append([f"diagnostics.{key}", _number(value)])
     if model.get("error"):
@@ -289,21 +376,37 @@ def _print_model(model: dict[str, Any], *, as_json: bool) -> None:
 def _print_explanation(body: dict[str, Any]) -> None:
     prediction = body.get("prediction") or {}
     decomposition = body.get("decomposition") or {}
-    print(f"model {body.get('model_id')}  test {body.get('test_id', '-')}  method {body.get('method')}  "
-          f"target class {body.get('target_class')}  predicted {prediction.get('predicted_class')}  "
-          f"p=[{', '.join(_number(p) for p in prediction.get('probabilities') or [])}]")
-    print(f"output {_number(decomposition.get('model_output'))} = sum of contributions "
-          f"{_number(decomposition.get('sum_of_contributions'))} + residual {_number(decomposition.get('residual'))}")
+    print(
+        f"model {body.get('model_id')}  test {body.get('test_id', '-')}  method {body.get('method')}  "
+        f"target class {body.get('target_class')}  predicted {prediction.get('predicted_class')}  "
+        f"p=[{', '.join(_number(p) for p in prediction.get('probabilities') or [])}]"
+    )
+    print(
+        f"output {_number(decomposition.get('model_output'))} = sum of contributions "
+        f"{_number(decomposition.get('sum_of_contributions'))} + residual {_number(decomposition.get('residual'))}"
+    )
     for side, meaning in (("positive", "toward"), ("negative", "against")):
-        rows = [[item.get("rank"), item.get("train_id"), item.get("label"), _number(item.get("contribution")),
-                 _short(item.get("record"))] for item in body.get(side) or []]
+        rows = [
+            [
+                item.get("rank"),
+                item.get("train_id"),
+                item.get("label"),
+                _number(item.get("contribution")),
+                _short(item.get("record")),
+            ]
+            for item in body.get(side) or []
+        ]
         print(f"\n{side}: training points pushing {meaning} class {body.get('target_class')}")
         print(_table(["rank", "train_id", "label", "contribution", "record"], rows))
     print()
 
 
 def _number(value: Any) -> str:
-    return f"{value:.6g}" if isinstance(value, (int, float)) and not isinstance(value, bool) else _short(value)
+    return (
+        f"{value:.6g}"
+        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        else _short(value)
+    )
 
 
 def _percent(value: Any) -> str:
@@ -321,8 +424,13 @@ def _short(value: Any, *, width: int = RECORD_WIDTH) -> str:
 
 def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     """A plain left-aligned text table."""
-    cells = [[str(header) for header in headers]] + [["-" if cell is None else str(cell) for cell in row] for row in rows]
+    cells = [[str(header) for header in headers]] + [
+        ["-" if cell is None else str(cell) for cell in row] for row in rows
+    ]
     widths = [max(len(row[column]) for row in cells) for column in range(len(headers))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in cells]
+    lines = [
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=False)).rstrip()
+        for row in cells
+    ]
     lines.insert(1, "  ".join("-" * width for width in widths))
     return "\n".join(lines)

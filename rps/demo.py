@@ -16,7 +16,14 @@ import numpy as np
 
 from rps.client import Client, ServiceError
 
-__all__ = ["DEMO_NAME", "DemoData", "load_demo_data", "train_demo_booster", "register_demo", "register_demo_in_background"]
+__all__ = [
+    "DEMO_NAME",
+    "DemoData",
+    "load_demo_data",
+    "train_demo_booster",
+    "register_demo",
+    "register_demo_in_background",
+]
 
 DEMO_NAME = "demo-breast-cancer"
 DEMO_METHODS = ("lje", "l2", "influence")
@@ -56,7 +63,10 @@ class DemoData:
     def records(self, inputs: np.ndarray) -> list[dict[str, float]]:
         """One ``{feature name: value}`` record per row of ``inputs`` (n, 30)."""
         return [
-            {name: round(float(value), 4) for name, value in zip(self.feature_names, row)}
+            {
+                name: round(float(value), 4)
+                for name, value in zip(self.feature_names, row, strict=False)
+            }
             for row in inputs
         ]
 
@@ -107,25 +117,37 @@ def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = Tru
         existing = [model for model in client.list_models() if model.get("name") == DEMO_NAME]
         if existing:
             model_id = existing[0]["id"]
-            logger.info("demo model %s already registered (%s)", model_id, existing[0].get("status"))
+            logger.info(
+                "demo model %s already registered (%s)", model_id, existing[0].get("status")
+            )
             return model_id
         data = load_demo_data()
         booster = train_demo_booster(data)
         model = client.register_xgboost(
-            booster, data.train_inputs, data.train_labels,
-            test_inputs=data.test_inputs, test_labels=data.test_labels,
-            name=DEMO_NAME, class_names=data.class_names, methods=list(DEMO_METHODS),
-            train_ids=data.train_ids, train_records=data.records(data.train_inputs),
-            test_ids=data.test_ids, test_records=data.records(data.test_inputs),
+            booster,
+            data.train_inputs,
+            data.train_labels,
+            test_inputs=data.test_inputs,
+            test_labels=data.test_labels,
+            name=DEMO_NAME,
+            class_names=data.class_names,
+            methods=list(DEMO_METHODS),
+            train_ids=data.train_ids,
+            train_records=data.records(data.train_inputs),
+            test_ids=data.test_ids,
+            test_records=data.records(data.test_inputs),
         )
         model_id = model["id"]
         logger.info("demo model %s registered, precomputing %s", model_id, ", ".join(DEMO_METHODS))
         if wait:
             client.wait_ready(model_id, timeout=READY_WAIT_S, progress=False)
-            auth = "" if api_key is None else " -H \"Authorization: Bearer $RPS_API_KEY\""
+            auth = "" if api_key is None else ' -H "Authorization: Bearer $RPS_API_KEY"'
             logger.info(
                 "demo model ready; try:\n  curl%s '%s/explain?model_id=%s&test_id=%s&k=5'",
-                auth, client.base_url, model_id, data.test_ids[0],
+                auth,
+                client.base_url,
+                model_id,
+                data.test_ids[0],
             )
         return model_id
 
@@ -154,7 +176,11 @@ def _make_logs_visible() -> None:
 def _run_demo(base_url: str, api_key: str | None) -> None:
     _make_logs_visible()
     if not _wait_healthy(base_url, timeout=HEALTH_WAIT_S):
-        logger.error("demo: %s/healthz did not answer within %.0f s; demo not registered", base_url, HEALTH_WAIT_S)
+        logger.error(
+            "demo: %s/healthz did not answer within %.0f s; demo not registered",
+            base_url,
+            HEALTH_WAIT_S,
+        )
         return
     try:
         register_demo(base_url, api_key=api_key)
@@ -166,6 +192,8 @@ def _run_demo(base_url: str, api_key: str | None) -> None:
 
 def register_demo_in_background(base_url: str, api_key: str | None = None) -> threading.Thread:
     """Start a daemon thread that waits for ``/healthz`` and then registers the demo model."""
-    thread = threading.Thread(target=_run_demo, args=(base_url, api_key), name="rps-demo", daemon=True)
+    thread = threading.Thread(
+        target=_run_demo, args=(base_url, api_key), name="rps-demo", daemon=True
+    )
     thread.start()
     return thread

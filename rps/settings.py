@@ -51,13 +51,20 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RPS_", extra="ignore")
 
     env: Environment = Environment.DEVELOPMENT
-    data_dir: Path = Field(default=Path("./data"), description="Artifacts, SQLite file, temp uploads.")
+    data_dir: Path = Field(
+        default=Path("./data"), description="Artifacts, SQLite file, temp uploads."
+    )
     database_url: str | None = Field(default=None, description="Unset: sqlite under data_dir.")
-    redis_url: str | None = Field(default=None, description="Unset: in-memory broker, no result cache.")
+    redis_url: str | None = Field(
+        default=None, description="Unset: in-memory broker, no result cache."
+    )
     api_keys: str | None = Field(default=None, description="Comma list 'tenant:key'.")
     max_upload_bytes: int = Field(default=1024**3, gt=0, description="Per multipart part.")
     redis_namespace: str = Field(
-        default="rps", min_length=1, max_length=100, description="Prefix of every Redis key (broker and cache)."
+        default="rps",
+        min_length=1,
+        max_length=100,
+        description="Prefix of every Redis key (broker and cache).",
     )
     worker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
@@ -65,7 +72,8 @@ class Settings(BaseSettings):
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)
     concurrent_queries: int = Field(
-        default=1, ge=1,
+        default=1,
+        ge=1,
         description="Engine scorings run at once per API process; each already uses every BLAS thread.",
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
@@ -78,9 +86,11 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _refuse_insecure_production(self) -> "Settings":
+    def _refuse_insecure_production(self) -> Settings:
         if self.env is Environment.PRODUCTION and self.resolved_database_url.startswith("sqlite"):
-            raise ValueError("RPS_ENV=production refuses SQLite: set RPS_DATABASE_URL to PostgreSQL")
+            raise ValueError(
+                "RPS_ENV=production refuses SQLite: set RPS_DATABASE_URL to PostgreSQL"
+            )
         return self
 
     @property

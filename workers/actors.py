@@ -16,11 +16,15 @@ def make_runner(settings: Settings) -> JobRunner:
     """A job runner on the database and artifact store of ``settings``."""
     engine = make_engine(settings.resolved_database_url)
     return JobRunner(
-        sessions=make_sessionmaker(engine), store=ArtifactStore(settings.artifact_dir), device=settings.device
+        sessions=make_sessionmaker(engine),
+        store=ArtifactStore(settings.artifact_dir),
+        device=settings.device,
     )
 
 
-def declare_actors(broker: dramatiq.Broker, *, settings: Settings | None = None, runner: JobRunner | None = None) -> dramatiq.Actor:
+def declare_actors(
+    broker: dramatiq.Broker, *, settings: Settings | None = None, runner: JobRunner | None = None
+) -> dramatiq.Actor:
     """Declare ``precompute_model`` on ``broker``.
 
     The actor is named and queued as ``rps.broker`` expects; messages on the ``gpu``

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import math
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -67,7 +68,11 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
 def _linear_features(store: ArtifactStore, inputs: ModelInputs, result: Path) -> LinearHead:
     source = store.inputs_dir(inputs.model_id)
     weights = np.load(source / "weights.npy")
-    bias = np.load(source / "bias.npy") if (source / "bias.npy").exists() else np.zeros(weights.shape[0])
+    bias = (
+        np.load(source / "bias.npy")
+        if (source / "bias.npy").exists()
+        else np.zeros(weights.shape[0])
+    )
     store.link_or_copy(source / "train_features.npy", result / "train_features.npy")
     if (source / "test_features.npy").exists():
         store.link_or_copy(source / "test_features.npy", result / "test_features.npy")
@@ -82,10 +87,15 @@ def _booster_features(store: ArtifactStore, inputs: ModelInputs, result: Path) -
     embedding_name = Embedding(inputs.spec.get("xgboost", {}).get("embedding", "tree_margins"))
     embedding = BoosterEmbedding.from_booster(load_booster(booster_path), embedding=embedding_name)
     train_inputs = store.load_array(source / "train_inputs.npy")
-    store.save_array(result / "train_features.npy", embedding.transform(np.asarray(train_inputs)).astype(np.float32))
+    store.save_array(
+        result / "train_features.npy",
+        embedding.transform(np.asarray(train_inputs)).astype(np.float32),
+    )
     if (source / "test_inputs.npy").exists():
         test_inputs = np.asarray(store.load_array(source / "test_inputs.npy"))
-        store.save_array(result / "test_features.npy", embedding.transform(test_inputs).astype(np.float32))
+        store.save_array(
+            result / "test_features.npy", embedding.transform(test_inputs).astype(np.float32)
+        )
     return embedding.head
 
 
@@ -98,7 +108,9 @@ def compute_result(
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     if not store.inputs_dir(inputs.model_id).is_dir():
-        raise FileNotFoundError(f"the inputs of model {inputs.model_id} are gone (deleted while queued?)")
+        raise FileNotFoundError(
+            f"the inputs of model {inputs.model_id} are gone (deleted while queued?)"
+        )
     result = store.new_result_dir(inputs.model_id)
     try:
         return _compute_into(store, inputs, result, device=device, progress=progress)
@@ -108,10 +120,17 @@ def compute_result(
 
 
 def _compute_into(
-    store: ArtifactStore, inputs: ModelInputs, result: Path, *, device: str, progress: Callable[[float], None]
+    store: ArtifactStore,
+    inputs: ModelInputs,
+    result: Path,
+    *,
+    device: str,
+    progress: Callable[[float], None],
 ) -> PrecomputeResult:
     source = store.inputs_dir(inputs.model_id)
-    head = (_linear_features if inputs.kind is ModelKind.LINEAR else _booster_features)(store, inputs, result)
+    head = (_linear_features if inputs.kind is ModelKind.LINEAR else _booster_features)(
+        store, inputs, result
+    )
     store.save_array(result / "head_weights.npy", head.weights)
     store.save_array(result / "head_bias.npy", head.bias)
     for name in ("test_ids.json", "test_labels.npy"):
@@ -120,15 +139,20 @@ def _compute_into(
     train_features = store.load_array(result / "train_features.npy")
     train_labels = np.load(source / "train_labels.npy")
     states: dict[Method, FittedState] = {}
+    share = 1.0 / len(inputs.methods)
     for position, method in enumerate(inputs.methods):
-        share = 1.0 / len(inputs.methods)
 
         def report(fraction: float, position: int = position) -> None:
             progress(min(1.0, (position + min(max(fraction, 0.0), 1.0)) * share))
 
         state = fit(
-            head, train_features, train_labels,
-            method=method, config=method_config(inputs.spec, method), device=device, progress=report,
+            head,
+            train_features,
+            train_labels,
+            method=method,
+            config=method_config(inputs.spec, method),
+            device=device,
+            progress=report,
         )
         state.save(result / method.value)
         states[method] = state
@@ -137,7 +161,10 @@ def _compute_into(
         directory=result,
         train_labels=train_labels.astype(np.int64),
         predicted_class=np.asarray(primary.train_predicted_class, dtype=np.int64),
-        self_scores={method: np.asarray(state.self_scores, dtype=np.float64) for method, state in states.items()},
+        self_scores={
+            method: np.asarray(state.self_scores, dtype=np.float64)
+            for method, state in states.items()
+        },
         diagnostics={
             key: float(value)
             for key, value in primary.diagnostics.items()

@@ -13,4 +13,6 @@ JOB_DURATION = Histogram(
     ["outcome"],
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
 )
-JOB_OUTCOMES = Counter("rps_jobs_finished_total", "Precompute jobs finished, by outcome.", ["outcome"])
+JOB_OUTCOMES = Counter(
+    "rps_jobs_finished_total", "Precompute jobs finished, by outcome.", ["outcome"]
+)

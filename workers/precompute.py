@@ -56,7 +56,9 @@ class JobRunner:
             return
         started = time.perf_counter()
         try:
-            result = compute_result(self.store, inputs, device=self.device, progress=self._progress_writer(job_id))
+            result = compute_result(
+                self.store, inputs, device=self.device, progress=self._progress_writer(job_id)
+            )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
             self._fail(job_id, error, started)
@@ -78,12 +80,19 @@ class JobRunner:
         with self.sessions() as session, session.begin():
             job = session.get(Job, job_id)
             if job is None or job.status in (JobStatus.DONE.value, JobStatus.FAILED.value):
-                logger.info("job %s: nothing to do (%s)", job_id, "missing" if job is None else job.status)
+                logger.info(
+                    "job %s: nothing to do (%s)", job_id, "missing" if job is None else job.status
+                )
                 return None
             model = session.get(Model, job.model_id)
             if model is None:
                 return None
-            job.status, job.attempts, job.started_at, job.progress = JobStatus.RUNNING.value, job.attempts + 1, utcnow(), 0.0
+            job.status, job.attempts, job.started_at, job.progress = (
+                JobStatus.RUNNING.value,
+                job.attempts + 1,
+                utcnow(),
+                0.0,
+            )
             model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
             logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
             return ModelInputs(
@@ -108,7 +117,8 @@ class JobRunner:
                     return
                 job.progress = value
                 session.execute(
-                    update(Model).where(Model.id == job.model_id, Model.status == ModelStatus.RUNNING.value)
+                    update(Model)
+                    .where(Model.id == job.model_id, Model.status == ModelStatus.RUNNING.value)
                     .values(progress=value)
                 )
 
@@ -121,16 +131,28 @@ class JobRunner:
             model = session.get(Model, inputs.model_id)
             if job is None or model is None or job.status == JobStatus.DONE.value:
                 shutil.rmtree(result.directory, ignore_errors=True)
-                logger.info("job %s: result discarded (job finished elsewhere or model deleted)", job_id)
+                logger.info(
+                    "job %s: result discarded (job finished elsewhere or model deleted)", job_id
+                )
                 return False
             for table in (Score, TrainPoint, TestPoint):
                 session.execute(delete(table).where(table.model_id == model.id))
             self._insert_points(session, model.id, result)
             now = utcnow()
-            model.status, model.progress, model.error, model.ready_at = ModelStatus.READY.value, 1.0, None, now
+            model.status, model.progress, model.error, model.ready_at = (
+                ModelStatus.READY.value,
+                1.0,
+                None,
+                now,
+            )
             model.result_dir, model.version = str(result.directory), model.version + 1
             model.diagnostics = result.diagnostics
-            job.status, job.progress, job.finished_at, job.error = JobStatus.DONE.value, 1.0, now, None
+            job.status, job.progress, job.finished_at, job.error = (
+                JobStatus.DONE.value,
+                1.0,
+                now,
+                None,
+            )
         self.store.delete_other_results(inputs.model_id, keep=result.directory)
         logger.info("job %s: model %s ready", job_id, inputs.model_id)
         return True
@@ -139,11 +161,19 @@ class JobRunner:
         inputs = self.store.inputs_dir(model_id)
         train_ids = self.store.load_json(inputs / "train_ids.json")
         records_path = inputs / "train_records.json"
-        records = self.store.load_json(records_path) if records_path.exists() else [None] * len(train_ids)
+        records = (
+            self.store.load_json(records_path) if records_path.exists() else [None] * len(train_ids)
+        )
         labels, predicted = result.train_labels.tolist(), result.predicted_class.tolist()
         rows = [
-            {"model_id": model_id, "train_index": index, "train_id": train_ids[index], "label": labels[index],
-             "predicted_class": predicted[index], "record": records[index]}
+            {
+                "model_id": model_id,
+                "train_index": index,
+                "train_id": train_ids[index],
+                "label": labels[index],
+                "predicted_class": predicted[index],
+                "record": records[index],
+            }
             for index in range(len(train_ids))
         ]
         _insert_batches(session, TrainPoint, rows)
@@ -152,8 +182,12 @@ class JobRunner:
                 raise RuntimeError(f"the engine returned non-finite {method.value} self-scores")
             values = scores.tolist()
             _insert_batches(
-                session, Score,
-                [{"model_id": model_id, "method": method.value, "train_index": i, "score": v} for i, v in enumerate(values)],
+                session,
+                Score,
+                [
+                    {"model_id": model_id, "method": method.value, "train_index": i, "score": v}
+                    for i, v in enumerate(values)
+                ],
             )
         _insert_batches(session, TestPoint, self._test_rows(model_id))
 
@@ -162,9 +196,17 @@ class JobRunner:
         test_ids = self.store.load_json(inputs / "test_ids.json")
         labels_path, records_path = inputs / "test_labels.npy", inputs / "test_records.json"
         labels = np.load(labels_path).tolist() if labels_path.exists() else [None] * len(test_ids)
-        records = self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
+        records = (
+            self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
+        )
         return [
-            {"model_id": model_id, "test_index": i, "test_id": test_id, "label": labels[i], "record": records[i]}
+            {
+                "model_id": model_id,
+                "test_index": i,
+                "test_id": test_id,
+                "label": labels[i],
+                "record": records[i],
+            }
             for i, test_id in enumerate(test_ids)
         ]
 
@@ -176,7 +218,9 @@ class JobRunner:
                 return
             job.status, job.error, job.finished_at = JobStatus.FAILED.value, problem, utcnow()
             session.execute(
-                update(Model).where(Model.id == job.model_id).values(status=ModelStatus.FAILED.value, error=problem)
+                update(Model)
+                .where(Model.id == job.model_id)
+                .values(status=ModelStatus.FAILED.value, error=problem)
             )
 
 
@@ -188,13 +232,27 @@ def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
 def _problem_body(error: BaseException) -> dict:
     """The problem+json body a failed job shows as ``error``."""
     if isinstance(error, RepresenterError):
-        body = {"type": "urn:rps:problem:precompute-invalid", "title": "Precompute rejected the model",
-                "status": 422, "detail": str(error)}
+        body = {
+            "type": "urn:rps:problem:precompute-invalid",
+            "title": "Precompute rejected the model",
+            "status": 422,
+            "detail": str(error),
+        }
         if error.argument:
-            body["errors"] = [{"field": error.argument, "location": "engine", "message": str(error)}]
+            body["errors"] = [
+                {"field": error.argument, "location": "engine", "message": str(error)}
+            ]
         return body
     if isinstance(error, Interrupt):
-        return {"type": "urn:rps:problem:precompute-interrupted", "title": "Precompute interrupted", "status": 503,
-                "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down"}
-    return {"type": "urn:rps:problem:precompute-failed", "title": "Precompute failed", "status": 500,
-            "detail": f"{type(error).__name__}: {error}"[:2000]}
+        return {
+            "type": "urn:rps:problem:precompute-interrupted",
+            "title": "Precompute interrupted",
+            "status": 503,
+            "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down",
+        }
+    return {
+        "type": "urn:rps:problem:precompute-failed",
+        "title": "Precompute failed",
+        "status": 500,
+        "detail": f"{type(error).__name__}: {error}"[:2000],
+    }

@@ -58,7 +58,11 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
         keys=KeyRing(settings.env_api_keys, sessions),
         models=ModelCache(store, capacity=settings.model_cache_size),
         results=(
-            ResultCache(settings.redis_url, ttl_s=settings.explain_cache_ttl_s, namespace=settings.redis_namespace)
+            ResultCache(
+                settings.redis_url,
+                ttl_s=settings.explain_cache_ttl_s,
+                namespace=settings.redis_namespace,
+            )
             if settings.redis_url
             else None
         ),

@@ -3,7 +3,8 @@ the tenant, the tenant's model named by ``model_id`` (path or query), and the pa
 
 from __future__ import annotations
 
-from typing import Annotated, AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
@@ -92,7 +93,9 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Se
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-async def get_tenant(context: ContextDep, authorization: Annotated[str | None, Header()] = None) -> str:
+async def get_tenant(
+    context: ContextDep, authorization: Annotated[str | None, Header()] = None
+) -> str:
     """The caller's tenant from the bearer token ('default' when auth is off).
 
     Resolved keys and the key count are cached, so this rarely touches the database;

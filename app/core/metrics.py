@@ -47,4 +47,6 @@ class MetricsMiddleware:
         finally:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
-            REQUEST_LATENCY.labels(template, scope["method"], str(status)).observe(time.perf_counter() - started)
+            REQUEST_LATENCY.labels(template, scope["method"], str(status)).observe(
+                time.perf_counter() - started
+            )

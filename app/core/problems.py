@@ -20,10 +20,21 @@ logger = logging.getLogger("rps.app")
 
 
 def problem_response(
-    status: int, title: str, detail: str, *, slug: str, errors: list[FieldError] | None = None, **extra: Any
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    slug: str,
+    errors: list[FieldError] | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     """A problem+json response; ``errors`` lists field-level problems."""
-    body: dict[str, Any] = {"type": f"urn:rps:problem:{slug}", "title": title, "status": status, "detail": detail}
+    body: dict[str, Any] = {
+        "type": f"urn:rps:problem:{slug}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     if errors:
         body["errors"] = [error.as_dict() for error in errors]
     body.update(extra)
@@ -59,7 +70,9 @@ async def _on_service_error(_request: Request, exc: ServiceError) -> JSONRespons
 async def _on_engine_error(_request: Request, exc: RepresenterError) -> JSONResponse:
     name = exc.argument or "request"
     return _from_service_error(
-        InvalidRequestError(str(exc), errors=[FieldError(field=name, message=str(exc), location="engine")])
+        InvalidRequestError(
+            str(exc), errors=[FieldError(field=name, message=str(exc), location="engine")]
+        )
     )
 
 
@@ -75,7 +88,9 @@ async def _on_http_error(_request: Request, exc: StarletteHTTPException) -> JSON
 
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return problem_response(500, "Internal Server Error", "an unexpected error occurred; it was logged", slug="internal")
+    return problem_response(
+        500, "Internal Server Error", "an unexpected error occurred; it was logged", slug="internal"
+    )
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -27,6 +27,12 @@ async def suspicious(
 ) -> Response:
     """Training points ranked by self-contribution, most suspicious first."""
     page = await run_in_threadpool(
-        service.suspicious_page, session, model_id, tenant=tenant, method=method, limit=limit, offset=offset
+        service.suspicious_page,
+        session,
+        model_id,
+        tenant=tenant,
+        method=method,
+        limit=limit,
+        offset=offset,
     )
     return json_response(page)

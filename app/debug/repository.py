@@ -29,5 +29,9 @@ def ranked_points(
 
 
 def count_scores(session: Session, model_id: str, method: str) -> int:
-    query = select(func.count()).select_from(Score).where(Score.model_id == model_id, Score.method == method)
+    query = (
+        select(func.count())
+        .select_from(Score)
+        .where(Score.model_id == model_id, Score.method == method)
+    )
     return session.scalar(query) or 0

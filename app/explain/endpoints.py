@@ -32,14 +32,25 @@ async def explain_test_point(
 ) -> Response:
     """Top-k positive and negative representer points of a stored test point."""
     body = await run_in_threadpool(
-        service.explain_stored, session, model_id,
-        tenant=tenant, context=context, test_id=test_id, k=k, method=method, target=target,
+        service.explain_stored,
+        session,
+        model_id,
+        tenant=tenant,
+        context=context,
+        test_id=test_id,
+        k=k,
+        method=method,
+        target=target,
     )
     return json_response(body)
 
 
 @router.post("", response_model=ExplanationList)
-async def explain_submitted(session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest) -> Response:
+async def explain_submitted(
+    session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest
+) -> Response:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
-    answer = await run_in_threadpool(service.explain_rows, session, body, tenant=tenant, context=context)
+    answer = await run_in_threadpool(
+        service.explain_rows, session, body, tenant=tenant, context=context
+    )
     return json_response(answer)

@@ -63,7 +63,9 @@ def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
     result = Path(model.result_dir)
     test_path = result / "test_features.npy"
     labels_path = result / "test_labels.npy"
-    test_ids = store.load_json(result / "test_ids.json") if (result / "test_ids.json").exists() else []
+    test_ids = (
+        store.load_json(result / "test_ids.json") if (result / "test_ids.json").exists() else []
+    )
     return LoadedModel(
         model_id=model.id,
         version=model.version,

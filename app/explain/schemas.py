@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    model_validator,
+)
 
 from representer import Method
 
@@ -63,16 +71,20 @@ class ExplainRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
     model_id: str
     # Strict: numbers only (no "1" strings, no booleans), as in the rows the engine takes.
-    features: list[list[StrictFloat]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
+    features: list[list[StrictFloat]] | None = Field(
+        default=None, min_length=1, max_length=MAX_ROWS
+    )
     inputs: list[list[StrictFloat]] | None = Field(default=None, min_length=1, max_length=MAX_ROWS)
     k: int = Field(default=10, ge=1, le=MAX_TOP_K)
     method: Method = Method.LJE
     target: StrictStr | StrictInt = "predicted"
 
     @model_validator(mode="after")
-    def _one_of_features_inputs(self) -> "ExplainRequest":
+    def _one_of_features_inputs(self) -> ExplainRequest:
         if (self.features is None) == (self.inputs is None):
-            raise ValueError("send exactly one of 'features' (φ rows) or 'inputs' (raw rows, XGBoost)")
+            raise ValueError(
+                "send exactly one of 'features' (φ rows) or 'inputs' (raw rows, XGBoost)"
+            )
         return self
 
 

@@ -13,7 +13,13 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.core.context import ServiceContext
-from app.core.errors import ConflictError, FieldError, InvalidRequestError, NotFoundError, ServiceError
+from app.core.errors import (
+    ConflictError,
+    FieldError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceError,
+)
 from app.explain.cache import cache_key
 from app.explain.loader import LoadedModel
 from app.explain.repository import train_points_by_index
@@ -59,7 +65,9 @@ def parse_target(target: Target, *, num_classes: int, label: int | None, locatio
             )
         return int(label)
     text = str(target)
-    if text.isascii() and text.lstrip("-").isdigit() and 0 <= int(text) < num_classes:  # not "²" or "٣"
+    if (
+        text.isascii() and text.lstrip("-").isdigit() and 0 <= int(text) < num_classes
+    ):  # not "²" or "٣"
         return int(text)
     raise InvalidRequestError(
         f"target must be 'predicted', 'label' or a class index in 0..{num_classes - 1}, got {target!r}",
@@ -75,11 +83,19 @@ def _finite(value: float) -> float:
 
 def _points(rows: dict[int, Any], indices: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
     points = []
-    for rank, (index, contribution) in enumerate(zip(indices.tolist(), values.tolist()), start=1):
+    for rank, (index, contribution) in enumerate(
+        zip(indices.tolist(), values.tolist(), strict=False), start=1
+    ):
         row = rows[index]
         points.append(
-            {"rank": rank, "train_id": row.train_id, "train_index": index, "label": row.label,
-             "contribution": _finite(contribution), "record": row.record}
+            {
+                "rank": rank,
+                "train_id": row.train_id,
+                "train_index": index,
+                "label": row.label,
+                "contribution": _finite(contribution),
+                "record": row.record,
+            }
         )
     return points
 
@@ -89,24 +105,30 @@ def _to_public(
 ) -> ExplanationPublic:
     indices = np.concatenate([explanation.positive_indices, explanation.negative_indices]).tolist()
     rows = train_points_by_index(session, model.id, indices)
-    return ExplanationPublic.model_validate({
-        "model_id": model.id,
-        "test_id": test_id,
-        "method": method,
-        "target_class": int(explanation.target_class),
-        "prediction": {
-            "logits": [_finite(v) for v in np.ravel(explanation.logits).tolist()],
-            "probabilities": [_finite(v) for v in np.ravel(explanation.probabilities).tolist()],
-            "predicted_class": int(explanation.predicted_class),
-        },
-        "decomposition": {
-            "sum_of_contributions": _finite(explanation.sum_of_contributions),
-            "model_output": _finite(explanation.model_output),
-            "residual": _finite(explanation.residual),
-        },
-        "positive": _points(rows, explanation.positive_indices, explanation.positive_contributions),
-        "negative": _points(rows, explanation.negative_indices, explanation.negative_contributions),
-    })
+    return ExplanationPublic.model_validate(
+        {
+            "model_id": model.id,
+            "test_id": test_id,
+            "method": method,
+            "target_class": int(explanation.target_class),
+            "prediction": {
+                "logits": [_finite(v) for v in np.ravel(explanation.logits).tolist()],
+                "probabilities": [_finite(v) for v in np.ravel(explanation.probabilities).tolist()],
+                "predicted_class": int(explanation.predicted_class),
+            },
+            "decomposition": {
+                "sum_of_contributions": _finite(explanation.sum_of_contributions),
+                "model_output": _finite(explanation.model_output),
+                "residual": _finite(explanation.residual),
+            },
+            "positive": _points(
+                rows, explanation.positive_indices, explanation.positive_contributions
+            ),
+            "negative": _points(
+                rows, explanation.negative_indices, explanation.negative_contributions
+            ),
+        }
+    )
 
 
 def _cached(context: ServiceContext, model: Model, query: dict[str, Any], compute) -> Any:
@@ -141,14 +163,19 @@ def explain_stored(
     if index is None or loaded.test_features is None:
         raise NotFoundError(f"model {model.id} has no stored test point {test_id!r}")
     label = None if loaded.test_labels is None else int(loaded.test_labels[index])
-    engine_target = parse_target(target, num_classes=model.num_classes, label=label, location="query")
+    engine_target = parse_target(
+        target, num_classes=model.num_classes, label=label, location="query"
+    )
     query = {"test_id": test_id, "k": k, "method": method.value, "target": engine_target}
 
     def compute() -> ExplanationPublic:
         with context.scoring_slots:
             [explanation] = explain(
-                loaded.states[method], loaded.train_features, loaded.test_features[index : index + 1],
-                target=engine_target, top_k=min(k, model.n_train),
+                loaded.states[method],
+                loaded.train_features,
+                loaded.test_features[index : index + 1],
+                target=engine_target,
+                top_k=min(k, model.n_train),
             )
         return _to_public(session, model, explanation, method=method, test_id=test_id)
 
@@ -191,27 +218,37 @@ def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:
         )
 
 
-def explain_rows(session: Session, request: ExplainRequest, *, tenant: str, context: ServiceContext) -> ExplanationList:
+def explain_rows(
+    session: Session, request: ExplainRequest, *, tenant: str, context: ServiceContext
+) -> ExplanationList:
     """Explain each submitted row of ``request`` (the tenant's model), in order."""
     model = get_tenant_model(session, request.model_id, tenant=tenant)
     require_ready(session, model)
     require_method(model, request.method, location="body")
-    target = parse_target(request.target, num_classes=model.num_classes, label=None, location="body")
+    target = parse_target(
+        request.target, num_classes=model.num_classes, label=None, location="body"
+    )
     loaded = context.models.get(model)
     rows = _request_rows(model, loaded, request)
     try:
         with context.scoring_slots:
             explanations = explain(
-                loaded.states[request.method], loaded.train_features, rows, target=target,
+                loaded.states[request.method],
+                loaded.train_features,
+                rows,
+                target=target,
                 top_k=min(request.k, model.n_train),
             )
     except InvalidInputError as error:  # the engine's "test_features" are this request's rows
         if error.argument != "test_features":
             raise
         name = "inputs" if request.inputs is not None else "features"
-        raise InvalidRequestError(str(error), errors=[FieldError(name, str(error), "body")]) from error
+        raise InvalidRequestError(
+            str(error), errors=[FieldError(name, str(error), "body")]
+        ) from error
     return ExplanationList(
         explanations=[
-            _to_public(session, model, item, method=request.method, test_id=None) for item in explanations
+            _to_public(session, model, item, method=request.method, test_id=None)
+            for item in explanations
         ]
     )

@@ -20,7 +20,12 @@ def create_api_key(session: Session, *, tenant: str) -> str:
     """Add a key for ``tenant`` and return the token (shown once, stored hashed)."""
     tenant = tenant.strip()
     if not tenant or len(tenant) > MAX_TENANT_CHARS:
-        raise InvalidRequestError("tenant must be 1..200 characters", errors=[FieldError("tenant", "invalid")])
+        raise InvalidRequestError(
+            "tenant must be 1..200 characters", errors=[FieldError("tenant", "invalid")]
+        )
     token, prefix = new_token()
-    repository.add_key(session, ApiKey(id=str(uuid.uuid4()), tenant=tenant, prefix=prefix, key_hash=hash_token(token)))
+    repository.add_key(
+        session,
+        ApiKey(id=str(uuid.uuid4()), tenant=tenant, prefix=prefix, key_hash=hash_token(token)),
+    )
     return token

@@ -17,7 +17,11 @@ router = APIRouter(prefix="/models", tags=["models"])
 
 @router.post("", status_code=202, response_model=ModelPublic)
 async def register_model(
-    request: Request, response: Response, session: SessionDep, tenant: TenantDep, context: ContextDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    tenant: TenantDep,
+    context: ContextDep,
 ) -> ModelPublic:
     """Register a model from multipart parts (API.md); 202 with its status."""
     upload = await receive_multipart(
@@ -27,7 +31,9 @@ async def register_model(
         max_part_bytes=context.settings.max_upload_bytes,
     )
     try:
-        model = await run_in_threadpool(service.register, session, upload, tenant=tenant, context=context)
+        model = await run_in_threadpool(
+            service.register, session, upload, tenant=tenant, context=context
+        )
     finally:
         upload.close()
     response.headers["Location"] = f"/models/{model.id}"

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 from app.core.errors import FieldError, InvalidRequestError
 from app.models.schemas import ModelSpec
 from app.models.uploads import Upload, UploadedPart
@@ -28,7 +27,15 @@ from models_store import ModelKind
 __all__ = ["StoredFile", "RegistrationPlan", "plan_registration", "MIN_TRAIN_POINTS"]
 
 MIN_TRAIN_POINTS = 2
-_SHARED_PARTS = {"spec", "train_labels", "train_ids", "train_records", "test_labels", "test_ids", "test_records"}
+_SHARED_PARTS = {
+    "spec",
+    "train_labels",
+    "train_ids",
+    "train_records",
+    "test_labels",
+    "test_ids",
+    "test_records",
+}
 _PARTS = {
     ModelKind.LINEAR: _SHARED_PARTS | {"weights", "bias", "train_features", "test_features"},
     ModelKind.XGBOOST: _SHARED_PARTS | {"booster", "train_inputs", "test_inputs"},
@@ -67,7 +74,9 @@ class RegistrationPlan:
 def _require(upload: Upload, name: str) -> UploadedPart:
     part = upload.parts.get(name)
     if part is None:
-        raise InvalidRequestError(f"the part {name!r} is required", errors=[FieldError(name, "required", "part")])
+        raise InvalidRequestError(
+            f"the part {name!r} is required", errors=[FieldError(name, "required", "part")]
+        )
     return part
 
 
@@ -76,7 +85,10 @@ def _check_parts(upload: Upload, kind: ModelKind) -> None:
     if unknown:
         raise InvalidRequestError(
             f"unknown parts for a {kind.value} model: {', '.join(unknown)}",
-            errors=[FieldError(name, f"not a part of a {kind.value} registration", "part") for name in unknown],
+            errors=[
+                FieldError(name, f"not a part of a {kind.value} registration", "part")
+                for name in unknown
+            ],
         )
 
 
@@ -98,10 +110,14 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
 
     part = _require(upload, "booster")
     if not part.filename or not part.filename.lower().endswith(BOOSTER_SUFFIXES):
-        raise reject("booster", "must be an XGBoost model saved as .json or .ubj (file name suffix)")
+        raise reject(
+            "booster", "must be an XGBoost model saved as .json or .ubj (file name suffix)"
+        )
     try:
         booster = load_booster(part.path)
-        embedding = BoosterEmbedding.from_booster(booster, embedding=Embedding(spec.xgboost.embedding.value))
+        embedding = BoosterEmbedding.from_booster(
+            booster, embedding=Embedding(spec.xgboost.embedding.value)
+        )
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
@@ -109,7 +125,11 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
 
 
 def _rows_part(upload: Upload, kind: ModelKind) -> tuple[str, str]:
-    return ("train_features", "test_features") if kind is ModelKind.LINEAR else ("train_inputs", "test_inputs")
+    return (
+        ("train_features", "test_features")
+        if kind is ModelKind.LINEAR
+        else ("train_inputs", "test_inputs")
+    )
 
 
 def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
@@ -121,7 +141,10 @@ def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
     else:
         num_outputs, feature_dim, input_dim = _booster_head(upload, spec)
         booster = upload.parts["booster"]
-        files, width = [StoredFile(booster.path, f"booster{Path(booster.filename or '').suffix.lower()}")], input_dim
+        files, width = (
+            [StoredFile(booster.path, f"booster{Path(booster.filename or '').suffix.lower()}")],
+            input_dim,
+        )
     num_classes = 2 if num_outputs == 1 else num_outputs
     if spec.class_names is not None and len(spec.class_names) != num_classes:
         raise InvalidRequestError(
@@ -133,7 +156,9 @@ def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
     check_matrix(train_name, train_rows, cols=width, stored_dtype=ROWS_DTYPE)
     n_train = train_rows.shape[0]
     if n_train < MIN_TRAIN_POINTS:
-        raise reject(train_name, f"needs at least {MIN_TRAIN_POINTS} training points, got {n_train}")
+        raise reject(
+            train_name, f"needs at least {MIN_TRAIN_POINTS} training points, got {n_train}"
+        )
     labels = load_npy(_require(upload, "train_labels"))
     check_labels("train_labels", labels, length=n_train, num_classes=num_classes)
     files += [
@@ -157,7 +182,9 @@ def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
     )
 
 
-def _plan_test_set(upload: Upload, test_name: str, *, width: int, num_classes: int, files: list[StoredFile]) -> int:
+def _plan_test_set(
+    upload: Upload, test_name: str, *, width: int, num_classes: int, files: list[StoredFile]
+) -> int:
     if test_name not in upload.parts:
         for name in ("test_labels", "test_ids", "test_records"):
             if name in upload.parts:

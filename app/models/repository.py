@@ -8,7 +8,14 @@ from sqlalchemy.orm import Session
 from app.core.errors import NotFoundError
 from models_store import Job, Model, Score, TestPoint, TrainPoint
 
-__all__ = ["get_tenant_model", "add_model_with_job", "latest_jobs", "list_tenant_models", "count_tenant_models", "delete_model_rows"]
+__all__ = [
+    "get_tenant_model",
+    "add_model_with_job",
+    "latest_jobs",
+    "list_tenant_models",
+    "count_tenant_models",
+    "delete_model_rows",
+]
 
 
 MODEL_ID_CHARS = 36  # ``Model.id`` holds a UUID
@@ -38,7 +45,9 @@ def latest_jobs(session: Session, model_ids: list[str]) -> dict[str, Job]:
     """The most recent job of each model."""
     if not model_ids:
         return {}
-    jobs = session.scalars(select(Job).where(Job.model_id.in_(model_ids)).order_by(Job.created_at)).all()
+    jobs = session.scalars(
+        select(Job).where(Job.model_id.in_(model_ids)).order_by(Job.created_at)
+    ).all()
     return {job.model_id: job for job in jobs}
 
 
@@ -54,7 +63,9 @@ def list_tenant_models(session: Session, *, tenant: str, limit: int, offset: int
 
 
 def count_tenant_models(session: Session, *, tenant: str) -> int:
-    return session.scalar(select(func.count()).select_from(Model).where(Model.tenant == tenant)) or 0
+    return (
+        session.scalar(select(func.count()).select_from(Model).where(Model.tenant == tenant)) or 0
+    )
 
 
 def delete_model_rows(session: Session, model_id: str) -> None:

@@ -85,7 +85,9 @@ class ModelSpec(BaseModel):
 
     def method_config(self, method: Method) -> LJEConfig | L2Config | InfluenceConfig:
         """The engine config of ``method`` from this spec."""
-        return {Method.LJE: self.lje, Method.L2: self.l2, Method.INFLUENCE: self.influence}[method].to_config()
+        return {Method.LJE: self.lje, Method.L2: self.l2, Method.INFLUENCE: self.influence}[
+            method
+        ].to_config()
 
 
 class ModelPublic(BaseModel):

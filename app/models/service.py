@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import numpy as np
 from pydantic import ValidationError
@@ -30,7 +30,9 @@ def parse_spec(upload: Upload) -> ModelSpec:
     """The ``spec`` part, validated (422 naming ``spec.<field>``)."""
     part = upload.parts.get("spec")
     if part is None:
-        raise InvalidRequestError("the part 'spec' is required", errors=[FieldError("spec", "required", "part")])
+        raise InvalidRequestError(
+            "the part 'spec' is required", errors=[FieldError("spec", "required", "part")]
+        )
     raw = load_json_part(part)
     try:
         return ModelSpec.model_validate(raw)
@@ -39,7 +41,9 @@ def parse_spec(upload: Upload) -> ModelSpec:
             FieldError(".".join(["spec", *(str(p) for p in item["loc"])]), item["msg"], "spec")
             for item in error.errors()
         ]
-        raise InvalidRequestError("invalid spec: " + ", ".join(e.field for e in errors), errors=errors) from error
+        raise InvalidRequestError(
+            "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
+        ) from error
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
@@ -81,11 +85,19 @@ def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
         queue=spec.queue.value,
         version=0,
     )
-    job = Job(id=str(uuid.uuid4()), model_id=model.id, status=JobStatus.QUEUED.value, attempts=0, progress=0.0)
+    job = Job(
+        id=str(uuid.uuid4()),
+        model_id=model.id,
+        status=JobStatus.QUEUED.value,
+        attempts=0,
+        progress=0.0,
+    )
     return model, job
 
 
-def register(session: Session, upload: Upload, *, tenant: str, context: ServiceContext) -> ModelPublic:
+def register(
+    session: Session, upload: Upload, *, tenant: str, context: ServiceContext
+) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
     plan = plan_registration(upload, parse_spec(upload))
     model, job = _new_rows(plan, tenant=tenant)
@@ -111,7 +123,7 @@ def _utc(moment: datetime | None) -> datetime | None:
     """SQLite hands timestamps back naive; they were written in UTC."""
     if moment is None or moment.tzinfo is not None:
         return moment
-    return moment.replace(tzinfo=timezone.utc)
+    return moment.replace(tzinfo=UTC)
 
 
 def to_public(model: Model, job: Job | None) -> ModelPublic:

@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import AsyncIterator, BinaryIO
+from typing import BinaryIO
 
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from app.core.errors import FieldError, InvalidRequestError, PayloadTooLargeError, UnsupportedMediaTypeError
+from app.core.errors import (
+    FieldError,
+    InvalidRequestError,
+    PayloadTooLargeError,
+    UnsupportedMediaTypeError,
+)
 
 __all__ = ["UploadedPart", "Upload", "receive_multipart"]
 
@@ -82,7 +88,9 @@ class _PartWriter:
         _, options = parse_options_header(self.headers.get(b"content-disposition", b""))
         name = options.get(b"name", b"").decode("utf-8", "replace")
         if not name:
-            raise InvalidRequestError("a multipart part has no name", errors=[FieldError("body", "part without a name")])
+            raise InvalidRequestError(
+                "a multipart part has no name", errors=[FieldError("body", "part without a name")]
+            )
         if name in self.upload.parts or len(self.upload.parts) >= MAX_PARTS:
             raise InvalidRequestError(
                 f"part {name!r} is repeated or there are too many parts",
@@ -93,7 +101,7 @@ class _PartWriter:
         self.filename = raw_filename.decode("utf-8", "replace") if raw_filename else None
         suffix = Path(self.filename).suffix.lower()[:8] if self.filename else ""
         path = self.upload.directory / f"part-{len(self.upload.parts)}{suffix}"
-        self.handle = open(path, "wb")
+        self.handle = open(path, "wb")  # noqa: SIM115 (closed in on_part_end)
         self.upload.parts[name] = UploadedPart(name, self.filename, path, 0)
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
@@ -110,7 +118,9 @@ class _PartWriter:
         if self.handle is not None:
             self.handle.close()
             part = self.upload.parts[self.name]
-            self.upload.parts[self.name] = UploadedPart(part.name, part.filename, part.path, self.size)
+            self.upload.parts[self.name] = UploadedPart(
+                part.name, part.filename, part.path, self.size
+            )
             self.handle = None
 
     def close(self) -> None:
@@ -119,7 +129,9 @@ class _PartWriter:
 
 
 def _malformed(reason: str) -> InvalidRequestError:
-    return InvalidRequestError(f"malformed multipart body: {reason}", errors=[FieldError("body", reason, "body")])
+    return InvalidRequestError(
+        f"malformed multipart body: {reason}", errors=[FieldError("body", reason, "body")]
+    )
 
 
 def _boundary(content_type: str | None) -> bytes:
@@ -141,8 +153,14 @@ async def receive_multipart(
     callbacks = {
         name: getattr(writer, name)
         for name in (
-            "on_part_begin", "on_part_data", "on_part_end", "on_header_field",
-            "on_header_value", "on_header_end", "on_headers_finished", "on_end",
+            "on_part_begin",
+            "on_part_data",
+            "on_part_end",
+            "on_header_field",
+            "on_header_value",
+            "on_header_end",
+            "on_headers_finished",
+            "on_end",
         )
     }
     parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]

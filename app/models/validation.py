@@ -48,7 +48,11 @@ def _read_header(part: UploadedPart) -> np.dtype:
             version = npy_format.read_magic(handle)
             if version not in ((1, 0), (2, 0)):
                 raise ValueError(f"unsupported .npy version {version}")
-            reader = npy_format.read_array_header_1_0 if version == (1, 0) else npy_format.read_array_header_2_0
+            reader = (
+                npy_format.read_array_header_1_0
+                if version == (1, 0)
+                else npy_format.read_array_header_2_0
+            )
             _, _, dtype = reader(handle)
         except (ValueError, EOFError) as error:
             raise reject(part.name, f"unreadable .npy header: {error}") from error
@@ -80,7 +84,9 @@ def _check_finite(part: str, array: np.ndarray, *, stored_dtype: str) -> None:
         with np.errstate(over="ignore"):
             block = np.asarray(array[start : start + FINITE_CHECK_ROWS], dtype=stored_dtype)
         if not np.all(np.isfinite(block)):
-            raise reject(part, f"holds NaN or infinite values (or values beyond the {stored_dtype} range)")
+            raise reject(
+                part, f"holds NaN or infinite values (or values beyond the {stored_dtype} range)"
+            )
 
 
 def _is_real(array: np.ndarray) -> bool:
@@ -88,7 +94,12 @@ def _is_real(array: np.ndarray) -> bool:
 
 
 def check_matrix(
-    part: str, array: np.ndarray, *, rows: int | None = None, cols: int | None = None, stored_dtype: str = "float64"
+    part: str,
+    array: np.ndarray,
+    *,
+    rows: int | None = None,
+    cols: int | None = None,
+    stored_dtype: str = "float64",
 ) -> None:
     """A finite real matrix of shape (rows, cols) (``None`` = any size >= 1), finite as ``stored_dtype``."""
     if array.ndim != 2:
@@ -165,7 +176,9 @@ def _unstorable(value: Any) -> str | None:
 def load_json_part(part: UploadedPart) -> Any:
     """Parse a JSON part: strict JSON (no NaN/Infinity, finite numbers), storable and answerable."""
     try:
-        value = json.loads(part.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float)
+        value = json.loads(
+            part.read_text(), parse_constant=_refuse_constant, parse_float=_finite_float
+        )
     except (UnicodeDecodeError, ValueError) as error:  # JSONDecodeError is a ValueError
         raise reject(part.name, f"not valid JSON: {error}") from error
     except RecursionError:

@@ -29,7 +29,11 @@ def _check_artifacts(context: ServiceContext) -> None:
 def failing_parts(context: ServiceContext) -> dict[str, str]:
     """``{part: reason}`` for each of database, broker, artifact_store that is not reachable."""
     failures = {}
-    for name, check in (("database", _check_database), ("broker", _check_broker), ("artifact_store", _check_artifacts)):
+    for name, check in (
+        ("database", _check_database),
+        ("broker", _check_broker),
+        ("artifact_store", _check_artifacts),
+    ):
         try:
             check(context)
         except Exception as error:  # any failure means "not ready"

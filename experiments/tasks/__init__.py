@@ -2,9 +2,22 @@
 
 from experiments.data import TaskData
 from experiments.settings import RunSettings, TaskName
-from experiments.tasks.base import LinearRegistration, Registration, RetrainScope, Task, XGBoostRegistration
+from experiments.tasks.base import (
+    LinearRegistration,
+    Registration,
+    RetrainScope,
+    Task,
+    XGBoostRegistration,
+)
 
-__all__ = ["LinearRegistration", "Registration", "RetrainScope", "Task", "XGBoostRegistration", "build_task"]
+__all__ = [
+    "LinearRegistration",
+    "Registration",
+    "RetrainScope",
+    "Task",
+    "XGBoostRegistration",
+    "build_task",
+]
 
 
 def build_task(data: TaskData, settings: RunSettings, *, device: str = "cpu") -> Task:
@@ -16,4 +29,6 @@ def build_task(data: TaskData, settings: RunSettings, *, device: str = "cpu") ->
     from experiments.tasks.neural import cifar_task, imdb_task
 
     build = cifar_task if settings.task is TaskName.CIFAR else imdb_task
-    return build(data, epochs=settings.epochs, retrain_epochs=settings.retrain_epochs, device=device)
+    return build(
+        data, epochs=settings.epochs, retrain_epochs=settings.retrain_epochs, device=device
+    )

@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from representer import LinearHead
 from experiments.data import TaskData
+from representer import LinearHead
 
 __all__ = ["LinearRegistration", "Registration", "RetrainScope", "Task", "XGBoostRegistration"]
 
@@ -66,17 +66,20 @@ class Task(Protocol):
     def test_probabilities(self, model: Any) -> np.ndarray:
         """P(class 1) on the test set, shape (m,) float64."""
 
-    def out_of_fold_probabilities(self, labels: np.ndarray, *, seed: int, folds: int,
-                                  registration: Registration) -> np.ndarray:
+    def out_of_fold_probabilities(
+        self, labels: np.ndarray, *, seed: int, folds: int, registration: Registration
+    ) -> np.ndarray:
         """Class probabilities (n, 2) of each training point from a model not trained on it."""
 
-    def retrain_accuracy(self, labels: np.ndarray, *, seed: int, registration: Registration,
-                         scope: RetrainScope) -> float:
+    def retrain_accuracy(
+        self, labels: np.ndarray, *, seed: int, registration: Registration, scope: RetrainScope
+    ) -> float:
         """Test accuracy after retraining on ``labels`` (n,)."""
 
 
-def without_dead_features(head: LinearHead, train_features: np.ndarray,
-                          test_features: np.ndarray) -> LinearRegistration:
+def without_dead_features(
+    head: LinearHead, train_features: np.ndarray, test_features: np.ndarray
+) -> LinearRegistration:
     """Drop the feature columns that are exactly zero on every train and test row.
 
     Exact for every stored point: such a column adds nothing to any logit. train_features
@@ -96,7 +99,9 @@ def accuracy(probabilities: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean((probabilities > 0.5).astype(np.int64) == labels))
 
 
-def head_retrain_accuracy(registration: LinearRegistration, labels: np.ndarray, test_labels: np.ndarray) -> float:
+def head_retrain_accuracy(
+    registration: LinearRegistration, labels: np.ndarray, test_labels: np.ndarray
+) -> float:
     """Test accuracy of a logistic regression refit on frozen training features (RetrainScope.HEAD)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -105,7 +110,9 @@ def head_retrain_accuracy(registration: LinearRegistration, labels: np.ndarray, 
     return float(model.score(registration.test_features, test_labels))
 
 
-def fold_indices(labels: np.ndarray, *, folds: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def fold_indices(
+    labels: np.ndarray, *, folds: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Stratified (train, held-out) index pairs covering every row once as held-out."""
     from sklearn.model_selection import StratifiedKFold
 

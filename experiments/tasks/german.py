@@ -36,29 +36,44 @@ class GermanXGBoost:
 
     def _train(self, inputs: np.ndarray, labels: np.ndarray, *, seed: int) -> xgb.Booster:
         params = {
-            "objective": "binary:logistic", "max_depth": self.config.max_depth, "eta": self.config.eta,
-            "seed": seed, "nthread": 1, "eval_metric": "logloss",
+            "objective": "binary:logistic",
+            "max_depth": self.config.max_depth,
+            "eta": self.config.eta,
+            "seed": seed,
+            "nthread": 1,
+            "eval_metric": "logloss",
         }
-        return xgb.train(params, xgb.DMatrix(inputs, label=labels), num_boost_round=self.config.rounds)
+        return xgb.train(
+            params, xgb.DMatrix(inputs, label=labels), num_boost_round=self.config.rounds
+        )
 
     def fit(self, labels: np.ndarray, *, seed: int) -> xgb.Booster:
         return self._train(self.data.train_inputs, labels, seed=seed)
 
     def registration(self, model: xgb.Booster) -> XGBoostRegistration:
-        return XGBoostRegistration(booster=model, train_inputs=self.data.train_inputs, test_inputs=self.data.test_inputs)
+        return XGBoostRegistration(
+            booster=model, train_inputs=self.data.train_inputs, test_inputs=self.data.test_inputs
+        )
 
     def test_probabilities(self, model: xgb.Booster) -> np.ndarray:
         return model.predict(xgb.DMatrix(self.data.test_inputs)).astype(np.float64)
 
-    def out_of_fold_probabilities(self, labels: np.ndarray, *, seed: int, folds: int,
-                                  registration: XGBoostRegistration) -> np.ndarray:
+    def out_of_fold_probabilities(
+        self, labels: np.ndarray, *, seed: int, folds: int, registration: XGBoostRegistration
+    ) -> np.ndarray:
         positive = np.zeros(len(labels))
         for train_rows, held_out in fold_indices(labels, folds=folds, seed=seed):
             booster = self._train(self.data.train_inputs[train_rows], labels[train_rows], seed=seed)
             positive[held_out] = booster.predict(xgb.DMatrix(self.data.train_inputs[held_out]))
         return np.column_stack([1.0 - positive, positive])
 
-    def retrain_accuracy(self, labels: np.ndarray, *, seed: int, registration: XGBoostRegistration,
-                         scope: RetrainScope) -> float:
+    def retrain_accuracy(
+        self,
+        labels: np.ndarray,
+        *,
+        seed: int,
+        registration: XGBoostRegistration,
+        scope: RetrainScope,
+    ) -> float:
         # A booster is cheap: always retrained whole, whatever the scope.
         return accuracy(self.test_probabilities(self.fit(labels, seed=seed)), self.data.test_labels)

@@ -28,7 +28,8 @@ class _BasicBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
             self.shortcut = nn.Sequential(
-                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
+                nn.BatchNorm2d(out_channels),
             )
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -45,7 +46,9 @@ class SmallResNet(nn.Module):
 
     def __init__(self, *, width: int = 16) -> None:
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU()
+        )
         self.stages = nn.Sequential(
             _BasicBlock(width, width, stride=1),
             _BasicBlock(width, 2 * width, stride=2),
@@ -67,7 +70,9 @@ class BiLSTMClassifier(nn.Module):
     entries (max pooling trains far faster from scratch than the final states alone).
     """
 
-    def __init__(self, *, vocab_size: int, embedding_dim: int = 64, hidden: int = 64, dropout: float = 0.3) -> None:
+    def __init__(
+        self, *, vocab_size: int, embedding_dim: int = 64, hidden: int = 64, dropout: float = 0.3
+    ) -> None:
         super().__init__()
         self.embedding = nn.Embedding(vocab_size, embedding_dim, padding_idx=0)
         self.lstm = nn.LSTM(embedding_dim, hidden, batch_first=True, bidirectional=True)

@@ -28,8 +28,16 @@ class TrainConfig:
     """Where to train ("cuda" when available in full mode)."""
 
 
-def train_network(network: nn.Module, inputs: np.ndarray, labels: np.ndarray, *, config: TrainConfig,
-                  seed: int, progress: bool = False, description: str = "train") -> nn.Module:
+def train_network(
+    network: nn.Module,
+    inputs: np.ndarray,
+    labels: np.ndarray,
+    *,
+    config: TrainConfig,
+    seed: int,
+    progress: bool = False,
+    description: str = "train",
+) -> nn.Module:
     """Train ``network`` in place with binary cross-entropy on (inputs, labels); returns it.
 
     Parameters
@@ -41,7 +49,9 @@ def train_network(network: nn.Module, inputs: np.ndarray, labels: np.ndarray, *,
     """
     generator = torch.Generator().manual_seed(seed)
     network.to(config.device).train()
-    optimiser = torch.optim.Adam(network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimiser = torch.optim.Adam(
+        network.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay
+    )
     input_tensor = torch.from_numpy(inputs)
     target_tensor = torch.from_numpy(labels.astype(np.float32))
     loss_function = nn.BCEWithLogitsLoss()
@@ -61,12 +71,15 @@ def train_network(network: nn.Module, inputs: np.ndarray, labels: np.ndarray, *,
 
 
 @torch.no_grad()
-def predict_probabilities(network: nn.Module, inputs: np.ndarray, *, device: str = "cpu",
-                          batch_size: int = 256) -> np.ndarray:
+def predict_probabilities(
+    network: nn.Module, inputs: np.ndarray, *, device: str = "cpu", batch_size: int = 256
+) -> np.ndarray:
     """P(class 1) for every row, shape (n,) float64."""
     network.to(device).eval()
     outputs = [
-        torch.sigmoid(network(torch.from_numpy(inputs[start : start + batch_size]).to(device))).squeeze(1).cpu()
+        torch.sigmoid(network(torch.from_numpy(inputs[start : start + batch_size]).to(device)))
+        .squeeze(1)
+        .cpu()
         for start in range(0, len(inputs), batch_size)
     ]
     return torch.cat(outputs).double().numpy()

@@ -144,14 +144,18 @@ def _check_device(device: str | torch.device) -> torch.device:
     try:
         torch_device = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise InvalidInputError(f"device {device!r} is not a torch device: {error}", argument="device")
+        raise InvalidInputError(
+            f"device {device!r} is not a torch device: {error}", argument="device"
+        ) from error
     available = {
         "cpu": lambda: True,
         "cuda": torch.cuda.is_available,
         "mps": lambda: hasattr(torch.backends, "mps") and torch.backends.mps.is_available(),
     }
     if not available.get(torch_device.type, lambda: False)():
-        raise InvalidInputError(f"device {device!r} is not available on this machine", argument="device")
+        raise InvalidInputError(
+            f"device {device!r} is not available on this machine", argument="device"
+        )
     if torch_device.type == "cuda":
         if (torch_device.index or 0) >= torch.cuda.device_count():
             raise InvalidInputError(
@@ -168,10 +172,14 @@ def _input_batches(data: object, *, batch_size: int) -> Iterable[torch.Tensor]:
     if isinstance(data, DataLoader):
         return (_batch_input(batch) for batch in data)
     if not (isinstance(batch_size, int) and not isinstance(batch_size, bool) and batch_size > 0):
-        raise InvalidInputError(f"batch_size must be an integer > 0, got {batch_size!r}", argument="batch_size")
+        raise InvalidInputError(
+            f"batch_size must be an integer > 0, got {batch_size!r}", argument="batch_size"
+        )
     if isinstance(data, np.ndarray):
         if data.dtype == object or not (np.issubdtype(data.dtype, np.number) or data.dtype == bool):
-            raise InvalidInputError(f"data must be numeric, got dtype {data.dtype}", argument="data")
+            raise InvalidInputError(
+                f"data must be numeric, got dtype {data.dtype}", argument="data"
+            )
         data = torch.from_numpy(np.ascontiguousarray(data))
         if data.is_floating_point():
             data = data.to(torch.float32)
@@ -192,7 +200,8 @@ def _batch_input(batch: object) -> torch.Tensor:
     elif isinstance(batch, dict):
         if _INPUT_KEY not in batch:
             raise InvalidInputError(
-                f"dict batches must hold the key {_INPUT_KEY!r}, got keys {sorted(batch)}", argument="data"
+                f"dict batches must hold the key {_INPUT_KEY!r}, got keys {sorted(batch)}",
+                argument="data",
             )
         batch = batch[_INPUT_KEY]
     if not isinstance(batch, torch.Tensor):

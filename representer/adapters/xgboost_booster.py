@@ -12,9 +12,9 @@ In both, the bias is the booster's base margin, and Θ†φ̃(x) equals
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from enum import Enum
-import re
 from pathlib import Path
 
 import numpy as np
@@ -67,7 +67,7 @@ class BoosterEmbedding:
     @classmethod
     def from_booster(
         cls, booster: xgb.Booster, *, embedding: Embedding = Embedding.TREE_MARGINS
-    ) -> "BoosterEmbedding":
+    ) -> BoosterEmbedding:
         """Write ``booster`` as features + linear head.
 
         Parameters
@@ -109,11 +109,14 @@ class BoosterEmbedding:
     def leaf_ids(self, inputs: object) -> np.ndarray:
         """The leaf node id each used tree sends every row to, shape (n, T) int64."""
         matrix = self._dmatrix(inputs)
-        leaves = self.booster.predict(matrix, pred_leaf=True, iteration_range=(0, self.trees.num_rounds))
+        leaves = self.booster.predict(
+            matrix, pred_leaf=True, iteration_range=(0, self.trees.num_rounds)
+        )
         leaves = np.asarray(leaves, dtype=np.int64).reshape(matrix.num_row(), self.trees.num_trees)
         if not np.all(self.trees.is_leaf[np.arange(self.trees.num_trees), leaves]):  # (n, T)
             raise InvalidInputError(
-                "the booster sent rows to nodes its JSON model does not mark as leaves", argument="booster"
+                "the booster sent rows to nodes its JSON model does not mark as leaves",
+                argument="booster",
             )
         return leaves
 
@@ -201,7 +204,9 @@ def _checked(make_matrix) -> xgb.DMatrix:
     try:
         return make_matrix()
     except (xgb.core.XGBoostError, ValueError, TypeError) as error:
-        raise InvalidInputError(f"inputs cannot be read by the booster: {_reason(error)}", argument="inputs") from None
+        raise InvalidInputError(
+            f"inputs cannot be read by the booster: {_reason(error)}", argument="inputs"
+        ) from None
 
 
 def _tree_margins_head(trees: TreeTable) -> LinearHead:
@@ -222,9 +227,9 @@ def _leaf_onehot_head(trees: TreeTable, leaf_columns: np.ndarray) -> LinearHead:
     """W[c, column of (j, leaf)] = leaf value when tree j serves class c, shape (k_out, D)."""
     tree_of_leaf, node_of_leaf = np.nonzero(trees.is_leaf)  # row-major, matches _leaf_columns
     weights = np.zeros((trees.num_outputs, tree_of_leaf.size), dtype=np.float64)
-    weights[trees.tree_groups[tree_of_leaf], leaf_columns[tree_of_leaf, node_of_leaf]] = trees.leaf_values[
-        tree_of_leaf, node_of_leaf
-    ]
+    weights[trees.tree_groups[tree_of_leaf], leaf_columns[tree_of_leaf, node_of_leaf]] = (
+        trees.leaf_values[tree_of_leaf, node_of_leaf]
+    )
     return LinearHead(weights=weights, bias=trees.base_margin)
 
 

@@ -43,7 +43,9 @@ def parse_base_score(text: str) -> np.ndarray:
     """
     values = np.array([float(token) for token in _NUMBER.findall(str(text))], dtype=np.float64)
     if values.size == 0 or not np.all(np.isfinite(values)):
-        raise InvalidInputError(f"cannot read the booster's base_score {text!r}", argument="booster")
+        raise InvalidInputError(
+            f"cannot read the booster's base_score {text!r}", argument="booster"
+        )
     return values
 
 
@@ -85,11 +87,12 @@ class TreeTable:
         return int(self.tree_groups.shape[0])
 
     @classmethod
-    def from_booster(cls, booster: xgb.Booster) -> "TreeTable":
+    def from_booster(cls, booster: xgb.Booster) -> TreeTable:
         """Read the tree table of a trained ``gbtree`` booster (see the class docstring)."""
         if not isinstance(booster, xgb.Booster):
             raise InvalidInputError(
-                f"booster must be an xgboost.Booster, got {type(booster).__name__}", argument="booster"
+                f"booster must be an xgboost.Booster, got {type(booster).__name__}",
+                argument="booster",
             )
         config = json.loads(booster.save_config())["learner"]
         model = json.loads(booster.save_raw(raw_format="json"))["learner"]
@@ -97,7 +100,9 @@ class TreeTable:
         model_param = config["learner_model_param"]
         if int(model_param.get("num_target", "1")) > 1:
             raise InvalidInputError("multi-target boosters are not supported", argument="booster")
-        num_outputs = int(model_param.get("num_class", "0")) if objective != Objective.BINARY_LOGISTIC else 1
+        num_outputs = (
+            int(model_param.get("num_class", "0")) if objective != Objective.BINARY_LOGISTIC else 1
+        )
         trees_model = model["gradient_booster"]["model"]
         num_rounds, num_used = _rounds_and_trees_used(booster, trees_model, num_outputs)
         trees = trees_model["trees"][:num_used]
@@ -127,18 +132,23 @@ def _objective(config: dict) -> Objective:
     except ValueError:
         supported = ", ".join(objective.value for objective in Objective)
         raise InvalidInputError(
-            f"booster objective {name!r} is not supported; supported: {supported}", argument="booster"
+            f"booster objective {name!r} is not supported; supported: {supported}",
+            argument="booster",
         ) from None
 
 
-def _rounds_and_trees_used(booster: xgb.Booster, trees_model: dict, num_outputs: int) -> tuple[int, int]:
+def _rounds_and_trees_used(
+    booster: xgb.Booster, trees_model: dict, num_outputs: int
+) -> tuple[int, int]:
     """Boosting rounds used (best_iteration + 1 when set) and how many leading trees they hold."""
     num_trees = len(trees_model["trees"])
     total_rounds = booster.num_boosted_rounds()
     if num_trees == 0 or total_rounds == 0:
         raise InvalidInputError("the booster holds no trees: train it first", argument="booster")
     best_iteration = booster.attr("best_iteration")
-    num_rounds = total_rounds if best_iteration is None else min(int(best_iteration) + 1, total_rounds)
+    num_rounds = (
+        total_rounds if best_iteration is None else min(int(best_iteration) + 1, total_rounds)
+    )
     indptr = trees_model.get("iteration_indptr")
     if indptr and len(indptr) == total_rounds + 1:
         num_used = int(indptr[num_rounds])
@@ -166,7 +176,9 @@ def _leaf_tables(trees: list[dict]) -> tuple[np.ndarray, np.ndarray]:
                 argument="booster",
             )
         left = np.asarray(tree["left_children"], dtype=np.int64)
-        leaves = (left == _NO_CHILD) & _reachable(left, np.asarray(tree["right_children"], dtype=np.int64))
+        leaves = (left == _NO_CHILD) & _reachable(
+            left, np.asarray(tree["right_children"], dtype=np.int64)
+        )
         values = np.asarray(tree["split_conditions"], dtype=np.float64)
         is_leaf[index, : leaves.size] = leaves
         leaf_values[index, : leaves.size] = np.where(leaves, values, 0.0)

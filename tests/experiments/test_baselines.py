@@ -18,7 +18,9 @@ def test_cleanlab_ranks_confidently_wrong_labels_first_and_covers_every_point():
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 2, size=200)
     confidence = rng.uniform(0.7, 0.95, size=200)
-    probabilities = np.where(labels[:, None] == np.arange(2), confidence[:, None], 1 - confidence[:, None])
+    probabilities = np.where(
+        labels[:, None] == np.arange(2), confidence[:, None], 1 - confidence[:, None]
+    )
     wrong = np.array([5, 17, 42, 99])
     labels[wrong] = 1 - labels[wrong]  # the model disagrees confidently with these labels
     ranking = cleanlab_ranking(labels, probabilities)
@@ -38,17 +40,23 @@ def test_sample_test_points_takes_each_predicted_class():
 
 
 def test_dead_feature_columns_are_dropped_without_changing_any_logit():
+    from experiments.tasks.base import without_dead_features
     from representer import LinearHead
 
-    from experiments.tasks.base import without_dead_features
-
     rng = np.random.default_rng(2)
-    train, test = rng.normal(size=(30, 5)).astype(np.float32), rng.normal(size=(7, 5)).astype(np.float32)
+    train, test = (
+        rng.normal(size=(30, 5)).astype(np.float32),
+        rng.normal(size=(7, 5)).astype(np.float32),
+    )
     train[:, 3] = 0.0
     test[:, 3] = 0.0
     train[:, 1] = 0.0  # zero on train only: kept, the test logits depend on it
     head = LinearHead(rng.normal(size=(1, 5)), np.array([0.3]))
     registration = without_dead_features(head, train, test)
     assert registration.dropped_features == 1 and registration.train_features.shape == (30, 4)
-    np.testing.assert_allclose(registration.head.logits(registration.test_features), head.logits(test), atol=1e-6)
-    np.testing.assert_allclose(registration.head.logits(registration.train_features), head.logits(train), atol=1e-6)
+    np.testing.assert_allclose(
+        registration.head.logits(registration.test_features), head.logits(test), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        registration.head.logits(registration.train_features), head.logits(train), atol=1e-6
+    )

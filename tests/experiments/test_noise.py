@@ -24,7 +24,9 @@ def test_found_curve_of_a_perfect_and_of_a_worst_ranking():
     flipped[[3, 7, 11, 15]] = True
     perfect = np.concatenate([np.flatnonzero(flipped), np.flatnonzero(~flipped)])
     fractions = np.array([0.0, 0.1, 0.2, 0.5, 1.0])
-    np.testing.assert_allclose(found_curve(perfect, flipped, fractions), [0, 0.5, 1, 1, 1], atol=EXACT)
+    np.testing.assert_allclose(
+        found_curve(perfect, flipped, fractions), [0, 0.5, 1, 1, 1], atol=EXACT
+    )
     worst = perfect[::-1]
     np.testing.assert_allclose(found_curve(worst, flipped, fractions), [0, 0, 0, 0, 1], atol=EXACT)
 

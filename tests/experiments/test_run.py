@@ -33,10 +33,20 @@ CHECKED_20, CHECKED_40 = 4, 8  # indices of 20% and 40% in the 5%-step found-cur
 def quick_results(tmp_path_factory):
     root = tmp_path_factory.mktemp("experiments")
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # as `python -m experiments.run`; the server process takes the other core
+    torch.set_num_threads(
+        1
+    )  # as `python -m experiments.run`; the server process takes the other core
     try:
-        results = {task: run_task(task, Mode.QUICK, ("debugging", "explanations"), backend_kind=BackendKind.SERVICE,
-                                  root=root) for task in TaskName}
+        results = {
+            task: run_task(
+                task,
+                Mode.QUICK,
+                ("debugging", "explanations"),
+                backend_kind=BackendKind.SERVICE,
+                root=root,
+            )
+            for task in TaskName
+        }
     finally:
         torch.set_num_threads(threads)
     return root, results, write_report(Mode.QUICK, root=root)
@@ -56,7 +66,9 @@ def test_found_curves_are_complete_and_lje_beats_random(quick_results, task):
     assert lje[CHECKED_20] > random[CHECKED_20]
     assert lje[CHECKED_40] > random[CHECKED_40]
     accuracy = debugging["summary"]["accuracy"]
-    assert all(len(curve["mean"]) == len(debugging["retrain_checkpoints"]) for curve in accuracy.values())
+    assert all(
+        len(curve["mean"]) == len(debugging["retrain_checkpoints"]) for curve in accuracy.values()
+    )
     assert all(0.5 <= value <= 1.0 for curve in accuracy.values() for value in curve["mean"])
 
 
@@ -78,7 +90,9 @@ def test_readable_explanations_carry_the_records_the_service_sent(quick_results,
     for table in readable:
         for method, points in table["methods"].items():
             assert len(points) == 3, method
-            assert all(isinstance(point["record"], dict) and point["record"] for point in points), method
+            assert all(isinstance(point["record"], dict) and point["record"] for point in points), (
+                method
+            )
 
 
 def test_report_figures_and_json_are_written_without_nan(quick_results):

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 import pytest
-
 from backing_services import fresh_postgres_database, unavailable
 from service_processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port
 
@@ -46,7 +45,9 @@ def _claim_redis_database(token: str):
     for index in REDIS_DB_INDICES:
         connection = redis.Redis.from_url(f"{REDIS_BASE_URL}/{index}", socket_connect_timeout=3)
         if connection.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_TTL_S):
-            stale = [key for key in connection.scan_iter(count=1000) if key != REDIS_CLAIM_KEY.encode()]
+            stale = [
+                key for key in connection.scan_iter(count=1000) if key != REDIS_CLAIM_KEY.encode()
+            ]
             if stale:
                 connection.delete(*stale)
             return index, connection
@@ -109,7 +110,9 @@ def embedded_backend(tmp_path) -> Iterator[Backend]:
 def embedded_server(embedded_backend) -> ServiceProcess:
     """``rps serve`` (embedded) on a free port, healthy."""
     port = free_port()
-    server = embedded_backend.spawn("serve", "serve", "--host", "127.0.0.1", "--port", str(port), port=port)
+    server = embedded_backend.spawn(
+        "serve", "serve", "--host", "127.0.0.1", "--port", str(port), port=port
+    )
     return server.wait_healthy()
 
 

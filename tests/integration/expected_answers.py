@@ -45,7 +45,9 @@ class LinearProblem:
         return representer.LinearHead(self.weights, self.bias)
 
 
-def make_linear_problem(*, seed: int, n_train: int, n_test: int, dim: int, num_classes: int) -> LinearProblem:
+def make_linear_problem(
+    *, seed: int, n_train: int, n_test: int, dim: int, num_classes: int
+) -> LinearProblem:
     """Gaussian clusters, 5 % of labels flipped, and a head trained on them.
 
     The head is trained by plain gradient descent on the cross-entropy: it fits the data
@@ -58,15 +60,22 @@ def make_linear_problem(*, seed: int, n_train: int, n_test: int, dim: int, num_c
     features = (centres[labels] + rng.normal(size=(n_train + n_test, dim))).astype(np.float32)
     flipped = rng.random(labels.shape) < 0.05
     labels = np.where(flipped, (labels + 1) % num_classes, labels).astype(np.int64)
-    weights, bias = _train_head(features[:n_train].astype(np.float64), labels[:n_train], num_classes)
+    weights, bias = _train_head(
+        features[:n_train].astype(np.float64), labels[:n_train], num_classes
+    )
     return LinearProblem(
-        weights=weights, bias=bias,
-        train_features=features[:n_train], train_labels=labels[:n_train],
-        test_features=features[n_train:], test_labels=labels[n_train:],
+        weights=weights,
+        bias=bias,
+        train_features=features[:n_train],
+        train_labels=labels[:n_train],
+        test_features=features[n_train:],
+        test_labels=labels[n_train:],
     )
 
 
-def _train_head(features: np.ndarray, labels: np.ndarray, num_classes: int, *, steps: int = 200, lr: float = 0.5):
+def _train_head(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, steps: int = 200, lr: float = 0.5
+):
     n, dim = features.shape
     outputs = 1 if num_classes == 2 else num_classes
     weights = np.zeros((outputs, dim))
@@ -92,10 +101,14 @@ def head_accuracy(head, features, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def fitted_states(head, train_features, train_labels, methods) -> dict[str, representer.FittedState]:
+def fitted_states(
+    head, train_features, train_labels, methods
+) -> dict[str, representer.FittedState]:
     """``representer.fit`` for each method with its default settings (what the spec asks)."""
     return {
-        method: representer.fit(head, train_features, train_labels, method=representer.Method(method))
+        method: representer.fit(
+            head, train_features, train_labels, method=representer.Method(method)
+        )
         for method in methods
     }
 
@@ -119,24 +132,51 @@ def assert_explanation_matches(body: dict, state, train_features, test_row, *, k
         np.testing.assert_allclose(got, ranked[: len(items)], rtol=CONTRIBUTION_RTOL, atol=atol)
         assert [item["rank"] for item in items] == list(range(1, len(items) + 1))
     decomposition = body["decomposition"]
-    np.testing.assert_allclose(decomposition["sum_of_contributions"], expected.sum(),
-                               rtol=CONTRIBUTION_RTOL, atol=atol * np.sqrt(expected.size))
+    np.testing.assert_allclose(
+        decomposition["sum_of_contributions"],
+        expected.sum(),
+        rtol=CONTRIBUTION_RTOL,
+        atol=atol * np.sqrt(expected.size),
+    )
     # and the engine's own top-k explanation of the same row says the same
-    [engine] = representer.explain(state, train_features, np.asarray(test_row)[None, :], target=[target],
-                                   top_k=len(body["positive"]))
-    np.testing.assert_allclose([item["contribution"] for item in body["positive"]], engine.positive_contributions,
-                               rtol=CONTRIBUTION_RTOL, atol=atol)
-    np.testing.assert_allclose([item["contribution"] for item in body["negative"]],
-                               engine.negative_contributions[: len(body["negative"])], rtol=CONTRIBUTION_RTOL, atol=atol)
-    np.testing.assert_allclose(decomposition["model_output"], engine.model_output, rtol=CONTRIBUTION_RTOL, atol=atol)
-    np.testing.assert_allclose(decomposition["residual"], engine.residual, rtol=CONTRIBUTION_RTOL,
-                               atol=atol * np.sqrt(expected.size))
+    [engine] = representer.explain(
+        state,
+        train_features,
+        np.asarray(test_row)[None, :],
+        target=[target],
+        top_k=len(body["positive"]),
+    )
+    np.testing.assert_allclose(
+        [item["contribution"] for item in body["positive"]],
+        engine.positive_contributions,
+        rtol=CONTRIBUTION_RTOL,
+        atol=atol,
+    )
+    np.testing.assert_allclose(
+        [item["contribution"] for item in body["negative"]],
+        engine.negative_contributions[: len(body["negative"])],
+        rtol=CONTRIBUTION_RTOL,
+        atol=atol,
+    )
+    np.testing.assert_allclose(
+        decomposition["model_output"], engine.model_output, rtol=CONTRIBUTION_RTOL, atol=atol
+    )
+    np.testing.assert_allclose(
+        decomposition["residual"],
+        engine.residual,
+        rtol=CONTRIBUTION_RTOL,
+        atol=atol * np.sqrt(expected.size),
+    )
 
 
 def assert_prediction_matches(body: dict, head, test_row) -> None:
     """The logits the service reports are the head's on ``test_row`` (d,)."""
-    np.testing.assert_allclose(body["prediction"]["logits"], head.logits(np.asarray(test_row)[None, :])[0],
-                               atol=LOGIT_ATOL, rtol=1e-5)
+    np.testing.assert_allclose(
+        body["prediction"]["logits"],
+        head.logits(np.asarray(test_row)[None, :])[0],
+        atol=LOGIT_ATOL,
+        rtol=1e-5,
+    )
 
 
 def assert_suspicious_matches(body: dict, state, *, n_train: int) -> None:
@@ -149,5 +189,7 @@ def assert_suspicious_matches(body: dict, state, *, n_train: int) -> None:
     expected = np.asarray(state.self_scores, dtype=np.float64)
     atol = CONTRIBUTION_ATOL_FRACTION * float(np.abs(expected).max()) + 1e-12
     np.testing.assert_allclose(scores, expected[indices], rtol=CONTRIBUTION_RTOL, atol=atol)
-    np.testing.assert_allclose(scores, np.sort(expected)[::-1][: len(items)], rtol=CONTRIBUTION_RTOL, atol=atol)
+    np.testing.assert_allclose(
+        scores, np.sort(expected)[::-1][: len(items)], rtol=CONTRIBUTION_RTOL, atol=atol
+    )
     assert np.all(np.diff(scores) <= atol)

@@ -5,6 +5,7 @@ Used by ``conftest.py``'s fixtures and by the tests that start extra processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -20,8 +21,15 @@ import pytest
 from rps.client import Client, WaitTimeoutError
 
 __all__ = [
-    "RPS_SCRIPT", "REPO_ROOT", "Backend", "ServiceProcess", "clean_env", "free_port",
-    "start_api", "start_worker", "wait_ready_while_alive",
+    "RPS_SCRIPT",
+    "REPO_ROOT",
+    "Backend",
+    "ServiceProcess",
+    "clean_env",
+    "free_port",
+    "start_api",
+    "start_worker",
+    "wait_ready_while_alive",
 ]
 
 STARTUP_TIMEOUT_S = 90.0
@@ -49,11 +57,15 @@ class ServiceProcess:
     popen: subprocess.Popen | None = None
     base_url: str | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         log = self.log_path.open("ab")
         self.popen = subprocess.Popen(
-            self.argv, env=self.env, cwd=self.env.get("RPS_DATA_DIR", REPO_ROOT),
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            self.argv,
+            env=self.env,
+            cwd=self.env.get("RPS_DATA_DIR", REPO_ROOT),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         log.close()
         return self
@@ -69,7 +81,7 @@ class ServiceProcess:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return text[-LOG_TAIL_CHARS:]
 
-    def wait_healthy(self, *, timeout: float = STARTUP_TIMEOUT_S) -> "ServiceProcess":
+    def wait_healthy(self, *, timeout: float = STARTUP_TIMEOUT_S) -> ServiceProcess:
         """Poll ``GET /healthz`` until it answers 200; fail with the log if the process dies."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -96,10 +108,8 @@ class ServiceProcess:
         try:
             if self.alive():
                 os.killpg(self.popen.pid, signal.SIGTERM)
-                try:
+                with contextlib.suppress(subprocess.TimeoutExpired):
                     self.popen.wait(timeout=STOP_TIMEOUT_S)
-                except subprocess.TimeoutExpired:
-                    pass
             os.killpg(self.popen.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
@@ -114,11 +124,16 @@ class Backend:
     data_dir: Path
     processes: list[ServiceProcess] = field(default_factory=list)
 
-    def spawn(self, name: str, *arguments: str, port: int | None = None, extra_env: dict | None = None) -> ServiceProcess:
+    def spawn(
+        self, name: str, *arguments: str, port: int | None = None, extra_env: dict | None = None
+    ) -> ServiceProcess:
         """Start ``rps <arguments>``; with ``port`` the process is an HTTP server on it."""
         env = {**self.env, **(extra_env or {})}
         process = ServiceProcess(
-            name=name, argv=[str(RPS_SCRIPT), *arguments], env=env, log_path=self.data_dir / f"{name}.log"
+            name=name,
+            argv=[str(RPS_SCRIPT), *arguments],
+            env=env,
+            log_path=self.data_dir / f"{name}.log",
         )
         if port is not None:
             process.base_url = f"http://127.0.0.1:{port}"
@@ -128,8 +143,12 @@ class Backend:
     def run(self, *arguments: str, timeout: float = 120.0) -> subprocess.CompletedProcess:
         """Run ``rps <arguments>`` to completion in this environment."""
         return subprocess.run(
-            [str(RPS_SCRIPT), *arguments], env=self.env, cwd=self.data_dir,
-            capture_output=True, text=True, timeout=timeout,
+            [str(RPS_SCRIPT), *arguments],
+            env=self.env,
+            cwd=self.data_dir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
 
     def stop_all(self) -> None:
@@ -139,17 +158,26 @@ class Backend:
 
 def clean_env(data_dir: Path) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("RPS_")}
-    env.update(PYTHONUNBUFFERED="1", RPS_DATA_DIR=str(data_dir), RPS_ENV="development", RPS_LOG_LEVEL="INFO")
+    env.update(
+        PYTHONUNBUFFERED="1",
+        RPS_DATA_DIR=str(data_dir),
+        RPS_ENV="development",
+        RPS_LOG_LEVEL="INFO",
+    )
     # two cores shared by everyone: keep each process's BLAS to one thread
     env.setdefault("OMP_NUM_THREADS", "1")
     env.setdefault("MKL_NUM_THREADS", "1")
     return env
 
 
-def start_api(backend: Backend, name: str = "api", *, extra_env: dict | None = None) -> ServiceProcess:
+def start_api(
+    backend: Backend, name: str = "api", *, extra_env: dict | None = None
+) -> ServiceProcess:
     """An API process (no jobs run in it: Redis is set) on a free port, healthy."""
     port = free_port()
-    process = backend.spawn(name, "serve", "--host", "127.0.0.1", "--port", str(port), port=port, extra_env=extra_env)
+    process = backend.spawn(
+        name, "serve", "--host", "127.0.0.1", "--port", str(port), port=port, extra_env=extra_env
+    )
     return process.wait_healthy()
 
 
@@ -159,17 +187,26 @@ def start_worker(backend: Backend, name: str, *, queues: str = "default") -> Ser
 
 
 def wait_ready_while_alive(
-    client: Client, model_id: str, *, processes: list[ServiceProcess], timeout: float, check_every: float = 5.0
+    client: Client,
+    model_id: str,
+    *,
+    processes: list[ServiceProcess],
+    timeout: float,
+    check_every: float = 5.0,
 ) -> dict:
     """``client.wait_ready``, failing at once (with the log) if one of ``processes`` dies meanwhile."""
     deadline = time.monotonic() + timeout
     while True:
         remaining = deadline - time.monotonic()
         try:
-            return client.wait_ready(model_id, timeout=max(0.0, min(check_every, remaining)), progress=False)
+            return client.wait_ready(
+                model_id, timeout=max(0.0, min(check_every, remaining)), progress=False
+            )
         except WaitTimeoutError:
             for process in processes:
                 if not process.alive():
-                    pytest.fail(f"{process.name} died while model {model_id} waited:\n{process.log_tail()}")
+                    pytest.fail(
+                        f"{process.name} died while model {model_id} waited:\n{process.log_tail()}"
+                    )
             if remaining <= check_every:
                 raise

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from service_processes import free_port
 
 from rps.client import Client, ModelFailedError, ServiceError, _build_spec, _npy_part
-from service_processes import free_port
 
 
 @pytest.fixture
@@ -20,7 +20,9 @@ def offline_client():
 
 
 def test_labels_travel_as_int64_npy_without_pickles():
-    name, (filename, payload, _media) = _npy_part("train_labels", np.array([0.0, 1.0, 2.0]), integer=True)
+    name, (filename, payload, _media) = _npy_part(
+        "train_labels", np.array([0.0, 1.0, 2.0]), integer=True
+    )
     labels = np.load(io.BytesIO(payload), allow_pickle=False)
     assert (name, filename) == ("train_labels", "train_labels.npy")
     assert labels.dtype == np.int64 and labels.tolist() == [0, 1, 2]
@@ -54,19 +56,36 @@ def test_explain_takes_exactly_one_source(offline_client):
 
 
 def test_service_error_names_each_field_problem():
-    problem = {"type": "about:blank", "title": "Unprocessable Entity", "status": 422, "detail": "bad arrays",
-               "errors": [{"field": "train_labels", "message": "values must be in 0..2"},
-                          {"loc": ["body", "spec", "kind"], "msg": "field required"}]}
+    problem = {
+        "type": "about:blank",
+        "title": "Unprocessable Entity",
+        "status": 422,
+        "detail": "bad arrays",
+        "errors": [
+            {"field": "train_labels", "message": "values must be in 0..2"},
+            {"loc": ["body", "spec", "kind"], "msg": "field required"},
+        ],
+    }
     error = ServiceError(422, problem)
     assert error.status == 422 and error.problem == problem
     lines = str(error).splitlines()
-    assert lines == ["422 Unprocessable Entity: bad arrays", "  - train_labels: values must be in 0..2",
-                     "  - body.spec.kind: field required"]
+    assert lines == [
+        "422 Unprocessable Entity: bad arrays",
+        "  - train_labels: values must be in 0..2",
+        "  - body.spec.kind: field required",
+    ]
 
 
 def test_model_failed_error_carries_the_jobs_problem():
-    model = {"id": "m", "status": "failed",
-             "error": {"title": "Precompute rejected the model", "status": 422, "detail": "raise `damping`"}}
+    model = {
+        "id": "m",
+        "status": "failed",
+        "error": {
+            "title": "Precompute rejected the model",
+            "status": 422,
+            "detail": "raise `damping`",
+        },
+    }
     error = ModelFailedError(model)
     assert isinstance(error, ServiceError) and error.status == 422
     assert error.model == model and "raise `damping`" in str(error)
@@ -74,9 +93,22 @@ def test_model_failed_error_carries_the_jobs_problem():
 
 
 def test_method_settings_go_into_the_spec():
-    spec = json.loads(_build_spec(
-        "linear", name="m", class_names=None, methods=["lje", "influence"],
-        lje={"lr": 1e-3, "weight_layout": "kernel"}, l2=None, influence={"damping": 0.01}, extra={},
-    ))
-    assert spec == {"kind": "linear", "name": "m", "methods": ["lje", "influence"],
-                    "lje": {"lr": 1e-3, "weight_layout": "kernel"}, "influence": {"damping": 0.01}}
+    spec = json.loads(
+        _build_spec(
+            "linear",
+            name="m",
+            class_names=None,
+            methods=["lje", "influence"],
+            lje={"lr": 1e-3, "weight_layout": "kernel"},
+            l2=None,
+            influence={"damping": 0.01},
+            extra={},
+        )
+    )
+    assert spec == {
+        "kind": "linear",
+        "name": "m",
+        "methods": ["lje", "influence"],
+        "lje": {"lr": 1e-3, "weight_layout": "kernel"},
+        "influence": {"damping": 0.01},
+    }

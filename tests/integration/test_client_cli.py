@@ -10,7 +10,6 @@ import httpx
 import numpy as np
 import pytest
 import xgboost
-
 from expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
@@ -18,9 +17,10 @@ from expected_answers import (
     fitted_states,
     make_linear_problem,
 )
+from service_processes import RPS_SCRIPT, free_port
+
 from rps.client import Client, ModelFailedError, ServiceError
 from rps.demo import DEMO_NAME, load_demo_data, train_demo_booster
-from service_processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -37,11 +37,17 @@ def problem():
 def _register(client: Client, problem, *, methods=("lje",), name="client-test"):
     n_train, n_test = len(problem.train_labels), len(problem.test_labels)
     return client.register_linear(
-        problem.weights, problem.bias, problem.train_features, problem.train_labels,
-        name=name, class_names=["a", "b", "c"], methods=list(methods),
+        problem.weights,
+        problem.bias,
+        problem.train_features,
+        problem.train_labels,
+        name=name,
+        class_names=["a", "b", "c"],
+        methods=list(methods),
         train_ids=[f"tr-{i}" for i in range(n_train)],
         train_records=[{"row": i} for i in range(n_train)],
-        test_features=problem.test_features, test_labels=problem.test_labels,
+        test_features=problem.test_features,
+        test_labels=problem.test_labels,
         test_ids=[f"te-{i}" for i in range(n_test)],
     )
 
@@ -54,26 +60,39 @@ def test_client_registers_explains_and_deletes(embedded_server, problem):
         assert queued["status"] in ("queued", "running", "ready")
         ready = client.wait_ready(queued["id"], timeout=READY_TIMEOUT_S, progress=False)
         assert ready["status"] == "ready" and ready["progress"] == pytest.approx(1.0)
-        assert (ready["n_train"], ready["n_test"], ready["feature_dim"], ready["num_classes"]) == (240, 12, 6, 3)
+        assert (ready["n_train"], ready["n_test"], ready["feature_dim"], ready["num_classes"]) == (
+            240,
+            12,
+            6,
+            3,
+        )
         assert any(model["id"] == queued["id"] for model in client.list_models())
 
         for method in methods:
             body = client.explain(queued["id"], test_id="te-3", k=TOP_K, method=method)
             assert body["test_id"] == "te-3" and body["method"] == method
             assert_prediction_matches(body, problem.head, problem.test_features[3])
-            assert_explanation_matches(body, states[method], problem.train_features, problem.test_features[3], k=TOP_K)
+            assert_explanation_matches(
+                body, states[method], problem.train_features, problem.test_features[3], k=TOP_K
+            )
             first = body["positive"][0]
             assert first["train_id"] == f"tr-{first['train_index']}"
             assert first["record"] == {"row": first["train_index"]}
             assert first["label"] == problem.train_labels[first["train_index"]]
 
-        submitted = client.explain(queued["id"], features=problem.test_features[:2], k=TOP_K, target=1)
+        submitted = client.explain(
+            queued["id"], features=problem.test_features[:2], k=TOP_K, target=1
+        )
         assert len(submitted) == 2
         for row, body in enumerate(submitted):
             assert body["target_class"] == 1
-            assert_explanation_matches(body, states["lje"], problem.train_features, problem.test_features[row], k=TOP_K)
+            assert_explanation_matches(
+                body, states["lje"], problem.train_features, problem.test_features[row], k=TOP_K
+            )
 
-        assert_suspicious_matches(client.suspicious(queued["id"], limit=20), states["lje"], n_train=240)
+        assert_suspicious_matches(
+            client.suspicious(queued["id"], limit=20), states["lje"], n_train=240
+        )
 
         client.delete_model(queued["id"])
         with pytest.raises(ServiceError) as missing:
@@ -87,7 +106,9 @@ def test_client_raises_service_error_with_the_problem_body(embedded_server, prob
     bad_labels[0] = 7  # out of range for 3 classes
     with Client(embedded_server.base_url) as client:
         with pytest.raises(ServiceError) as rejected:
-            client.register_linear(problem.weights, problem.bias, problem.train_features, bad_labels)
+            client.register_linear(
+                problem.weights, problem.bias, problem.train_features, bad_labels
+            )
         assert rejected.value.status == 422
         assert "train_labels" in json.dumps(rejected.value.problem)
         assert client.list_models() == []
@@ -99,14 +120,19 @@ def test_client_raises_service_error_with_the_problem_body(embedded_server, prob
 def _rps(server, *arguments: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [str(RPS_SCRIPT), *arguments, "--url", server.base_url],
-        capture_output=True, text=True, timeout=READY_TIMEOUT_S,
+        capture_output=True,
+        text=True,
+        timeout=READY_TIMEOUT_S,
     )
 
 
 def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, tmp_path):
     arrays = {
-        "weights": problem.weights, "bias": problem.bias, "train_features": problem.train_features,
-        "train_labels": problem.train_labels, "test_features": problem.test_features,
+        "weights": problem.weights,
+        "bias": problem.bias,
+        "train_features": problem.train_features,
+        "train_labels": problem.train_labels,
+        "test_features": problem.test_features,
         "test_labels": problem.test_labels,
     }
     for name, array in arrays.items():
@@ -126,7 +152,9 @@ def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, t
     explained = _rps(embedded_server, "explain", model["id"], "--test-id", "2", "-k", "3", "--json")
     assert explained.returncode == 0, explained.stderr
     body = json.loads(explained.stdout)
-    state = fitted_states(problem.head, problem.train_features, problem.train_labels, ["lje"])["lje"]
+    state = fitted_states(problem.head, problem.train_features, problem.train_labels, ["lje"])[
+        "lje"
+    ]
     assert_explanation_matches(body, state, problem.train_features, problem.test_features[2], k=3)
 
     table = _rps(embedded_server, "explain", model["id"], "--test-id", "2", "-k", "3")
@@ -143,29 +171,38 @@ def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, t
 
 def test_serve_demo_becomes_ready_and_explains(embedded_backend):
     port = free_port()
-    server = embedded_backend.spawn("serve-demo", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
-                                    port=port).wait_healthy()
+    server = embedded_backend.spawn(
+        "serve-demo", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo", port=port
+    ).wait_healthy()
     with Client(server.base_url) as client:
         model = _wait_for_demo(client, server)
         assert model["kind"] == "xgboost" and sorted(model["methods"]) == ["influence", "l2", "lje"]
         demo = load_demo_data()
-        assert (model["n_train"], model["n_test"]) == (len(demo.train_labels), len(demo.test_labels))
+        assert (model["n_train"], model["n_test"]) == (
+            len(demo.train_labels),
+            len(demo.test_labels),
+        )
         test_id = demo.test_ids[0]
-        answer = httpx.get(f"{server.base_url}/explain", params={"model_id": model["id"], "test_id": test_id, "k": 5})
+        answer = httpx.get(
+            f"{server.base_url}/explain",
+            params={"model_id": model["id"], "test_id": test_id, "k": 5},
+        )
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert len(body["positive"]) == 5 and len(body["negative"]) == 5
         assert set(body["positive"][0]["record"]) == set(demo.feature_names)
         decomposition = body["decomposition"]
         assert decomposition["residual"] == pytest.approx(
-            decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6)
+            decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6
+        )
     assert "curl" in server.log_tail() and model["id"] in server.log_tail()
 
     # a restart on the same data directory keeps the one demo model instead of adding another
     server.stop()
     port = free_port()
-    again = embedded_backend.spawn("serve-demo-again", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo",
-                                   port=port).wait_healthy()
+    again = embedded_backend.spawn(
+        "serve-demo-again", "serve", "--host", "127.0.0.1", "--port", str(port), "--demo", port=port
+    ).wait_healthy()
     with Client(again.base_url) as client:
         _wait_for_log(again, "already registered")
         demos = [entry for entry in client.list_models() if entry["name"] == DEMO_NAME]
@@ -189,7 +226,9 @@ def _wait_for_demo(client: Client, server) -> dict:
             return demos[0]
         assert not demos or demos[0]["status"] != "failed", demos[0].get("error")
         time.sleep(0.5)
-    pytest.fail(f"the demo model was not ready within {DEMO_READY_TIMEOUT_S:g} s:\n{server.log_tail()}")
+    pytest.fail(
+        f"the demo model was not ready within {DEMO_READY_TIMEOUT_S:g} s:\n{server.log_tail()}"
+    )
 
 
 def test_wait_ready_raises_the_recorded_problem_of_a_failed_job(embedded_server):
@@ -198,7 +237,9 @@ def test_wait_ready_raises_the_recorded_problem_of_a_failed_job(embedded_server)
     features = rng.standard_normal((6, 20)).astype(np.float32)
     labels = np.array([0, 1, 0, 1, 1, 0])
     with Client(embedded_server.base_url) as client:
-        model = client.register_linear(rng.standard_normal((1, 20)), None, features, labels, methods=["influence"])
+        model = client.register_linear(
+            rng.standard_normal((1, 20)), None, features, labels, methods=["influence"]
+        )
         with pytest.raises(ModelFailedError) as failed:
             client.wait_ready(model["id"], timeout=READY_TIMEOUT_S, progress=False)
         assert failed.value.model["status"] == "failed"
@@ -219,23 +260,41 @@ def test_cli_registers_an_xgboost_booster(embedded_server, tmp_path):
     (tmp_path / "train_ids.json").write_text(json.dumps(demo.train_ids))
 
     registered = _rps(
-        embedded_server, "register", f"--booster={tmp_path / 'booster.ubj'}",
-        f"--train-inputs={tmp_path / 'train_inputs.npy'}", f"--train-labels={tmp_path / 'train_labels.npy'}",
-        f"--train-ids={tmp_path / 'train_ids.json'}", "--name=cli-xgb", "--class-names=malignant,benign",
+        embedded_server,
+        "register",
+        f"--booster={tmp_path / 'booster.ubj'}",
+        f"--train-inputs={tmp_path / 'train_inputs.npy'}",
+        f"--train-labels={tmp_path / 'train_labels.npy'}",
+        f"--train-ids={tmp_path / 'train_ids.json'}",
+        "--name=cli-xgb",
+        "--class-names=malignant,benign",
         # one-hot leaves of a tree sum to one, like the bias column: the Hessian needs damping
-        "--embedding=leaf_onehot", "--lje-damping=1e-3", "--wait", "--json",
+        "--embedding=leaf_onehot",
+        "--lje-damping=1e-3",
+        "--wait",
+        "--json",
     )
     assert registered.returncode == 0, registered.stderr
     model = json.loads(registered.stdout)
-    assert (model["kind"], model["status"], model["n_train"]) == ("xgboost", "ready", len(demo.train_labels))
+    assert (model["kind"], model["status"], model["n_train"]) == (
+        "xgboost",
+        "ready",
+        len(demo.train_labels),
+    )
     assert model["class_names"] == ["malignant", "benign"]
 
-    explained = _rps(embedded_server, "explain", model["id"], f"--inputs={tmp_path / 'test_inputs.npy'}", "--json")
+    explained = _rps(
+        embedded_server,
+        "explain",
+        model["id"],
+        f"--inputs={tmp_path / 'test_inputs.npy'}",
+        "--json",
+    )
     assert explained.returncode == 0, explained.stderr
     bodies = json.loads(explained.stdout)
     assert len(bodies) == 5
     margins = booster.predict(xgboost.DMatrix(demo.test_inputs[:5]), output_margin=True)  # (5,)
-    for body, margin in zip(bodies, margins):
+    for body, margin in zip(bodies, margins, strict=False):
         assert body["prediction"]["logits"][0] == pytest.approx(float(margin), abs=1e-4)
         assert body["positive"][0]["train_id"] in set(demo.train_ids)
 
@@ -247,8 +306,13 @@ def test_list_models_follows_the_pages(embedded_server, monkeypatch):
     rng = np.random.default_rng(5)
     with Client(embedded_server.base_url) as client:
         registered = [
-            client.register_linear(rng.standard_normal((1, 3)), None, rng.standard_normal((20, 3)),
-                                   np.arange(20) % 2, name=f"page-{index}")["id"]
+            client.register_linear(
+                rng.standard_normal((1, 3)),
+                None,
+                rng.standard_normal((20, 3)),
+                np.arange(20) % 2,
+                name=f"page-{index}",
+            )["id"]
             for index in range(5)
         ]
         assert sorted(model["id"] for model in client.list_models()) == sorted(registered)

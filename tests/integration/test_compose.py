@@ -21,7 +21,13 @@ from rps.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("api", "worker", "gpu-worker")
-REQUIRED_VARIABLES = ("RPS_DATABASE_URL", "RPS_REDIS_URL", "RPS_DATA_DIR", "RPS_ENV", "RPS_API_KEYS")
+REQUIRED_VARIABLES = (
+    "RPS_DATABASE_URL",
+    "RPS_REDIS_URL",
+    "RPS_DATA_DIR",
+    "RPS_ENV",
+    "RPS_API_KEYS",
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +67,9 @@ def test_every_rps_variable_is_a_settings_field(compose):
         variables = _environment(compose["services"][name])
         for variable in variables:
             if variable.startswith(prefix):
-                assert variable in fields, f"{name}: {variable} is not a Settings field ({sorted(fields)})"
+                assert variable in fields, (
+                    f"{name}: {variable} is not a Settings field ({sorted(fields)})"
+                )
         for variable in REQUIRED_VARIABLES:
             assert variable in variables, f"{name} does not set {variable}"
 
@@ -76,8 +84,11 @@ def test_compose_environment_validates_as_settings(compose):
     prefix = _env_prefix()
     for name in APP_SERVICES:
         variables = _environment(compose["services"][name])
-        values = {variable[len(prefix):].lower(): _interpolated(value)
-                  for variable, value in variables.items() if variable.startswith(prefix)}
+        values = {
+            variable[len(prefix) :].lower(): _interpolated(value)
+            for variable, value in variables.items()
+            if variable.startswith(prefix)
+        }
         settings = Settings(**values)  # runs the production checks (no SQLite, keys parse)
         assert settings.env.value == "production"
         assert settings.env_api_keys == {"sample-key": "tenant"}
@@ -108,7 +119,10 @@ def test_app_services_share_one_artifact_volume_at_the_data_dir(compose):
 def test_gpu_worker_reserves_an_nvidia_device_and_listens_on_gpu(compose):
     service = compose["services"]["gpu-worker"]
     devices = service["deploy"]["resources"]["reservations"]["devices"]
-    assert any(device.get("driver") == "nvidia" and "gpu" in device.get("capabilities", []) for device in devices)
+    assert any(
+        device.get("driver") == "nvidia" and "gpu" in device.get("capabilities", [])
+        for device in devices
+    )
     command = service["command"]
     assert command[0] == "worker" and command[command.index("--queues") + 1] == "gpu"
     assert _environment(service)["RPS_DEVICE"].startswith("cuda")
@@ -119,7 +133,10 @@ def test_gpu_worker_reserves_an_nvidia_device_and_listens_on_gpu(compose):
 def _rps_help(*arguments: str) -> subprocess.CompletedProcess:
     code = "import sys; from rps.cli import main; sys.exit(main())"
     return subprocess.run(
-        [sys.executable, "-c", code, *arguments, "--help"], capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", code, *arguments, "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 
@@ -131,7 +148,9 @@ def test_compose_commands_are_real_rps_subcommands(compose):
         flags = [argument for argument in command if argument.startswith("--")]
         words = command[: command.index(flags[0])] if flags else command
         answer = _rps_help(*words)
-        assert answer.returncode == 0, f"{name}: `rps {' '.join(words)} --help` failed: {answer.stderr[-500:]}"
+        assert answer.returncode == 0, (
+            f"{name}: `rps {' '.join(words)} --help` failed: {answer.stderr[-500:]}"
+        )
         for flag in flags:
             assert flag in answer.stdout, f"{name}: `rps {' '.join(words)}` has no option {flag}"
 
@@ -141,7 +160,9 @@ def test_dockerfile_installs_torch_pinned_to_pyproject(dockerfile):
     [pinned] = [dep for dep in pyproject["project"]["dependencies"] if dep.startswith("torch")]
     version = pinned.split("==")[1]
     assert re.search(rf"ARG TORCH_VERSION={re.escape(version)}\s", dockerfile)
-    assert re.search(r'pip install --index-url "\$\{TORCH_INDEX\}" "torch==\$\{TORCH_VERSION\}"', dockerfile)
+    assert re.search(
+        r'pip install --index-url "\$\{TORCH_INDEX\}" "torch==\$\{TORCH_VERSION\}"', dockerfile
+    )
     assert "ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu" in dockerfile
     assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", dockerfile, re.MULTILINE)
 
@@ -150,7 +171,9 @@ def test_dockerfile_copies_every_package_and_runs_unprivileged(dockerfile):
     pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
     for pattern in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
         package = pattern.rstrip("*")
-        assert re.search(rf"^COPY {package} ", dockerfile, re.MULTILINE), f"Dockerfile does not copy {package}/"
+        assert re.search(rf"^COPY {package} ", dockerfile, re.MULTILINE), (
+            f"Dockerfile does not copy {package}/"
+        )
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["rps"]' in dockerfile

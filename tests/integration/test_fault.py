@@ -12,10 +12,15 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-
-from expected_answers import assert_explanation_matches, assert_suspicious_matches, fitted_states, make_linear_problem
-from rps.client import Client, ServiceError
+from expected_answers import (
+    assert_explanation_matches,
+    assert_suspicious_matches,
+    fitted_states,
+    make_linear_problem,
+)
 from service_processes import start_api, start_worker, wait_ready_while_alive
+
+from rps.client import Client, ServiceError
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 
@@ -41,7 +46,7 @@ class StatusWatcher:
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
 
-    def start(self) -> "StatusWatcher":
+    def start(self) -> StatusWatcher:
         self._thread = threading.Thread(target=self._watch, name="status-watcher", daemon=True)
         self._thread.start()
         return self
@@ -55,7 +60,9 @@ class StatusWatcher:
             while not self._stop.is_set():
                 try:
                     self._check_once(client)
-                except Exception as error:  # recorded, so the test reports it instead of a silent thread
+                except (
+                    Exception
+                ) as error:  # recorded, so the test reports it instead of a silent thread
                     self.violations.append(f"{type(error).__name__}: {error}")
                 time.sleep(POLL_INTERVAL_S)
 
@@ -71,7 +78,9 @@ class StatusWatcher:
                 self.violations.append(f"ready but explain returned a partial answer: {body}")
             suspicious = client.suspicious(self.model_id, limit=3)
             if suspicious["total"] != self.n_train or len(suspicious["items"]) != 3:
-                self.violations.append(f"ready but suspicious is partial: total={suspicious['total']}")
+                self.violations.append(
+                    f"ready but suspicious is partial: total={suspicious['total']}"
+                )
             return
         if status == "failed":
             self.violations.append(f"the model failed: {model.get('error')}")
@@ -80,7 +89,9 @@ class StatusWatcher:
             client.explain(self.model_id, test_id="0", k=TOP_K)
         except ServiceError as error:
             if error.status != 409:
-                self.violations.append(f"explain on a {status} model answered {error.status}, not 409")
+                self.violations.append(
+                    f"explain on a {status} model answered {error.status}, not 409"
+                )
             return
         # 200: fine only if the model became ready between the two requests
         now = client.get_model(self.model_id)["status"]
@@ -106,29 +117,42 @@ def test_sigkilled_worker_job_is_finished_by_another_worker(production_backend):
 
     with Client(api.base_url) as client:
         model = client.register_linear(
-            problem.weights, problem.bias, problem.train_features, problem.train_labels,
-            name="fault", methods=list(METHODS),
-            test_features=problem.test_features, test_labels=problem.test_labels,
+            problem.weights,
+            problem.bias,
+            problem.train_features,
+            problem.train_labels,
+            name="fault",
+            methods=list(METHODS),
+            test_features=problem.test_features,
+            test_labels=problem.test_labels,
         )
-        watcher = StatusWatcher(api.base_url, model["id"], n_train=len(problem.train_labels)).start()
+        watcher = StatusWatcher(
+            api.base_url, model["id"], n_train=len(problem.train_labels)
+        ).start()
         try:
             running = _wait_until_running(client, model["id"])
             assert running["attempts"] == 1, running
             time.sleep(1.0)  # well inside the precompute
             before_kill = client.get_model(model["id"])
-            assert before_kill["status"] == "running", f"the job ended before the kill: {before_kill}"
+            assert before_kill["status"] == "running", (
+                f"the job ended before the kill: {before_kill}"
+            )
             doomed.kill()
             assert not doomed.alive()
             assert client.get_model(model["id"])["status"] != "ready"
 
             rescuer = start_worker(production_backend, "worker-rescuer")
-            ready = wait_ready_while_alive(client, model["id"], processes=[api, rescuer], timeout=READY_TIMEOUT_S)
+            ready = wait_ready_while_alive(
+                client, model["id"], processes=[api, rescuer], timeout=READY_TIMEOUT_S
+            )
             time.sleep(3 * POLL_INTERVAL_S)  # let the watcher check the ready model too
         finally:
             watcher.stop()
 
-        story = (f"statuses {watcher.statuses}, attempts seen {sorted(set(watcher.attempts_seen))}\n"
-                 f"killed worker:\n{doomed.log_tail()[-1500:]}\nrescuer:\n{rescuer.log_tail()[-1500:]}")
+        story = (
+            f"statuses {watcher.statuses}, attempts seen {sorted(set(watcher.attempts_seen))}\n"
+            f"killed worker:\n{doomed.log_tail()[-1500:]}\nrescuer:\n{rescuer.log_tail()[-1500:]}"
+        )
         assert watcher.violations == [], story
         assert "running" in watcher.statuses and watcher.statuses[-1] == "ready", story
         assert "ready" not in watcher.statuses[:-1], story
@@ -139,6 +163,11 @@ def test_sigkilled_worker_job_is_finished_by_another_worker(production_backend):
         states = fitted_states(problem.head, problem.train_features, problem.train_labels, METHODS)
         for method in METHODS:
             body = client.explain(model["id"], test_id="1", k=TOP_K, method=method)
-            assert_explanation_matches(body, states[method], problem.train_features, problem.test_features[1], k=TOP_K)
-            assert_suspicious_matches(client.suspicious(model["id"], method=method, limit=10), states[method],
-                                      n_train=len(problem.train_labels))
+            assert_explanation_matches(
+                body, states[method], problem.train_features, problem.test_features[1], k=TOP_K
+            )
+            assert_suspicious_matches(
+                client.suspicious(model["id"], method=method, limit=10),
+                states[method],
+                n_train=len(problem.train_labels),
+            )

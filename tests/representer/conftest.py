@@ -62,8 +62,10 @@ def brute_hessian(theta: np.ndarray, features: np.ndarray) -> np.ndarray:
     phi = augment(features)
     size = theta.size
     hessian = np.zeros((size, size))
-    for p, x in zip(probs, phi):
-        curvature = np.array([[p[0] * (1 - p[0])]]) if theta.shape[0] == 1 else np.diag(p) - np.outer(p, p)
+    for p, x in zip(probs, phi, strict=False):
+        curvature = (
+            np.array([[p[0] * (1 - p[0])]]) if theta.shape[0] == 1 else np.diag(p) - np.outer(p, p)
+        )
         hessian += np.kron(curvature, np.outer(x, x))
     return hessian / features.shape[0]
 
@@ -80,7 +82,9 @@ def newton_mle(features: np.ndarray, labels: np.ndarray, num_outputs: int) -> np
     raise AssertionError("reference Newton fit did not converge")
 
 
-def make_problem(num_outputs: int, *, n: int = 120, d: int = 4, m: int = 5, seed: int = 0) -> Problem:
+def make_problem(
+    num_outputs: int, *, n: int = 120, d: int = 4, m: int = 5, seed: int = 0
+) -> Problem:
     rng = np.random.default_rng(seed)
     train = rng.normal(size=(n, d))
     test = rng.normal(size=(m, d))

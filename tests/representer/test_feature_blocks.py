@@ -27,7 +27,9 @@ def test_product_applies_the_bias_row():
     assert single.dtype == np.float64
     np.testing.assert_allclose(single, expected, rtol=FLOAT32_RTOL, atol=FLOAT32_RTOL)
     integers = np.arange(12).reshape(4, 3)
-    np.testing.assert_allclose(augmented_product(integers, np.ones((4, 1))), integers.sum(axis=1, keepdims=True) + 1)
+    np.testing.assert_allclose(
+        augmented_product(integers, np.ones((4, 1))), integers.sum(axis=1, keepdims=True) + 1
+    )
 
 
 def test_read_only_memmaps_are_used_without_the_not_writable_warning(tmp_path):
@@ -40,18 +42,30 @@ def test_read_only_memmaps_are_used_without_the_not_writable_warning(tmp_path):
     features = rng.normal(size=(60, 4)).astype(np.float32)
     weights = rng.normal(size=(3, 4))
     labels = (features @ weights.T).argmax(axis=1).astype(np.int64)
-    for name, array in {"features": features, "labels": labels, "weights": weights, "bias": np.zeros(3)}.items():
+    for name, array in {
+        "features": features,
+        "labels": labels,
+        "weights": weights,
+        "bias": np.zeros(3),
+    }.items():
         np.save(tmp_path / f"{name}.npy", array)
-    mapped = {name: np.load(tmp_path / f"{name}.npy", mmap_mode="r") for name in ("features", "labels", "weights", "bias")}
+    mapped = {
+        name: np.load(tmp_path / f"{name}.npy", mmap_mode="r")
+        for name in ("features", "labels", "weights", "bias")
+    }
     assert not mapped["labels"].flags.writeable
     head = LinearHead(mapped["weights"], mapped["bias"])
     warn_always = torch._C._get_warnAlways()
-    torch._C._set_warnAlways(True)  # torch warns once per process otherwise; an earlier test may have used it up
+    torch._C._set_warnAlways(
+        True
+    )  # torch warns once per process otherwise; an earlier test may have used it up
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             for method in Method:
-                fit(head, mapped["features"], mapped["labels"], method=method).save(tmp_path / method.value)
+                fit(head, mapped["features"], mapped["labels"], method=method).save(
+                    tmp_path / method.value
+                )
                 state = FittedState.load(tmp_path / method.value)  # as the service opens it
                 explain(state, mapped["features"], mapped["features"][:3], top_k=2)
     finally:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from conftest import brute_hessian, mean_gradient, probabilities, targets
 from scipy.optimize import approx_fprime
 
-from conftest import brute_hessian, mean_gradient, probabilities, targets
 from representer import LinearHead, LJEConfig, SingularSystemError, fit
 from representer.hessian import factorize_hessian
 from representer.training_pass import run_training_pass
@@ -29,8 +29,12 @@ def mean_loss(theta_flat, features, labels, num_outputs):
 
 def training_pass(problem, theta):
     return run_training_pass(
-        problem.train_features, problem.train_labels, theta,
-        device=torch.device("cpu"), with_hessian=True, progress=lambda fraction: None,
+        problem.train_features,
+        problem.train_labels,
+        theta,
+        device=torch.device("cpu"),
+        with_hessian=True,
+        progress=lambda fraction: None,
     )
 
 
@@ -38,10 +42,19 @@ def test_gradient_matches_finite_differences(problem):
     theta = problem.perturbed_head.theta
     result = training_pass(problem, theta)
     numeric = approx_fprime(
-        theta.reshape(-1), mean_loss, 1e-7, problem.train_features, problem.train_labels, problem.num_outputs
+        theta.reshape(-1),
+        mean_loss,
+        1e-7,
+        problem.train_features,
+        problem.train_labels,
+        problem.num_outputs,
     )
-    np.testing.assert_allclose(result.mean_gradient.numpy().reshape(-1), numeric, rtol=FD_GRADIENT_RTOL, atol=1e-7)
-    residuals = probabilities(theta, problem.train_features) - targets(problem.train_labels, problem.num_outputs)
+    np.testing.assert_allclose(
+        result.mean_gradient.numpy().reshape(-1), numeric, rtol=FD_GRADIENT_RTOL, atol=1e-7
+    )
+    residuals = probabilities(theta, problem.train_features) - targets(
+        problem.train_labels, problem.num_outputs
+    )
     np.testing.assert_allclose(result.residuals, residuals, atol=1e-15)
 
 
@@ -51,7 +64,11 @@ def test_hessian_matches_finite_differences_of_the_gradient(problem):
     x, y = problem.train_features, problem.train_labels
     numeric = np.stack(
         [
-            approx_fprime(theta.reshape(-1), lambda flat: mean_gradient(flat.reshape(theta.shape), x, y).reshape(-1)[j], 1e-7)
+            approx_fprime(
+                theta.reshape(-1),
+                lambda flat, j=j: mean_gradient(flat.reshape(theta.shape), x, y).reshape(-1)[j],
+                1e-7,
+            )
             for j in range(theta.size)
         ]
     )
@@ -65,14 +82,20 @@ def test_coupled_solve_equals_pseudo_inverse_on_zero_class_sum(multiclass_proble
     theta = problem.perturbed_head.theta
     result = training_pass(problem, theta)
     pinv = np.linalg.pinv(brute_hessian(theta, problem.train_features), rcond=1e-12)
-    factor = factorize_hessian(result.hessian.clone(), num_outputs=3, damping=0.0, second_moment=result.second_moment)
+    factor = factorize_hessian(
+        result.hessian.clone(), num_outputs=3, damping=0.0, second_moment=result.second_moment
+    )
     rng = np.random.default_rng(3)
     rhs = rng.normal(size=(4, 3, theta.shape[1]))
     rhs -= rhs.mean(axis=1, keepdims=True)  # zero class-sum
     rhs = rhs.reshape(4, -1)
-    np.testing.assert_allclose(factor.solve(torch.as_tensor(rhs)).numpy(), rhs @ pinv, atol=SOLVE_ATOL)
+    np.testing.assert_allclose(
+        factor.solve(torch.as_tensor(rhs)).numpy(), rhs @ pinv, atol=SOLVE_ATOL
+    )
     whitened = factor.whiten(torch.as_tensor(rhs)).numpy()
-    np.testing.assert_allclose((whitened**2).sum(axis=1), np.einsum("ij,jk,ik->i", rhs, pinv, rhs), rtol=1e-9)
+    np.testing.assert_allclose(
+        (whitened**2).sum(axis=1), np.einsum("ij,jk,ik->i", rhs, pinv, rhs), rtol=1e-9
+    )
     inverse = factor.inverse().numpy()
     np.testing.assert_array_equal(inverse, inverse.T)
     np.testing.assert_allclose(rhs @ inverse, rhs @ pinv, atol=SOLVE_ATOL)

@@ -41,7 +41,11 @@ def fit_errors(problem):
 
 def test_fit_names_every_bad_argument(multiclass_problem):
     problem = multiclass_problem
-    base = dict(head=problem.perturbed_head, train_features=problem.train_features, train_labels=problem.train_labels)
+    base = dict(
+        head=problem.perturbed_head,
+        train_features=problem.train_features,
+        train_labels=problem.train_labels,
+    )
     for change, argument in fit_errors(problem):
         if change.get("device") == "cuda:0" and torch.cuda.is_available():
             continue
@@ -83,7 +87,10 @@ def test_queries_name_every_bad_argument(fitted):
     problem, state = fitted
     # The kernel form reads the training features; a NaN there shows in its result.
     kernel_state = fit(
-        problem.perturbed_head, problem.train_features, problem.train_labels, config=LJEConfig(weight_layout="kernel")
+        problem.perturbed_head,
+        problem.train_features,
+        problem.train_labels,
+        config=LJEConfig(weight_layout="kernel"),
     )
     x, t = problem.train_features, problem.test_features
     nan_test = t.copy()
@@ -95,12 +102,18 @@ def test_queries_name_every_bad_argument(fitted):
         (lambda: contributions("state", x, t, target_classes=targets), "state"),
         (lambda: contributions(state, x[:-1], t, target_classes=targets), "train_features"),
         (lambda: contributions(state, x[:, :2], t, target_classes=targets), "train_features"),
-        (lambda: contributions(kernel_state, nan_train, t, target_classes=targets), "train_features"),
+        (
+            lambda: contributions(kernel_state, nan_train, t, target_classes=targets),
+            "train_features",
+        ),
         (lambda: contributions(state, x, t[:, :2], target_classes=targets), "test_features"),
         (lambda: contributions(state, x, nan_test, target_classes=targets), "test_features"),
         (lambda: contributions(state, x, t, target_classes=targets[:-1]), "target_classes"),
         (lambda: contributions(state, x, t, target_classes=targets + 3), "target_classes"),
-        (lambda: contributions(state, x, t, target_classes=targets.astype(float)), "target_classes"),
+        (
+            lambda: contributions(state, x, t, target_classes=targets.astype(float)),
+            "target_classes",
+        ),
         (lambda: explain(state, x, t, target="observed"), "target"),
         (lambda: explain(state, x, t, target=5), "target"),
         (lambda: explain(state, x, t, target=[0, 1]), "target"),
@@ -118,7 +131,9 @@ def test_queries_name_every_bad_argument(fitted):
 def test_empty_query_and_large_top_k(fitted):
     problem, state = fitted
     x = problem.train_features
-    empty = contributions(state, x, np.empty((0, x.shape[1])), target_classes=np.empty(0, dtype=int))
+    empty = contributions(
+        state, x, np.empty((0, x.shape[1])), target_classes=np.empty(0, dtype=int)
+    )
     assert empty.shape == (0, len(x))
     [explanation] = explain(state, x, problem.test_features[:1], top_k=10 * len(x))
     assert sorted(explanation.positive_indices) == list(range(len(x)))

@@ -12,17 +12,18 @@ from __future__ import annotations
 
 import os
 import uuid
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
+from backing_services import fresh_postgres_database, unavailable
+from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready
 
 from app import create_app
-from backing_services import fresh_postgres_database, unavailable
 from app.main import check_startup
 from models_store import upgrade
 from rps.broker import make_broker
 from rps.settings import Settings
-from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready
 from workers import declare_actors, make_runner, start_worker
 
 REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
@@ -94,8 +95,13 @@ def service(request, tmp_path_factory) -> Iterator[Service]:
 
 @pytest.fixture(scope="session")
 def multiclass_model(service) -> ReadyModel:
-    spec = {"name": "three-class", "kind": "linear", "methods": ["lje", "l2", "influence"],
-            "class_names": ["a", "b", "c"], "lje": {"lr": 0.01}}
+    spec = {
+        "name": "three-class",
+        "kind": "linear",
+        "methods": ["lje", "l2", "influence"],
+        "class_names": ["a", "b", "c"],
+        "lje": {"lr": 0.01},
+    }
     return register_ready(service, linear_problem(k=3), spec)
 
 

@@ -42,7 +42,9 @@ class Service:
 
     def client(self) -> httpx.AsyncClient:
         transport = httpx.ASGITransport(app=self.app, raise_app_exceptions=False)
-        return httpx.AsyncClient(transport=transport, base_url="http://testserver", headers=ALICE, timeout=60)
+        return httpx.AsyncClient(
+            transport=transport, base_url="http://testserver", headers=ALICE, timeout=60
+        )
 
     def artifact_files(self) -> list[Path]:
         root = self.settings.artifact_dir
@@ -61,23 +63,35 @@ class Service:
             return session.scalar(select(func.count()).select_from(Model))
 
 
-def linear_problem(*, n: int = 200, d: int = 8, k: int = 3, m: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+def linear_problem(
+    *, n: int = 200, d: int = 8, k: int = 3, m: int = 6, seed: int = 0
+) -> dict[str, np.ndarray]:
     """A small separable-ish problem with a trained-looking head (k=1: binary)."""
     rng = np.random.default_rng(seed)
     features = rng.normal(size=(n, d))
     weights = rng.normal(size=(k, d))
     bias = rng.normal(size=k) * 0.1
     logits = features @ weights.T + bias
-    labels = (logits[:, 0] > 0).astype(np.int64) if k == 1 else logits.argmax(axis=1).astype(np.int64)
+    labels = (
+        (logits[:, 0] > 0).astype(np.int64) if k == 1 else logits.argmax(axis=1).astype(np.int64)
+    )
     flip = rng.choice(n, size=n // 20, replace=False)  # a few wrong labels
     labels[flip] = (labels[flip] + 1) % (2 if k == 1 else k)
     test = rng.normal(size=(m, d))
     test_labels = rng.integers(0, 2 if k == 1 else k, size=m)
-    return {"weights": weights, "bias": bias, "train_features": features, "train_labels": labels,
-            "test_features": test, "test_labels": test_labels}
+    return {
+        "weights": weights,
+        "bias": bias,
+        "train_features": features,
+        "train_labels": labels,
+        "test_features": test,
+        "test_labels": test_labels,
+    }
 
 
-def linear_parts(problem: dict[str, np.ndarray], spec: dict[str, Any], **extra: Any) -> dict[str, Any]:
+def linear_parts(
+    problem: dict[str, np.ndarray], spec: dict[str, Any], **extra: Any
+) -> dict[str, Any]:
     """Multipart ``files=`` for httpx from a problem and a spec."""
     files: dict[str, Any] = {"spec": (None, json.dumps(spec))}
     for name, array in problem.items():
@@ -87,7 +101,9 @@ def linear_parts(problem: dict[str, np.ndarray], spec: dict[str, Any], **extra: 
     return files
 
 
-async def wait_ready(client: httpx.AsyncClient, model_id: str, *, timeout: float = READY_TIMEOUT_S) -> dict:
+async def wait_ready(
+    client: httpx.AsyncClient, model_id: str, *, timeout: float = READY_TIMEOUT_S
+) -> dict:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         body = (await client.get(f"/models/{model_id}")).json()
@@ -107,7 +123,9 @@ class ReadyModel:
     test_ids: list[str]
 
 
-def register_ready(service: Service, problem: dict[str, np.ndarray], spec: dict[str, Any]) -> ReadyModel:
+def register_ready(
+    service: Service, problem: dict[str, np.ndarray], spec: dict[str, Any]
+) -> ReadyModel:
     """Register through HTTP and wait until ready (from a sync fixture)."""
     n, m = len(problem["train_labels"]), len(problem["test_features"])
     train_ids = [f"tr-{i}" for i in range(n)]
@@ -116,7 +134,9 @@ def register_ready(service: Service, problem: dict[str, np.ndarray], spec: dict[
 
     async def go() -> ReadyModel:
         async with service.client() as client:
-            files = linear_parts(problem, spec, train_ids=train_ids, test_ids=test_ids, train_records=records)
+            files = linear_parts(
+                problem, spec, train_ids=train_ids, test_ids=test_ids, train_records=records
+            )
             response = await client.post("/models", files=files)
             assert response.status_code == 202, response.text
             status = await wait_ready(client, response.json()["id"])

@@ -29,6 +29,8 @@ def test_package_imports_respect_the_design(package):
     for path in sorted((REPO / package).rglob("*.py")):
         for name in imported_modules(path):
             top = name.split(".")[0]
-            if top in FORBIDDEN[package] or (top == "rps" and name not in ALLOWED_RPS and name != "rps"):
+            if top in FORBIDDEN[package] or (
+                top == "rps" and name not in ALLOWED_RPS and name != "rps"
+            ):
                 offending.append(f"{path.relative_to(REPO)} imports {name}")
     assert offending == []

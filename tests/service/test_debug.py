@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from service_helpers import BOB
 from sqlalchemy import select, text
 
 from models_store import Score, TrainPoint
 from representer import LinearHead, Method, fit
-from service_helpers import BOB
 
 SCORE_RTOL = 1e-6
 
@@ -28,7 +28,8 @@ def engine_self_scores(model, method: Method) -> np.ndarray:
 async def test_ranking_equals_engine(service, multiclass_model, method):
     async with service.client() as client:
         response = await client.get(
-            "/debug/suspicious", params={"model_id": multiclass_model.id, "method": method.value, "limit": 15}
+            "/debug/suspicious",
+            params={"model_id": multiclass_model.id, "method": method.value, "limit": 15},
         )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -36,7 +37,9 @@ async def test_ranking_equals_engine(service, multiclass_model, method):
     assert body["total"] == len(scores) and body["method"] == method.value
     items = body["items"]
     assert [item["rank"] for item in items] == list(range(1, 16))
-    np.testing.assert_allclose([item["score"] for item in items], np.sort(scores)[::-1][:15], rtol=SCORE_RTOL)
+    np.testing.assert_allclose(
+        [item["score"] for item in items], np.sort(scores)[::-1][:15], rtol=SCORE_RTOL
+    )
     got = [item["score"] for item in items]
     assert got == sorted(got, reverse=True)
     for item in items:
@@ -49,16 +52,29 @@ async def test_ranking_equals_engine(service, multiclass_model, method):
 
 async def test_pages_tile_the_ranking(service, multiclass_model):
     async with service.client() as client:
-        whole = (await client.get("/debug/suspicious", params={"model_id": multiclass_model.id, "limit": 30})).json()
+        whole = (
+            await client.get(
+                "/debug/suspicious", params={"model_id": multiclass_model.id, "limit": 30}
+            )
+        ).json()
         pages = [
-            (await client.get(
-                "/debug/suspicious", params={"model_id": multiclass_model.id, "limit": 10, "offset": offset})).json()
+            (
+                await client.get(
+                    "/debug/suspicious",
+                    params={"model_id": multiclass_model.id, "limit": 10, "offset": offset},
+                )
+            ).json()
             for offset in (0, 10, 20)
         ]
-        beyond = (await client.get(
-            "/debug/suspicious", params={"model_id": multiclass_model.id, "offset": 10_000})).json()
+        beyond = (
+            await client.get(
+                "/debug/suspicious", params={"model_id": multiclass_model.id, "offset": 10_000}
+            )
+        ).json()
     tiled = [item for page in pages for item in page["items"]]
-    assert [item["train_index"] for item in tiled] == [item["train_index"] for item in whole["items"]]
+    assert [item["train_index"] for item in tiled] == [
+        item["train_index"] for item in whole["items"]
+    ]
     assert [item["rank"] for item in tiled] == list(range(1, 31))
     assert beyond["items"] == [] and beyond["total"] == 200
 
@@ -74,16 +90,24 @@ async def test_pages_tile_the_ranking(service, multiclass_model):
 )
 async def test_suspicious_errors(service, multiclass_model, params, status, field):
     async with service.client() as client:
-        response = await client.get("/debug/suspicious", params={"model_id": multiclass_model.id, **params})
+        response = await client.get(
+            "/debug/suspicious", params={"model_id": multiclass_model.id, **params}
+        )
     assert response.status_code == status
     assert field in [error["field"] for error in response.json()["errors"]]
 
 
 async def test_suspicious_unknown_or_foreign_model(service, binary_model):
     async with service.client() as client:
-        assert (await client.get("/debug/suspicious", params={"model_id": "nope"})).status_code == 404
-        foreign = await client.get("/debug/suspicious", params={"model_id": binary_model.id}, headers=BOB)
-        not_computed = await client.get("/debug/suspicious", params={"model_id": binary_model.id, "method": "l2"})
+        assert (
+            await client.get("/debug/suspicious", params={"model_id": "nope"})
+        ).status_code == 404
+        foreign = await client.get(
+            "/debug/suspicious", params={"model_id": binary_model.id}, headers=BOB
+        )
+        not_computed = await client.get(
+            "/debug/suspicious", params={"model_id": binary_model.id, "method": "l2"}
+        )
     assert foreign.status_code == 404
     assert not_computed.status_code == 422
 
@@ -92,7 +116,10 @@ def test_ranking_query_is_served_by_the_index(service, multiclass_model):
     """The page query walks ix_scores_rank in order: no sort of all n scores."""
     query = (
         select(Score, TrainPoint)
-        .join(TrainPoint, (TrainPoint.model_id == Score.model_id) & (TrainPoint.train_index == Score.train_index))
+        .join(
+            TrainPoint,
+            (TrainPoint.model_id == Score.model_id) & (TrainPoint.train_index == Score.train_index),
+        )
         .where(Score.model_id == multiclass_model.id, Score.method == "lje")
         .order_by(Score.score.desc(), Score.train_index)
         .limit(10)
@@ -101,7 +128,9 @@ def test_ranking_query_is_served_by_the_index(service, multiclass_model):
     compiled = str(query.compile(engine, compile_kwargs={"literal_binds": True}))
     with engine.connect() as connection:
         if engine.dialect.name == "sqlite":
-            plan = " | ".join(row[3] for row in connection.execute(text("EXPLAIN QUERY PLAN " + compiled)))
+            plan = " | ".join(
+                row[3] for row in connection.execute(text("EXPLAIN QUERY PLAN " + compiled))
+            )
             assert "ix_scores_rank" in plan and "TEMP B-TREE" not in plan, plan
         else:
             connection.execute(text("SET LOCAL enable_seqscan = off"))

@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
+from service_helpers import linear_parts, linear_problem, npy_bytes
 
 from app.core.deps import MAX_OFFSET
-from service_helpers import linear_parts, linear_problem, npy_bytes
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 PROBLEM_JSON = "application/problem+json"
@@ -36,18 +36,30 @@ def hostile_registration(case: str) -> tuple[dict, dict]:
         "spec_nested_too_deeply": {"spec": json_text("[" * 100_000 + "]" * 100_000)},
         "records_nested_too_deeply": {"train_records": json_text("[" * 100_000 + "]" * 100_000)},
         # Stored fine, then every answer showing the record was a 500 (serialiser depth limit).
-        "records_nested_300_deep": {"train_records": json_text("[" + ",".join(["[" * 300 + "]" * 300] * n) + "]")},
+        "records_nested_300_deep": {
+            "train_records": json_text("[" + ",".join(["[" * 300 + "]" * 300] * n) + "]")
+        },
         "records_nan_token": {"train_records": json_text("[" + ",".join(["NaN"] * n) + "]")},
-        "records_infinity_token": {"train_records": json_text("[" + ",".join(['{"a": -Infinity}'] * n) + "]")},
-        "records_number_overflowing_float": {"train_records": json_text("[" + ",".join(['{"a": 1e999}'] * n) + "]")},
+        "records_infinity_token": {
+            "train_records": json_text("[" + ",".join(['{"a": -Infinity}'] * n) + "]")
+        },
+        "records_number_overflowing_float": {
+            "train_records": json_text("[" + ",".join(['{"a": 1e999}'] * n) + "]")
+        },
         "records_nul_character": {"train_records": json_text(json.dumps([{"text": "a\x00b"}] * n))},
         "ids_nul_character": {"train_ids": json_text(json.dumps([f"id\x00{i}" for i in range(n)]))},
-        "test_ids_lone_surrogate": {"test_ids": json_text(json.dumps([f"\ud800{i}" for i in range(3)]))},
+        "test_ids_lone_surrogate": {
+            "test_ids": json_text(json.dumps([f"\ud800{i}" for i in range(3)]))
+        },
         "ids_nan_token": {"train_ids": json_text("[NaN]")},
-        "spec_name_nul_character": {"spec": json_text(json.dumps({"kind": "linear", "name": "a\x00b"}))},
+        "spec_name_nul_character": {
+            "spec": json_text(json.dumps({"kind": "linear", "name": "a\x00b"}))
+        },
         # .npy rows finite as float64 but infinite once stored as float32.
         "features_beyond_float32": {"train_features": npy_part(features * 1e300)},
-        "test_features_beyond_float32": {"test_features": npy_part(problem["test_features"] * 1e300)},
+        "test_features_beyond_float32": {
+            "test_features": npy_part(problem["test_features"] * 1e300)
+        },
         # dtypes and shapes that must never reach the store.
         "weights_bool": {"weights": npy_part(weights > 0)},
         "weights_complex": {"weights": npy_part(weights.astype(np.complex128))},
@@ -109,7 +121,9 @@ async def test_hostile_registration_is_422_and_stores_nothing(service, case):
     parts, spec = hostile_registration(case)
     models_before, files_before = service.model_count(), set(service.artifact_files())
     async with service.client() as client:
-        response = await client.post("/models", files={**linear_parts(linear_problem(**SMALL), spec), **parts})
+        response = await client.post(
+            "/models", files={**linear_parts(linear_problem(**SMALL), spec), **parts}
+        )
     assert_problem(response, 422, HOSTILE_REGISTRATIONS[case], location="part")
     assert service.model_count() == models_before
     assert set(service.artifact_files()) == files_before
@@ -117,8 +131,14 @@ async def test_hostile_registration_is_422_and_stores_nothing(service, case):
 
 
 @pytest.mark.parametrize("target", ["²", "٣", "1.0", " 1", "99999999999999999999999"])
-async def test_explain_target_that_is_not_an_ascii_class_index_is_422(service, multiclass_model, target):
-    params = {"model_id": multiclass_model.id, "test_id": multiclass_model.test_ids[0], "target": target}
+async def test_explain_target_that_is_not_an_ascii_class_index_is_422(
+    service, multiclass_model, target
+):
+    params = {
+        "model_id": multiclass_model.id,
+        "test_id": multiclass_model.test_ids[0],
+        "target": target,
+    }
     async with service.client() as client:
         response = await client.get("/explain", params=params)
     assert_problem(response, 422, "target", location="query")
@@ -135,7 +155,9 @@ async def test_explain_target_that_is_not_an_ascii_class_index_is_422(service, m
     ],
     ids=["beyond_float32", "numeric_strings", "booleans", "target_true", "target_float"],
 )
-async def test_submitted_rows_that_are_not_float32_numbers_are_422(service, multiclass_model, change, field):
+async def test_submitted_rows_that_are_not_float32_numbers_are_422(
+    service, multiclass_model, change, field
+):
     async with service.client() as client:
         response = await client.post("/explain", json={"model_id": multiclass_model.id, **change})
     assert_problem(response, 422, field, location="body")
@@ -143,7 +165,12 @@ async def test_submitted_rows_that_are_not_float32_numbers_are_422(service, mult
 
 async def test_rows_whose_contributions_overflow_name_the_submitted_rows(service, multiclass_model):
     """3e38 fits float32, but L2's float32 products overflow: the rows are at fault, not the stored Φ."""
-    body = {"model_id": multiclass_model.id, "features": [[0.5] * 8, [3e38] * 8], "method": "l2", "target": 0}
+    body = {
+        "model_id": multiclass_model.id,
+        "features": [[0.5] * 8, [3e38] * 8],
+        "method": "l2",
+        "target": 0,
+    }
     async with service.client() as client:
         response = await client.post("/explain", json=body)
     problem = assert_problem(response, 422, "features", location="body")
@@ -151,9 +178,11 @@ async def test_rows_whose_contributions_overflow_name_the_submitted_rows(service
 
 
 async def test_deeply_nested_explain_body_is_a_4xx_problem(service, multiclass_model):
-    body = '{"model_id": "%s", "features": %s}' % (multiclass_model.id, "[" * 5000 + "]" * 5000)
+    body = f'{{"model_id": "{multiclass_model.id}", "features": {"[" * 5000 + "]" * 5000}}}'
     async with service.client() as client:
-        response = await client.post("/explain", content=body, headers={"content-type": "application/json"})
+        response = await client.post(
+            "/explain", content=body, headers={"content-type": "application/json"}
+        )
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"].startswith(PROBLEM_JSON)
 
@@ -162,19 +191,25 @@ async def test_deeply_nested_explain_body_is_a_4xx_problem(service, multiclass_m
 @pytest.mark.parametrize("offset", [str(MAX_OFFSET + 1), "99999999999999999999"])
 async def test_offset_beyond_a_64_bit_integer_is_422(service, multiclass_model, path, offset):
     async with service.client() as client:
-        response = await client.get(path, params={"model_id": multiclass_model.id, "offset": offset})
+        response = await client.get(
+            path, params={"model_id": multiclass_model.id, "offset": offset}
+        )
     assert_problem(response, 422, "offset", location="query")
 
 
 @pytest.mark.parametrize("path", ["/debug/suspicious", "/models"])
 async def test_largest_offset_is_an_empty_page(service, multiclass_model, path):
     async with service.client() as client:
-        response = await client.get(path, params={"model_id": multiclass_model.id, "offset": str(MAX_OFFSET)})
+        response = await client.get(
+            path, params={"model_id": multiclass_model.id, "offset": str(MAX_OFFSET)}
+        )
     assert response.status_code == 200, response.text
     assert response.json()["items"] == []
 
 
-@pytest.mark.parametrize("booster", [b"{}", b"[]", b"\x00\x01 not a model"], ids=["empty_object", "array", "binary"])
+@pytest.mark.parametrize(
+    "booster", [b"{}", b"[]", b"\x00\x01 not a model"], ids=["empty_object", "array", "binary"]
+)
 async def test_unreadable_booster_is_422_without_a_native_stack_trace(service, booster):
     rng = np.random.default_rng(0)
     files = {
@@ -187,22 +222,40 @@ async def test_unreadable_booster_is_422_without_a_native_stack_trace(service, b
     async with service.client() as client:
         response = await client.post("/models", files=files)
     body = assert_problem(response, 422, "booster", location="part")
-    assert "Stack trace" not in response.text and "[bt]" not in response.text and ".cc:" not in response.text, body
+    assert (
+        "Stack trace" not in response.text
+        and "[bt]" not in response.text
+        and ".cc:" not in response.text
+    ), body
     assert service.model_count() == models_before and service.upload_files() == []
 
 
-@pytest.mark.parametrize("model_id", ["a\x00b", "\x00", "\ud800", "☃", "x" * 5000], ids=["nul", "only_nul", "surrogate", "non_ascii", "long"])
+@pytest.mark.parametrize(
+    "model_id",
+    ["a\x00b", "\x00", "\ud800", "☃", "x" * 5000],
+    ids=["nul", "only_nul", "surrogate", "non_ascii", "long"],
+)
 async def test_model_ids_no_model_can_have_are_404_everywhere(service, model_id):
     """PostgreSQL refuses NUL in a query parameter: that was a 500 on every route taking an id."""
-    in_urls = "\ud800" not in model_id  # a lone surrogate cannot be encoded into a URL; JSON escapes it
+    in_urls = (
+        "\ud800" not in model_id
+    )  # a lone surrogate cannot be encoded into a URL; JSON escapes it
     body = json.dumps({"model_id": model_id, "features": [[0.0] * 8]})
     async with service.client() as client:
-        answers = {"POST /explain": await client.post("/explain", content=body, headers={"content-type": "application/json"})}
+        answers = {
+            "POST /explain": await client.post(
+                "/explain", content=body, headers={"content-type": "application/json"}
+            )
+        }
         if in_urls:
             path = f"/models/{quote(model_id, safe='')}"
             answers |= {
-                "GET /explain": await client.get("/explain", params={"model_id": model_id, "test_id": "0"}),
-                "GET /debug/suspicious": await client.get("/debug/suspicious", params={"model_id": model_id}),
+                "GET /explain": await client.get(
+                    "/explain", params={"model_id": model_id, "test_id": "0"}
+                ),
+                "GET /debug/suspicious": await client.get(
+                    "/debug/suspicious", params={"model_id": model_id}
+                ),
                 "GET /models/{id}": await client.get(path),
                 "DELETE /models/{id}": await client.delete(path),
             }

@@ -21,7 +21,11 @@ def schema_differences(url: str) -> list:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres"])
 def test_migrations_match_the_tables(backend, tmp_path, request):
-    url = f"sqlite:///{tmp_path / 'm.sqlite3'}" if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    url = (
+        f"sqlite:///{tmp_path / 'm.sqlite3'}"
+        if backend == "sqlite"
+        else request.getfixturevalue("postgres_url")
+    )
     upgrade(url)
     upgrade(url)  # idempotent: already at head
     assert schema_differences(url) == []
@@ -41,15 +45,24 @@ def test_processes_migrating_together_do_not_race(postgres_url):
 
     import psycopg
 
-    admin_url = postgres_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0] + "/postgres"
+    admin_url = (
+        postgres_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0]
+        + "/postgres"
+    )
     name = f"rps_test_race_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"')
         try:
             url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
             code = f"from models_store import upgrade; upgrade({url!r})"
-            processes = [subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)]
-            outcomes = [(process.wait(timeout=120), process.stderr.read().decode()[-300:]) for process in processes]
+            processes = [
+                subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
+                for _ in range(4)
+            ]
+            outcomes = [
+                (process.wait(timeout=120), process.stderr.read().decode()[-300:])
+                for process in processes
+            ]
             assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
             assert schema_differences(url) == []
         finally:

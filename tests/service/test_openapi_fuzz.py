@@ -14,7 +14,6 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402  (hypothesis comes with schemathesis)
 from hypothesis.errors import Unsatisfiable  # noqa: E402
-
 from service_helpers import ALICE  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 40
@@ -39,7 +38,9 @@ def _violation(response) -> str | None:
     return None
 
 
-@pytest.mark.filterwarnings("ignore::hypothesis.errors.HypothesisDeprecationWarning")  # from schemathesis itself
+@pytest.mark.filterwarnings(
+    "ignore::hypothesis.errors.HypothesisDeprecationWarning"
+)  # from schemathesis itself
 def test_generated_requests_never_break_the_error_contract(service, multiclass_model):
     schema = schemathesis.openapi.from_asgi("/openapi.json", service.app)
     use_ready_model = itertools.cycle([False, True])
@@ -50,7 +51,9 @@ def test_generated_requests_never_break_the_error_contract(service, multiclass_m
         @given(case=operation.as_strategy(mode))
         @FUZZ_SETTINGS
         def call(case) -> None:
-            if next(use_ready_model):  # the path id stays generated: DELETE must not hit the shared model
+            if next(
+                use_ready_model
+            ):  # the path id stays generated: DELETE must not hit the shared model
                 for container in (case.query, case.body):
                     if isinstance(container, dict) and "model_id" in container:
                         container["model_id"] = multiclass_model.id
@@ -58,7 +61,7 @@ def test_generated_requests_never_break_the_error_contract(service, multiclass_m
             problem = _violation(response)
             if problem is not None:
                 violations.append(
-                    f"{mode.value} {operation.label}: {problem}, {response.status_code}; "
+                    f"{mode.value} {operation.label}: {problem}, {response.status_code}; "  # noqa: B023
                     f"query={case.query!r} body={str(case.body)[:200]} -> {response.text[:300]}"
                 )
 

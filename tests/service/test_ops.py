@@ -9,9 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 from dramatiq.brokers.redis import RedisBroker
-from sqlalchemy import create_engine
-
 from service_helpers import linear_parts, linear_problem, wait_ready
+from sqlalchemy import create_engine
 
 
 async def test_healthz_and_readyz(service):
@@ -20,14 +19,19 @@ async def test_healthz_and_readyz(service):
         ready = await client.get("/readyz")
     assert health.status_code == 200 and health.json() == {"status": "ok"}
     assert ready.status_code == 200 and ready.json()["checks"] == {
-        "database": "ok", "broker": "ok", "artifact_store": "ok"}
+        "database": "ok",
+        "broker": "ok",
+        "artifact_store": "ok",
+    }
 
 
 @pytest.mark.parametrize("part", ["database", "broker", "artifact_store"])
 async def test_readyz_names_the_failing_part(service, monkeypatch, tmp_path, part):
     context = service.context
     if part == "database":
-        monkeypatch.setattr(context, "engine", create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none"))
+        monkeypatch.setattr(
+            context, "engine", create_engine("postgresql+psycopg://postgres@127.0.0.1:1/none")
+        )
     elif part == "broker":
         monkeypatch.setattr(context, "broker", RedisBroker(url="redis://127.0.0.1:1/0"))
     else:
@@ -44,7 +48,9 @@ async def test_readyz_names_the_failing_part(service, monkeypatch, tmp_path, par
 
 def metric_value(text: str, name: str, labels: dict[str, str]) -> float:
     for line in text.splitlines():
-        if line.startswith(name + "{") and all(f'{key}="{value}"' in line for key, value in labels.items()):
+        if line.startswith(name + "{") and all(
+            f'{key}="{value}"' in line for key, value in labels.items()
+        ):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"{name}{labels} not in metrics")
 
@@ -52,7 +58,9 @@ def metric_value(text: str, name: str, labels: dict[str, str]) -> float:
 async def test_metrics(service, multiclass_model):
     async with service.client() as client:
         for _ in range(3):
-            await client.get("/explain", params={"model_id": multiclass_model.id, "test_id": "te-0"})
+            await client.get(
+                "/explain", params={"model_id": multiclass_model.id, "test_id": "te-0"}
+            )
         response = await client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     text = response.text
@@ -67,7 +75,15 @@ async def test_openapi_and_docs(service):
     async with service.client() as client:
         schema = (await client.get("/openapi.json")).json()
         docs = await client.get("/docs")
-    for path in ("/models", "/models/{model_id}", "/explain", "/debug/suspicious", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/models",
+        "/models/{model_id}",
+        "/explain",
+        "/debug/suspicious",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in schema["paths"]
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
 
@@ -75,7 +91,11 @@ async def test_openapi_and_docs(service):
 async def test_unexpected_error_is_problem_500_without_trace(service):
     """A ready model whose result files vanished: a 500 problem, no stack trace."""
     async with service.client() as client:
-        created = (await client.post("/models", files=linear_parts(linear_problem(n=20, d=4, m=2), {"kind": "linear"}))).json()
+        created = (
+            await client.post(
+                "/models", files=linear_parts(linear_problem(n=20, d=4, m=2), {"kind": "linear"})
+            )
+        ).json()
         ready = await wait_ready(client, created["id"])
         assert ready["status"] == "ready"
         service.context.models.forget(created["id"])
@@ -124,4 +144,8 @@ async def test_engine_errors_share_the_422_shape():
         assert response.headers["content-type"].startswith("application/problem+json")
         body = response.json()
         assert set(body) == {"type", "title", "status", "detail", "errors"}
-        assert body["errors"][0]["field"] == field and set(body["errors"][0]) == {"field", "location", "message"}
+        assert body["errors"][0]["field"] == field and set(body["errors"][0]) == {
+            "field",
+            "location",
+            "message",
+        }

@@ -86,7 +86,11 @@ async def test_keys_create_then_auth_on(tmp_path, monkeypatch, capsys):
     app = create_app(settings)
     with app.state.context.sessions() as session:
         row = session.scalar(select(ApiKey))
-    assert row.tenant == "carol" and token not in (row.key_hash, row.prefix) and len(row.key_hash) == 64
+    assert (
+        row.tenant == "carol"
+        and token not in (row.key_hash, row.prefix)
+        and len(row.key_hash) == 64
+    )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         without = await client.get("/models")
@@ -98,7 +102,7 @@ async def test_keys_create_then_auth_on(tmp_path, monkeypatch, capsys):
 
 def test_cli_has_every_command():
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # noqa: SLF001
+    commands = parser._subparsers._group_actions[0].choices
     assert {"serve", "worker", "keys", "db", "jobs"} <= set(commands)
     assert parser.parse_args(["jobs", "requeue", "--running"]).running is True
     args = parser.parse_args(["worker", "--queues", "gpu", "--processes", "2", "--threads", "3"])

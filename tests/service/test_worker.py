@@ -8,17 +8,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from service_helpers import linear_parts, linear_problem, wait_ready
 from sqlalchemy import update
 
 from models_store import Job, Model
-from service_helpers import linear_parts, linear_problem, wait_ready
 from workers import make_runner, requeue_unfinished_jobs
 
 
 async def register_parked(client, **problem_options) -> dict:
     """Register on the ``gpu`` queue, which no worker in these tests consumes."""
     problem = linear_problem(n=30, d=4, k=3, m=2, **problem_options)
-    response = await client.post("/models", files=linear_parts(problem, {"kind": "linear", "queue": "gpu"}))
+    response = await client.post(
+        "/models", files=linear_parts(problem, {"kind": "linear", "queue": "gpu"})
+    )
     assert response.status_code == 202, response.text
     return response.json()
 
@@ -52,7 +54,12 @@ async def test_job_interrupted_mid_run_is_resumed_and_leaves_no_partial_result(s
         ready = (await client.get(f"/models/{created['id']}")).json()
         explained = await client.get("/explain", params={"model_id": created["id"], "test_id": "1"})
         await client.delete(f"/models/{created['id']}")
-    assert (ready["status"], ready["attempts"], ready["job_status"], ready["version"]) == ("ready", 2, "done", 1)
+    assert (ready["status"], ready["attempts"], ready["job_status"], ready["version"]) == (
+        "ready",
+        2,
+        "done",
+        1,
+    )
     assert not partial.exists()
     assert explained.status_code == 200 and len(explained.json()["positive"]) == 10
 
@@ -65,7 +72,11 @@ async def test_failure_is_recorded_as_a_problem_body(service):
         failed = (await client.get(f"/models/{created['id']}")).json()
         explain = await client.get("/explain", params={"model_id": created["id"], "test_id": "0"})
         await client.delete(f"/models/{created['id']}")
-    assert failed["status"] == "failed" and failed["job_status"] == "failed" and failed["attempts"] == 1
+    assert (
+        failed["status"] == "failed"
+        and failed["job_status"] == "failed"
+        and failed["attempts"] == 1
+    )
     error = failed["error"]
     assert error["status"] == 500 and error["title"] == "Precompute failed"
     assert "train_features.npy" in error["detail"]
@@ -108,14 +119,22 @@ async def test_progress_is_reported_while_running(service):
 async def test_engine_refusal_is_a_422_problem_naming_the_argument(service):
     """Duplicated feature columns make the Hessian singular: the job says to raise damping."""
     problem = linear_problem(n=40, d=3, k=1, m=2, seed=6)
-    problem["train_features"] = np.hstack([problem["train_features"], problem["train_features"][:, :1]])
-    problem["test_features"] = np.hstack([problem["test_features"], problem["test_features"][:, :1]])
+    problem["train_features"] = np.hstack(
+        [problem["train_features"], problem["train_features"][:, :1]]
+    )
+    problem["test_features"] = np.hstack(
+        [problem["test_features"], problem["test_features"][:, :1]]
+    )
     problem["weights"] = np.hstack([problem["weights"], problem["weights"][:, :1]])
     async with service.client() as client:
-        created = (await client.post("/models", files=linear_parts(problem, {"kind": "linear"}))).json()
+        created = (
+            await client.post("/models", files=linear_parts(problem, {"kind": "linear"}))
+        ).json()
         failed = await wait_ready(client, created["id"])
         with_damping = linear_parts(problem, {"kind": "linear", "lje": {"damping": 1e-3}})
-        repaired = await wait_ready(client, (await client.post("/models", files=with_damping)).json()["id"])
+        repaired = await wait_ready(
+            client, (await client.post("/models", files=with_damping)).json()["id"]
+        )
         for model in (created, repaired):
             await client.delete(f"/models/{model['id']}")
     assert failed["status"] == "failed"
@@ -126,14 +145,26 @@ async def test_engine_refusal_is_a_422_problem_naming_the_argument(service):
 
 async def test_spec_settings_reach_the_engine(service):
     """lje.lr, lje.damping, l2.lambda and influence.damping from the spec are what each state used."""
-    spec = {"kind": "linear", "methods": ["lje", "l2", "influence"],
-            "lje": {"lr": 0.001, "damping": 0.002}, "l2": {"lambda": 0.05}, "influence": {"damping": 0.003}}
+    spec = {
+        "kind": "linear",
+        "methods": ["lje", "l2", "influence"],
+        "lje": {"lr": 0.001, "damping": 0.002},
+        "l2": {"lambda": 0.05},
+        "influence": {"damping": 0.003},
+    }
     async with service.client() as client:
-        created = (await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, m=2, seed=7), spec))).json()
+        created = (
+            await client.post(
+                "/models", files=linear_parts(linear_problem(n=40, d=4, m=2, seed=7), spec)
+            )
+        ).json()
         ready = await wait_ready(client, created["id"])
         with service.context.sessions() as session:
             result_dir = Path(session.get(Model, created["id"]).result_dir)
-        metas = {name: json.loads((result_dir / name / "meta.json").read_text()) for name in ("lje", "l2", "influence")}
+        metas = {
+            name: json.loads((result_dir / name / "meta.json").read_text())
+            for name in ("lje", "l2", "influence")
+        }
         await client.delete(f"/models/{created['id']}")
     assert ready["status"] == "ready"
     assert (metas["lje"]["lr"], metas["lje"]["damping"]) == (0.001, 0.002)
@@ -143,15 +174,24 @@ async def test_spec_settings_reach_the_engine(service):
     )
 
 
-@pytest.mark.parametrize(("requested", "used"), [(None, "materialised"), ("kernel", "kernel"), ("materialised", "materialised")])
+@pytest.mark.parametrize(
+    ("requested", "used"),
+    [(None, "materialised"), ("kernel", "kernel"), ("materialised", "materialised")],
+)
 async def test_spec_chooses_the_lje_weight_layout(service, requested, used):
     """lje.weight_layout reaches the engine; left out, AUTO materialises a 3-class head that fits."""
     lje = {} if requested is None else {"weight_layout": requested}
     spec = {"kind": "linear", "methods": ["lje"], "lje": lje}
     async with service.client() as client:
-        created = (await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec))).json()
+        created = (
+            await client.post(
+                "/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec)
+            )
+        ).json()
         ready = await wait_ready(client, created["id"])
-        explained = (await client.get("/explain", params={"model_id": created["id"], "test_id": "0", "k": 3})).json()
+        explained = (
+            await client.get("/explain", params={"model_id": created["id"], "test_id": "0", "k": 3})
+        ).json()
         with service.context.sessions() as session:
             result_dir = Path(session.get(Model, created["id"]).result_dir)
         meta = json.loads((result_dir / "lje" / "meta.json").read_text())
@@ -165,7 +205,9 @@ async def test_unknown_weight_layout_is_a_422_naming_it(service):
     spec = {"kind": "linear", "lje": {"weight_layout": "sparse"}}
     async with service.client() as client:
         before = len((await client.get("/models")).json()["items"])
-        response = await client.post("/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec))
+        response = await client.post(
+            "/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec)
+        )
         after = len((await client.get("/models")).json()["items"])
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")

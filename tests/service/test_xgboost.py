@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
+from service_helpers import npy_bytes, wait_ready
 
 from representer import Method, contributions, fit
 from representer.adapters import BoosterEmbedding
-from service_helpers import npy_bytes, wait_ready
 
 MARGIN_RTOL = 1e-5  # φ is stored as float32
 CONTRIBUTION_RTOL = 1e-6
@@ -22,13 +22,25 @@ def trained_booster(*, num_class: int, seed: int = 0) -> tuple[xgb.Booster, dict
     rng = np.random.default_rng(seed)
     inputs = rng.normal(size=(160, 5)).astype(np.float32)
     score = inputs[:, 0] + 0.5 * inputs[:, 1] ** 2 - inputs[:, 2]
-    labels = (score > 0.3).astype(np.int64) if num_class == 2 else np.digitize(score, [-0.5, 0.8]).astype(np.int64)
+    labels = (
+        (score > 0.3).astype(np.int64)
+        if num_class == 2
+        else np.digitize(score, [-0.5, 0.8]).astype(np.int64)
+    )
     params = {"max_depth": 3, "eta": 0.3, "seed": seed, "nthread": 1}
-    params.update({"objective": "binary:logistic"} if num_class == 2 else {"objective": "multi:softprob", "num_class": 3})
+    params.update(
+        {"objective": "binary:logistic"}
+        if num_class == 2
+        else {"objective": "multi:softprob", "num_class": 3}
+    )
     booster = xgb.train(params, xgb.DMatrix(inputs, label=labels), num_boost_round=8)
     test = rng.normal(size=(4, 5)).astype(np.float32)
-    return booster, {"train_inputs": inputs, "train_labels": labels, "test_inputs": test,
-                     "test_labels": rng.integers(0, num_class, size=4)}
+    return booster, {
+        "train_inputs": inputs,
+        "train_labels": labels,
+        "test_inputs": test,
+        "test_labels": rng.integers(0, num_class, size=4),
+    }
 
 
 def booster_bytes(booster: xgb.Booster, suffix: str) -> bytes:
@@ -38,9 +50,13 @@ def booster_bytes(booster: xgb.Booster, suffix: str) -> bytes:
         return path.read_bytes()
 
 
-def xgb_parts(booster: xgb.Booster, arrays: dict[str, np.ndarray], *, suffix: str = ".json", spec=None) -> dict:
-    files = {"spec": (None, json.dumps(spec or {"kind": "xgboost", "name": "boosted"})),
-             "booster": (f"model{suffix}", booster_bytes(booster, suffix))}
+def xgb_parts(
+    booster: xgb.Booster, arrays: dict[str, np.ndarray], *, suffix: str = ".json", spec=None
+) -> dict:
+    files = {
+        "spec": (None, json.dumps(spec or {"kind": "xgboost", "name": "boosted"})),
+        "booster": (f"model{suffix}", booster_bytes(booster, suffix)),
+    }
     files.update({name: (f"{name}.npy", npy_bytes(array)) for name, array in arrays.items()})
     return files
 
@@ -52,23 +68,33 @@ async def test_xgboost_explanations_equal_adapter_and_engine(service, num_class,
         created = await client.post("/models", files=xgb_parts(booster, arrays, suffix=suffix))
         assert created.status_code == 202, created.text
         model = await wait_ready(client, created.json()["id"])
-        stored = (await client.get("/explain", params={"model_id": model["id"], "test_id": "2", "k": 5})).json()
+        stored = (
+            await client.get("/explain", params={"model_id": model["id"], "test_id": "2", "k": 5})
+        ).json()
         posted = await client.post(
-            "/explain", json={"model_id": model["id"], "inputs": arrays["test_inputs"][2:3].tolist(), "k": 5})
+            "/explain",
+            json={"model_id": model["id"], "inputs": arrays["test_inputs"][2:3].tolist(), "k": 5},
+        )
         await client.delete(f"/models/{model['id']}")
     assert model["status"] == "ready", model
     assert (model["num_classes"], model["input_dim"], model["kind"]) == (num_class, 5, "xgboost")
-    margin = booster.predict(xgb.DMatrix(arrays["test_inputs"][2:3]), output_margin=True).reshape(-1)
+    margin = booster.predict(xgb.DMatrix(arrays["test_inputs"][2:3]), output_margin=True).reshape(
+        -1
+    )
     np.testing.assert_allclose(stored["prediction"]["logits"], margin, rtol=MARGIN_RTOL, atol=1e-6)
 
     embedding = BoosterEmbedding.from_booster(booster)
     train_features = embedding.transform(arrays["train_inputs"])
     state = fit(embedding.head, train_features, arrays["train_labels"], method=Method.LJE)
     test_features = embedding.transform(arrays["test_inputs"][2:3])
-    expected = contributions(state, train_features, test_features, target_classes=[stored["target_class"]])[0]
+    expected = contributions(
+        state, train_features, test_features, target_classes=[stored["target_class"]]
+    )[0]
     order = np.argsort(-expected, kind="stable")[:5]
     assert [point["train_index"] for point in stored["positive"]] == order.tolist()
-    np.testing.assert_allclose([p["contribution"] for p in stored["positive"]], expected[order], rtol=CONTRIBUTION_RTOL)
+    np.testing.assert_allclose(
+        [p["contribution"] for p in stored["positive"]], expected[order], rtol=CONTRIBUTION_RTOL
+    )
     assert posted.status_code == 200, posted.text
     assert posted.json()["explanations"][0]["positive"] == stored["positive"]
 

@@ -52,7 +52,13 @@ def upgrade() -> None:
     op.create_table(
         "jobs",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("model_id", sa.String(36), sa.ForeignKey("models.id", ondelete="CASCADE"), nullable=False, index=True),
+        sa.Column(
+            "model_id",
+            sa.String(36),
+            sa.ForeignKey("models.id", ondelete="CASCADE"),
+            nullable=False,
+            index=True,
+        ),
         sa.Column("status", sa.String(20), nullable=False, index=True),
         sa.Column("attempts", sa.Integer, nullable=False),
         sa.Column("progress", sa.Float, nullable=False),
@@ -63,7 +69,12 @@ def upgrade() -> None:
     )
     op.create_table(
         "train_points",
-        sa.Column("model_id", sa.String(36), sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "model_id",
+            sa.String(36),
+            sa.ForeignKey("models.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("train_index", sa.Integer, primary_key=True),
         sa.Column("train_id", sa.String(200), nullable=False),
         sa.Column("label", sa.Integer, nullable=False),
@@ -72,21 +83,35 @@ def upgrade() -> None:
     )
     op.create_table(
         "test_points",
-        sa.Column("model_id", sa.String(36), sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "model_id",
+            sa.String(36),
+            sa.ForeignKey("models.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("test_index", sa.Integer, primary_key=True),
         sa.Column("test_id", sa.String(200), nullable=False),
         sa.Column("label", sa.Integer, nullable=True),
         sa.Column("record", sa.JSON, nullable=True),
     )
-    op.create_index("ix_test_points_model_test_id", "test_points", ["model_id", "test_id"], unique=True)
+    op.create_index(
+        "ix_test_points_model_test_id", "test_points", ["model_id", "test_id"], unique=True
+    )
     op.create_table(
         "scores",
-        sa.Column("model_id", sa.String(36), sa.ForeignKey("models.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column(
+            "model_id",
+            sa.String(36),
+            sa.ForeignKey("models.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
         sa.Column("method", sa.String(20), primary_key=True),
         sa.Column("train_index", sa.Integer, primary_key=True),
         sa.Column("score", sa.Float, nullable=False),
     )
-    op.create_index("ix_scores_rank", "scores", ["model_id", "method", sa.text("score DESC"), "train_index"])
+    op.create_index(
+        "ix_scores_rank", "scores", ["model_id", "method", sa.text("score DESC"), "train_index"]
+    )
 
 
 def downgrade() -> None:

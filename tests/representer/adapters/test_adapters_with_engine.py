@@ -17,16 +17,28 @@ DAMPING = 1e-3  # leaf one-hot columns sum to 1 per tree: the Hessian needs damp
 def test_engine_reports_the_boosters_margin_on_digits(embedding):
     images, labels = load_digits(return_X_y=True)
     train_images, train_labels, test_images = images[:600], labels[:600], images[1500:1510]
-    params = {"objective": "multi:softprob", "num_class": 10, "max_depth": 2, "seed": 0, "nthread": 1}
+    params = {
+        "objective": "multi:softprob",
+        "num_class": 10,
+        "max_depth": 2,
+        "seed": 0,
+        "nthread": 1,
+    }
     booster = xgb.train(params, xgb.DMatrix(train_images, label=train_labels), num_boost_round=5)
     model = BoosterEmbedding.from_booster(booster, embedding=embedding)
-    state = fit(model.head, model.transform(train_images), train_labels, config=LJEConfig(damping=DAMPING))
-    explanations = explain(state, model.transform(train_images), model.transform(test_images), top_k=3)
+    state = fit(
+        model.head, model.transform(train_images), train_labels, config=LJEConfig(damping=DAMPING)
+    )
+    explanations = explain(
+        state, model.transform(train_images), model.transform(test_images), top_k=3
+    )
     margins = booster.predict(xgb.DMatrix(test_images), output_margin=True)  # (m, 10)
-    for explanation, margin in zip(explanations, margins):
+    for explanation, margin in zip(explanations, margins, strict=False):
         np.testing.assert_allclose(explanation.logits, margin, atol=MARGIN_ATOL)
         assert explanation.predicted_class == int(margin.argmax())
-        assert np.isclose(explanation.residual, explanation.model_output - explanation.sum_of_contributions)
+        assert np.isclose(
+            explanation.residual, explanation.model_output - explanation.sum_of_contributions
+        )
 
 
 def test_engine_reports_the_networks_logit():
@@ -39,4 +51,6 @@ def test_engine_reports_the_networks_logit():
     explanations = explain(state, features[:300], features[300:305], target=1, top_k=3)
     with torch.no_grad():
         logits = network(inputs[300:305]).double().numpy()[:, 0]
-    np.testing.assert_allclose([explanation.model_output for explanation in explanations], logits, atol=MARGIN_ATOL)
+    np.testing.assert_allclose(
+        [explanation.model_output for explanation in explanations], logits, atol=MARGIN_ATOL
+    )

@@ -75,7 +75,9 @@ def test_head_reproduces_logits_from_a_bare_tensor_and_an_array(num_outputs):
 def test_dict_batches_use_the_input_key():
     model = _model(3)
     images = _images()
-    batches = [{"input": images[start : start + 10], "label": None} for start in range(0, NUM_ROWS, 10)]
+    batches = [
+        {"input": images[start : start + 10], "label": None} for start in range(0, NUM_ROWS, 10)
+    ]
     loader = DataLoader(batches, batch_size=None)
     features, head = extract_features(model, "classifier", loader, progress=False)
     np.testing.assert_allclose(head.logits(features), _logits(model, images), atol=LOGIT_ATOL)
@@ -84,9 +86,13 @@ def test_dict_batches_use_the_input_key():
 def test_features_do_not_depend_on_the_batch_size():
     model = _model(4)
     images = _images()
-    reference, _ = extract_features(model, "classifier", images, batch_size=NUM_ROWS, progress=False)
+    reference, _ = extract_features(
+        model, "classifier", images, batch_size=NUM_ROWS, progress=False
+    )
     for batch_size in (1, 4, 16):
-        features, _ = extract_features(model, "classifier", images, batch_size=batch_size, progress=False)
+        features, _ = extract_features(
+            model, "classifier", images, batch_size=batch_size, progress=False
+        )
         np.testing.assert_allclose(features, reference, atol=LOGIT_ATOL)
 
 
@@ -155,7 +161,10 @@ def test_module_split_across_devices_is_refused_and_left_alone():
     with pytest.raises(InvalidInputError) as error:
         extract_features(model, "classifier", _images(), progress=False)
     assert error.value.argument == "module"
-    assert model.classifier.weight.device.type == "cpu" and model.features[0].weight.device.type == "meta"
+    assert (
+        model.classifier.weight.device.type == "cpu"
+        and model.features[0].weight.device.type == "meta"
+    )
 
 
 def test_unknown_layer_error_lists_the_linear_layers():

@@ -53,7 +53,13 @@ def _booster_margin(booster: xgb.Booster, rows, *, iteration_range=(0, 0)) -> np
 
 def _train_german(german_credit, **params) -> xgb.Booster:
     (train_rows, train_labels), (test_rows, test_labels) = german_credit
-    params = {"objective": "binary:logistic", "max_depth": 3, "eta": 0.3, "seed": 0, "nthread": 1} | params
+    params = {
+        "objective": "binary:logistic",
+        "max_depth": 3,
+        "eta": 0.3,
+        "seed": 0,
+        "nthread": 1,
+    } | params
     return xgb.train(params, xgb.DMatrix(train_rows, label=train_labels), num_boost_round=50)
 
 
@@ -66,10 +72,16 @@ def test_binary_margin_is_reproduced_on_german_credit(german_credit, embedding, 
     (train_rows, _), (test_rows, _) = german_credit
     assert model.head.is_binary and model.trees.num_trees == 50
     if base_score is not None:
-        np.testing.assert_allclose(model.head.bias, [np.log(base_score / (1 - base_score))], rtol=1e-6)
+        np.testing.assert_allclose(
+            model.head.bias, [np.log(base_score / (1 - base_score))], rtol=1e-6
+        )
     for rows in (train_rows, test_rows):
-        np.testing.assert_allclose(model.margin(rows), _booster_margin(booster, rows), atol=MARGIN_ATOL)
-        np.testing.assert_allclose(model.margin(rows.to_numpy()), _booster_margin(booster, rows), atol=MARGIN_ATOL)
+        np.testing.assert_allclose(
+            model.margin(rows), _booster_margin(booster, rows), atol=MARGIN_ATOL
+        )
+        np.testing.assert_allclose(
+            model.margin(rows.to_numpy()), _booster_margin(booster, rows), atol=MARGIN_ATOL
+        )
 
 
 @pytest.mark.parametrize("embedding", list(Embedding))
@@ -79,7 +91,12 @@ def test_early_stopped_booster_uses_best_iteration(german_credit, embedding):
     valid = xgb.DMatrix(test_rows, label=test_labels)
     params = {"objective": "binary:logistic", "max_depth": 4, "eta": 0.5, "seed": 0, "nthread": 1}
     booster = xgb.train(
-        params, train, num_boost_round=60, evals=[(valid, "valid")], early_stopping_rounds=5, verbose_eval=False
+        params,
+        train,
+        num_boost_round=60,
+        evals=[(valid, "valid")],
+        early_stopping_rounds=5,
+        verbose_eval=False,
     )
     best_rounds = booster.best_iteration + 1
     assert best_rounds < booster.num_boosted_rounds()  # early stopping really cut the ensemble
@@ -96,7 +113,10 @@ def test_tree_margin_features_are_each_trees_own_output(german_credit):
     (_, _), (test_rows, _) = german_credit
     features = BoosterEmbedding.from_booster(booster).transform(test_rows)  # (n, T)
     cumulative = np.hstack(
-        [_booster_margin(booster, test_rows, iteration_range=(0, rounds)) for rounds in range(1, 51)]
+        [
+            _booster_margin(booster, test_rows, iteration_range=(0, rounds))
+            for rounds in range(1, 51)
+        ]
     )  # (n, T): margin after 1, 2, ..., T trees
     base_margin = np.log(0.4 / 0.6)
     per_tree = np.diff(cumulative, axis=1, prepend=base_margin)  # (n, T): what each tree adds
@@ -114,7 +134,9 @@ def test_leaf_onehot_has_one_leaf_per_tree_and_values_match_tree_margins(german_
     np.testing.assert_array_equal(indicators.sum(axis=1), np.full(len(test_rows), 50.0))
     # leaf value picked by the indicator = the tree's output, tree by tree
     column_tree = np.nonzero(onehot.trees.is_leaf)[0]  # (D,) tree of each column
-    picked = np.stack([(indicators * onehot.head.weights[0])[:, column_tree == j].sum(1) for j in range(50)], 1)
+    picked = np.stack(
+        [(indicators * onehot.head.weights[0])[:, column_tree == j].sum(1) for j in range(50)], 1
+    )
     np.testing.assert_allclose(picked, margins.transform(test_rows), atol=LEAF_VALUE_ATOL)
 
 
@@ -122,11 +144,20 @@ def test_leaf_onehot_has_one_leaf_per_tree_and_values_match_tree_margins(german_
 @pytest.mark.parametrize("embedding", list(Embedding))
 def test_multiclass_margin_is_reproduced_on_digits(digits, objective, embedding):
     train_images, train_labels, test_images, _ = digits
-    params = {"objective": objective, "num_class": 10, "max_depth": 3, "eta": 0.3, "seed": 0, "nthread": 1}
+    params = {
+        "objective": objective,
+        "num_class": 10,
+        "max_depth": 3,
+        "eta": 0.3,
+        "seed": 0,
+        "nthread": 1,
+    }
     booster = xgb.train(params, xgb.DMatrix(train_images, label=train_labels), num_boost_round=15)
     model = BoosterEmbedding.from_booster(booster, embedding=embedding)
     assert model.head.num_outputs == 10 and model.trees.num_trees == 150
-    np.testing.assert_array_equal(model.trees.tree_groups, np.arange(150) % 10)  # tree j serves j mod k
+    np.testing.assert_array_equal(
+        model.trees.tree_groups, np.arange(150) % 10
+    )  # tree j serves j mod k
     if embedding == Embedding.TREE_MARGINS:
         np.testing.assert_array_equal(model.head.weights.sum(axis=0), np.ones(150))
     margin = model.margin(test_images)
@@ -146,7 +177,9 @@ def test_multiclass_scalar_base_score_and_parallel_trees(digits):
     model = BoosterEmbedding.from_booster(booster)
     np.testing.assert_array_equal(model.head.bias, np.full(10, 0.25))
     assert model.trees.num_trees == 100
-    np.testing.assert_allclose(model.margin(test_images), _booster_margin(booster, test_images), atol=MARGIN_ATOL)
+    np.testing.assert_allclose(
+        model.margin(test_images), _booster_margin(booster, test_images), atol=MARGIN_ATOL
+    )
 
 
 @pytest.mark.parametrize("suffix", [".json", ".ubj"])
@@ -163,7 +196,9 @@ def test_reloaded_booster_gives_the_same_embedding(german_credit, tmp_path, suff
     )
     booster.save_model(tmp_path / f"model{suffix}")
     original = BoosterEmbedding.from_booster(booster, embedding=embedding)
-    reloaded = BoosterEmbedding.from_booster(load_booster(tmp_path / f"model{suffix}"), embedding=embedding)
+    reloaded = BoosterEmbedding.from_booster(
+        load_booster(tmp_path / f"model{suffix}"), embedding=embedding
+    )
     assert reloaded.trees.num_rounds == original.trees.num_rounds == booster.best_iteration + 1
     np.testing.assert_array_equal(reloaded.head.theta, original.head.theta)
     np.testing.assert_array_equal(reloaded.transform(test_rows), original.transform(test_rows))
@@ -171,7 +206,13 @@ def test_reloaded_booster_gives_the_same_embedding(german_credit, tmp_path, suff
 
 def test_embedding_is_a_snapshot_of_the_booster(digits):
     train_images, train_labels, test_images, _ = digits
-    params = {"objective": "multi:softprob", "num_class": 10, "max_depth": 2, "seed": 0, "nthread": 1}
+    params = {
+        "objective": "multi:softprob",
+        "num_class": 10,
+        "max_depth": 2,
+        "seed": 0,
+        "nthread": 1,
+    }
     train = xgb.DMatrix(train_images, label=train_labels)
     booster = xgb.train(params, train, num_boost_round=3)
     model = BoosterEmbedding.from_booster(booster)
@@ -184,7 +225,9 @@ def _tiny_booster(**params) -> xgb.Booster:
     rng = np.random.default_rng(0)
     rows = rng.normal(size=(60, 3))
     labels = (rows[:, 0] > 0).astype(float)
-    return xgb.train({"max_depth": 2, "nthread": 1} | params, xgb.DMatrix(rows, label=labels), num_boost_round=2)
+    return xgb.train(
+        {"max_depth": 2, "nthread": 1} | params, xgb.DMatrix(rows, label=labels), num_boost_round=2
+    )
 
 
 @pytest.mark.parametrize(
@@ -213,7 +256,9 @@ def test_bad_arguments_name_themselves():
             BoosterEmbedding.from_booster(not_a_booster)
         assert error.value.argument == "booster"
     with pytest.raises(InvalidInputError) as error:
-        BoosterEmbedding.from_booster(_tiny_booster(objective="binary:logistic"), embedding="leaves")
+        BoosterEmbedding.from_booster(
+            _tiny_booster(objective="binary:logistic"), embedding="leaves"
+        )
     assert error.value.argument == "embedding"
 
 
@@ -243,11 +288,17 @@ def test_load_booster_refuses_missing_and_corrupt_files(tmp_path):
 
 def test_categorical_splits_from_a_frame_or_from_codes():
     rng = np.random.default_rng(1)
-    frame = pd.DataFrame({"amount": rng.normal(size=300), "kind": pd.Categorical(rng.integers(0, 6, 300))})
+    frame = pd.DataFrame(
+        {"amount": rng.normal(size=300), "kind": pd.Categorical(rng.integers(0, 6, 300))}
+    )
     labels = ((frame["amount"] > 0) ^ (frame["kind"].cat.codes % 2 == 0)).astype(int)
     train = xgb.DMatrix(frame, label=labels, enable_categorical=True)
-    booster = xgb.train({"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, train, num_boost_round=10)
-    expected = booster.predict(xgb.DMatrix(frame, enable_categorical=True), output_margin=True)[:, None]
+    booster = xgb.train(
+        {"objective": "binary:logistic", "max_depth": 3, "nthread": 1}, train, num_boost_round=10
+    )
+    expected = booster.predict(xgb.DMatrix(frame, enable_categorical=True), output_margin=True)[
+        :, None
+    ]
     codes = np.column_stack([frame["amount"], frame["kind"].cat.codes]).astype(np.float64)
     for embedding in Embedding:
         model = BoosterEmbedding.from_booster(booster, embedding=embedding)
