@@ -15,8 +15,9 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from backing_services import fresh_postgres_database, unavailable
-from service_processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port
+
+from tests.helpers.backing_services import fresh_postgres_database, unavailable
+from tests.helpers.processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port
 
 REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
 # tests/service uses index 14 and benchmarks/http_bench.py 12; concurrent runs of this suite

@@ -7,9 +7,9 @@ import json
 
 import numpy as np
 import pytest
-from service_processes import free_port
 
 from rps.client import Client, ModelFailedError, ServiceError, _build_spec, _npy_part
+from tests.helpers.processes import free_port
 
 
 @pytest.fixture

@@ -10,17 +10,17 @@ import httpx
 import numpy as np
 import pytest
 import xgboost
-from expected_answers import (
+
+from rps.client import Client, ModelFailedError, ServiceError
+from rps.demo import DEMO_NAME, load_demo_data, train_demo_booster
+from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
     assert_suspicious_matches,
     fitted_states,
     make_linear_problem,
 )
-from service_processes import RPS_SCRIPT, free_port
-
-from rps.client import Client, ModelFailedError, ServiceError
-from rps.demo import DEMO_NAME, load_demo_data, train_demo_booster
+from tests.helpers.processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
 

@@ -12,15 +12,15 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
-from expected_answers import (
+
+from rps.client import Client, ServiceError
+from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_suspicious_matches,
     fitted_states,
     make_linear_problem,
 )
-from service_processes import start_api, start_worker, wait_ready_while_alive
-
-from rps.client import Client, ServiceError
+from tests.helpers.processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

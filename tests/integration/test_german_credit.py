@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from expected_answers import (
+
+from rps.client import Client
+from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
     assert_suspicious_matches,
     fitted_states,
 )
-from service_processes import start_api, start_worker, wait_ready_while_alive
-
-from rps.client import Client
+from tests.helpers.processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

@@ -9,7 +9,9 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from expected_answers import (
+
+from rps.client import Client, ServiceError
+from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
     assert_suspicious_matches,
@@ -17,9 +19,7 @@ from expected_answers import (
     head_accuracy,
     make_linear_problem,
 )
-from service_processes import start_api, start_worker, wait_ready_while_alive
-
-from rps.client import Client, ServiceError
+from tests.helpers.processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 

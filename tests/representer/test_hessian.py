@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from conftest import brute_hessian, mean_gradient, probabilities, targets
 from scipy.optimize import approx_fprime
 
 from representer import LinearHead, LJEConfig, SingularSystemError, fit
 from representer.hessian import factorize_hessian
 from representer.training_pass import run_training_pass
+from tests.helpers.problems import brute_hessian, mean_gradient, probabilities, targets
 
 FD_GRADIENT_RTOL = 1e-6
 """Central-difference-free approx_fprime (forward, step 1e-7) against the analytic gradient."""

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import augment, brute_hessian, probabilities, targets
 
 from representer import InfluenceConfig, Method, contributions, explain, fit
+from tests.helpers.problems import augment, brute_hessian, probabilities, targets
 
 BRUTE_FORCE_ATOL = 1e-10
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from conftest import augment, probabilities
 
 from representer import L2Config, Method, contributions, explain, fit
+from tests.helpers.problems import augment, probabilities
 
 IDENTITY_RTOL = 1e-5
 """Σ α_i φ̃_iᵀ = Θ_λ holds to ‖gradient‖/(2λ) ≤ ‖Θ†‖/grad_reduction (1e6 by default)."""

@@ -4,9 +4,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import augment, brute_hessian, make_problem, mean_gradient, probabilities, targets
 
 from representer import LJEConfig, Method, WeightLayout, contributions, explain, fit
+from tests.helpers.problems import (
+    augment,
+    brute_hessian,
+    make_problem,
+    mean_gradient,
+    probabilities,
+    targets,
+)
 
 IDENTITY_RTOL = {WeightLayout.KERNEL: 1e-9, WeightLayout.MATERIALISED: 2e-6}
 """Σ_i c_i(t) against the model output / Newton step: float64 round-off only in the kernel

@@ -16,14 +16,21 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from backing_services import fresh_postgres_database, unavailable
-from service_helpers import ALICE_KEY, BOB_KEY, ReadyModel, Service, linear_problem, register_ready
 
 from app import create_app
 from app.main import check_startup
 from models_store import upgrade
 from rps.broker import make_broker
 from rps.settings import Settings
+from tests.helpers.backing_services import fresh_postgres_database, unavailable
+from tests.helpers.service import (
+    ALICE_KEY,
+    BOB_KEY,
+    ReadyModel,
+    Service,
+    linear_problem,
+    register_ready,
+)
 from workers import declare_actors, make_runner, start_worker
 
 REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")

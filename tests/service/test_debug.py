@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from service_helpers import BOB
 from sqlalchemy import select, text
 
 from models_store import Score, TrainPoint
 from representer import LinearHead, Method, fit
+from tests.helpers.service import BOB
 
 SCORE_RTOL = 1e-6
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from service_helpers import BOB
 
 from representer import LinearHead, LJEConfig, Method, contributions, default_config, explain, fit
+from tests.helpers.service import BOB
 
 CONTRIBUTION_RTOL = 1e-6  # the service and the test fit the same float32 features
 CONTRIBUTION_ATOL = 1e-9

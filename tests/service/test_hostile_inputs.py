@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 import numpy as np
 import pytest
-from service_helpers import linear_parts, linear_problem, npy_bytes
 
 from app.core.deps import MAX_OFFSET
+from tests.helpers.service import linear_parts, linear_problem, npy_bytes
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 PROBLEM_JSON = "application/problem+json"

@@ -8,10 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-from service_helpers import BOB, linear_parts, linear_problem, wait_ready
 from sqlalchemy import func, select
 
 from models_store import Score, TrainPoint
+from tests.helpers.service import BOB, linear_parts, linear_problem, wait_ready
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 

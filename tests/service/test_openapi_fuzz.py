@@ -14,7 +14,8 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402  (hypothesis comes with schemathesis)
 from hypothesis.errors import Unsatisfiable  # noqa: E402
-from service_helpers import ALICE  # noqa: E402
+
+from tests.helpers.service import ALICE  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 40
 FUZZ_SETTINGS = settings(

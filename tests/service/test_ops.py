@@ -9,8 +9,9 @@ from pathlib import Path
 import httpx
 import pytest
 from dramatiq.brokers.redis import RedisBroker
-from service_helpers import linear_parts, linear_problem, wait_ready
 from sqlalchemy import create_engine
+
+from tests.helpers.service import linear_parts, linear_problem, wait_ready
 
 
 async def test_healthz_and_readyz(service):

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from service_helpers import linear_parts, linear_problem, wait_ready
 from sqlalchemy import update
 
 from models_store import Job, Model
+from tests.helpers.service import linear_parts, linear_problem, wait_ready
 from workers import make_runner, requeue_unfinished_jobs
 
 

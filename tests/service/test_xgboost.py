@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import xgboost as xgb
-from service_helpers import npy_bytes, wait_ready
 
 from representer import Method, contributions, fit
 from representer.adapters import BoosterEmbedding
+from tests.helpers.service import npy_bytes, wait_ready
 
 MARGIN_RTOL = 1e-5  # φ is stored as float32
 CONTRIBUTION_RTOL = 1e-6

@@ -1,0 +1,1 @@
+"""The test suites, a package so that shared helpers import as ``tests.helpers``."""
