@@ -192,7 +192,7 @@ def _kernel_self_contributions(
     block_rows = rows_per_block(8 * num_outputs * dim * 2)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
         values = torch.empty(block.shape[0], dtype=torch.float64, device=device)
-        block_class = block_tensor(own_class, rows, dtype=np.int64, device=device)
+        block_class = block_tensor(own_class, rows, dtype=np.dtype(np.int64), device=device)
         for c in torch.unique(block_class).tolist():
             members = torch.nonzero(block_class == c).flatten()
             every_row = members.numel() == block.shape[0]

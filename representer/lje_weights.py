@@ -91,7 +91,9 @@ def materialise_weights(
             count, num_outputs, dim
         )  # rows of mat(M g_i) (b, k, D)
         block_weights = (theta_star_t[None] - hessian_terms) / n  # (b, k, D)
-        block_class = block_tensor(own_class, rows, dtype=np.int64, device=device)  # ỹ_i (b,)
+        block_class = block_tensor(
+            own_class, rows, dtype=np.dtype(np.int64), device=device
+        )  # ỹ_i (b,)
         own_weights = block_weights[torch.arange(count, device=device), block_class]  # (b, D)
         self_contribution[rows] = (own_weights * block).sum(dim=1).cpu().numpy()
         weights[:, rows, :] = block_weights.permute(1, 0, 2).to(torch.float32).cpu().numpy()

@@ -13,7 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class FittedState:
         meta = json.loads((directory / _META_FILE).read_text())
         method = Method(meta.pop("method"))
         names = meta.pop("array_names")
-        mode = "r" if mmap else None
+        mode: Literal["r"] | None = "r" if mmap else None
         arrays = {
             name: np.load(directory / f"{name}.npy", mmap_mode=mode, allow_pickle=False)
             for name in names

@@ -78,7 +78,9 @@ def run_training_pass(
         moment = torch.zeros((dim, dim), dtype=torch.float64, device=device)
     block_rows = rows_per_block(8 * (size + 2 * dim) if with_hessian else 8 * 2 * dim)
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        block_labels = block_tensor(train_labels, rows, dtype=np.int64, device=device)  # (b,)
+        block_labels = block_tensor(
+            train_labels, rows, dtype=np.dtype(np.int64), device=device
+        )  # (b,)
         block_logits = block @ theta_t.T  # (b, k_out)
         probabilities = output_probabilities(block_logits)  # (b, k_out)
         block_residuals = probabilities - one_hot_targets(block_labels, num_outputs)

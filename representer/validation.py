@@ -6,7 +6,7 @@ Every check raises ``InvalidInputError`` whose message shows the bad value and w
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -71,7 +71,7 @@ def check_config(method: Method, config: Any) -> MethodConfig:
             f"config for method {method.value!r} must be a {expected.__name__}, got {type(config).__name__}",
             argument="config",
         )
-    return config
+    return cast(MethodConfig, config)  # isinstance checked the dataclass above
 
 
 def check_device(device: Any) -> torch.device:

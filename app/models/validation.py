@@ -202,7 +202,7 @@ def check_ids(part: UploadedPart | None, *, length: int) -> list[str]:
         raise reject(part.name, f"ids must be 1..{MAX_ID_CHARS} characters")
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
-        duplicate = next(value for value in ids if value in seen or seen.add(value))
+        duplicate = next(value for value in ids if value in seen or _remember(seen, value))
         raise reject(part.name, f"ids must be distinct; {duplicate!r} is repeated")
     return ids
 
@@ -217,3 +217,9 @@ def check_records(part: UploadedPart | None, *, length: int) -> list[Any] | None
     if len(records) != length:
         raise reject(part.name, f"must hold {length} records, got {len(records)}")
     return records
+
+
+def _remember(seen: set[str], value: str) -> bool:
+    """Add ``value`` to ``seen``; False, so it can stand inside a search."""
+    seen.add(value)
+    return False

@@ -27,7 +27,10 @@ def run_migrations_online() -> None:
     if connection is not None:
         _migrate(connection)
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"), poolclass=pool.NullPool)
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: set sqlalchemy.url or pass a connection")
+    engine = create_engine(url, poolclass=pool.NullPool)
     with engine.connect() as conn:
         _migrate(conn)
     engine.dispose()

@@ -218,7 +218,7 @@ def _batch_count(data: object, batch_size: int) -> int | None:
             return len(data)
         except TypeError:  # an iterable-style dataset has no length
             return None
-    return -(-len(data) // batch_size)
+    return -(-len(data) // batch_size)  # type: ignore[arg-type]  # a Dataset or a sized array
 
 
 def _check_one_call(layer: str, calls: int) -> None:
