@@ -12,9 +12,9 @@ For each case (synthetic float32 features in a memory-mapped file, a non-converg
 
 Each case runs in its own process so its peak RSS is its own. Targets: (a) <= 2x, (b) <= 2x.
 
-    .venv/bin/python benchmarks/engine_bench.py                 # every case (tens of minutes)
-    .venv/bin/python benchmarks/engine_bench.py --case main     # n=50,000 d=512 k=10, auto layout
-    .venv/bin/python benchmarks/engine_bench.py --quick         # small sizes, seconds
+    .venv/bin/python -m benchmarks.engine_bench                 # every case (tens of minutes)
+    .venv/bin/python -m benchmarks.engine_bench --case main     # n=50,000 d=512 k=10, auto layout
+    .venv/bin/python -m benchmarks.engine_bench --quick         # small sizes, seconds
 """
 
 from __future__ import annotations
@@ -33,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from representer import LinearHead, LJEConfig, Method, WeightLayout, explain, fit
+from representer import LJEConfig, Method, WeightLayout, explain, fit
+from tests.helpers.problems import memmapped_problem
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
 CASES = {
@@ -99,36 +100,6 @@ def precompute_flops(n: int, d: int, k: int, layout: str) -> float:
     return float(hessian + moment + passes + factor_and_inverse + tail + newton_logits)
 
 
-def make_problem(
-    n: int, d: int, k: int, directory: Path, seed: int = 0
-) -> tuple[np.memmap, np.ndarray, LinearHead]:
-    """Float32 features (a read-only memmap), labels from a noisy softmax, a perturbed head."""
-    rng = np.random.default_rng(seed)
-    outputs = 1 if k == 2 else k
-    true_weights = rng.normal(size=(outputs, d)) / np.sqrt(d)
-    path = directory / "features.f32"
-    writer = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
-    labels = np.empty(n, dtype=np.int64)
-    for start in range(0, n, 20_000):
-        block = rng.normal(size=(min(20_000, n - start), d)) * rng.uniform(0.5, 2.0, size=d)
-        writer[start : start + len(block)] = block
-        logits = 2.0 * block @ true_weights.T
-        if outputs == 1:
-            labels[start : start + len(block)] = rng.random(len(block)) < 1 / (
-                1 + np.exp(-logits[:, 0])
-            )
-        else:
-            noisy = logits + rng.gumbel(size=logits.shape)
-            labels[start : start + len(block)] = noisy.argmax(axis=1)
-    writer.flush()
-    del writer
-    head = LinearHead(
-        weights=2.0 * true_weights + 0.05 * rng.normal(size=true_weights.shape),
-        bias=np.zeros(outputs),
-    )
-    return np.memmap(path, dtype=np.float32, mode="r", shape=(n, d)), labels, head
-
-
 def gemm_equivalent_seconds(
     flops: float, dim: int, width: int, dtype: torch.dtype, cap_s: float
 ) -> float:
@@ -159,7 +130,7 @@ def run_case(
     case: str, n: int, d: int, k: int, layout: WeightLayout, repeats: int, gemm_cap_s: float
 ) -> CaseResult:
     with tempfile.TemporaryDirectory(prefix="engine_bench_") as scratch:
-        features, labels, head = make_problem(n, d, k, Path(scratch))
+        features, labels, head = memmapped_problem(n=n, d=d, k=k, directory=Path(scratch))
         marks: dict[str, float] = {}
 
         def progress(fraction: float) -> None:
@@ -277,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     for case in args.case or list(CASES):
         command = [
             sys.executable,
-            __file__,
+            "-m",
+            "benchmarks.engine_bench",
             "--worker",
             case,
             "--repeats",

@@ -11,9 +11,9 @@ no answer comes from the result cache). Two deployments:
 
 Run::
 
-    .venv/bin/python benchmarks/http_bench.py                # n=50,000, d=512, 10 classes
-    .venv/bin/python benchmarks/http_bench.py --classes 2    # the same with a binary head
-    .venv/bin/python benchmarks/http_bench.py --quick        # n=5,000, d=64
+    .venv/bin/python -m benchmarks.http_bench                # n=50,000, d=512, 10 classes
+    .venv/bin/python -m benchmarks.http_bench --classes 2    # the same with a binary head
+    .venv/bin/python -m benchmarks.http_bench --quick        # n=5,000, d=64
 
 Targets (one client): p50 <= 15 ms, p99 <= 50 ms. Results also go to benchmarks/out/.
 """
@@ -25,12 +25,10 @@ import json
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -41,13 +39,12 @@ import httpx
 import numpy as np
 
 from rps.client import Client
+from tests.helpers.backing_services import fresh_postgres_database
+from tests.helpers.problems import sampled_head_problem
+from tests.helpers.processes import RPS_SCRIPT, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO_ROOT / "benchmarks" / "out"
-RPS_SCRIPT = Path(sys.executable).with_name("rps")
-POSTGRES_ADMIN_URL = os.environ.get(
-    "RPS_BENCH_POSTGRES_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
 REDIS_URL = os.environ.get("RPS_BENCH_REDIS", "redis://127.0.0.1:6379/12")
 TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
@@ -116,43 +113,6 @@ class Latency:
         )
 
 
-def make_problem(size: BenchSize, *, num_classes: int, seed: int = 0) -> dict[str, np.ndarray]:
-    """A head with labels drawn from its own probabilities (so it fits the data).
-
-    ``num_classes == 2`` gives a binary sigmoid head (one logit), more a softmax head.
-    """
-    rng = np.random.default_rng(seed)
-    total = size.n_train + size.n_test
-    features = rng.standard_normal((total, size.dim), dtype=np.float32)  # (n + m, d)
-    num_outputs = 1 if num_classes == 2 else num_classes
-    weights = rng.standard_normal((num_outputs, size.dim)) / np.sqrt(size.dim) * 3.0  # (k_out, d)
-    bias = np.full(num_outputs, 0.1)
-    logits = features @ weights.T + bias  # (n + m, k_out)
-    if num_outputs == 1:
-        labels = (rng.random(total) < 1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.int64)
-    else:
-        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
-        probabilities /= probabilities.sum(axis=1, keepdims=True)
-        cumulative = probabilities.cumsum(axis=1)  # (n + m, k)
-        labels = np.minimum(
-            (cumulative < rng.random((total, 1))).sum(axis=1), num_classes - 1
-        ).astype(np.int64)
-    return {
-        "weights": weights,
-        "bias": bias,
-        "train_features": features[: size.n_train],
-        "train_labels": labels[: size.n_train],
-        "test_features": features[size.n_train :],
-        "test_labels": labels[size.n_train :],
-    }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def rps_process(
     arguments: list[str], *, env: dict[str, str], log_path: Path
@@ -193,24 +153,6 @@ def wait_healthy(base_url: str, process: subprocess.Popen, log_path: Path) -> No
 
 
 @contextmanager
-def fresh_postgres_database() -> Iterator[str]:
-    import psycopg
-
-    name = f"rps_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=3) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            yield (
-                POSTGRES_ADMIN_URL.replace("postgresql://", "postgresql+psycopg://").rsplit("/", 1)[
-                    0
-                ]
-                + f"/{name}"
-            )
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
-@contextmanager
 def flushed_redis() -> Iterator[str]:
     import redis
 
@@ -247,7 +189,9 @@ def deployment(
     port = free_port()
     with ExitStack() as stack:
         if kind == "production":
-            env["RPS_DATABASE_URL"] = stack.enter_context(fresh_postgres_database())
+            env["RPS_DATABASE_URL"] = stack.enter_context(
+                fresh_postgres_database(prefix="rps_bench_")
+            )
             env["RPS_REDIS_URL"] = stack.enter_context(flushed_redis())
             subprocess.run(
                 [str(RPS_SCRIPT), "db", "upgrade"], env=env, check=True, capture_output=True
@@ -383,7 +327,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.classes < 2:
         parser.error("--classes must be >= 2")
     size = QUICK if args.quick else FULL
-    problem = make_problem(size, num_classes=args.classes)
+    problem = sampled_head_problem(
+        n_train=size.n_train, n_test=size.n_test, dim=size.dim, num_classes=args.classes
+    )
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rps-http-bench-") as workdir:
         for kind in args.deployments.split(","):

@@ -4,6 +4,7 @@ known softmax model (so the maximum-likelihood head exists), and heads fitted to
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -102,3 +103,66 @@ def make_problem(
         mle_head=LinearHead.from_theta(theta),
         perturbed_head=LinearHead.from_theta(noisy),
     )
+
+
+def sampled_head_problem(
+    *, n_train: int, n_test: int, dim: int, num_classes: int, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A head with labels drawn from its own probabilities (so it fits the data).
+
+    ``num_classes == 2`` gives a binary sigmoid head (one logit), more a softmax head.
+    """
+    rng = np.random.default_rng(seed)
+    total = n_train + n_test
+    features = rng.standard_normal((total, dim), dtype=np.float32)  # (n + m, d)
+    num_outputs = 1 if num_classes == 2 else num_classes
+    weights = rng.standard_normal((num_outputs, dim)) / np.sqrt(dim) * 3.0  # (k_out, d)
+    bias = np.full(num_outputs, 0.1)
+    logits = features @ weights.T + bias  # (n + m, k_out)
+    if num_outputs == 1:
+        labels = (rng.random(total) < 1.0 / (1.0 + np.exp(-logits[:, 0]))).astype(np.int64)
+    else:
+        probabilities = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probabilities /= probabilities.sum(axis=1, keepdims=True)
+        cumulative = probabilities.cumsum(axis=1)  # (n + m, k)
+        labels = np.minimum(
+            (cumulative < rng.random((total, 1))).sum(axis=1), num_classes - 1
+        ).astype(np.int64)
+    return {
+        "weights": weights,
+        "bias": bias,
+        "train_features": features[:n_train],
+        "train_labels": labels[:n_train],
+        "test_features": features[n_train:],
+        "test_labels": labels[n_train:],
+    }
+
+
+def memmapped_problem(
+    *, n: int, d: int, k: int, directory: Path, seed: int = 0
+) -> tuple[np.memmap, np.ndarray, LinearHead]:
+    """Float32 features (a read-only memmap), labels from a noisy softmax, a perturbed head."""
+    rng = np.random.default_rng(seed)
+    outputs = 1 if k == 2 else k
+    true_weights = rng.normal(size=(outputs, d)) / np.sqrt(d)
+    path = directory / "features.f32"
+    writer = np.memmap(path, dtype=np.float32, mode="w+", shape=(n, d))
+    labels = np.empty(n, dtype=np.int64)
+    for start in range(0, n, 20_000):
+        block = rng.normal(size=(min(20_000, n - start), d)) * rng.uniform(0.5, 2.0, size=d)
+        writer[start : start + len(block)] = block
+        logits = 2.0 * block @ true_weights.T
+        if outputs == 1:
+            labels[start : start + len(block)] = rng.random(len(block)) < 1 / (
+                1 + np.exp(-logits[:, 0])
+            )
+        else:
+            noisy = logits + rng.gumbel(size=logits.shape)
+            labels[start : start + len(block)] = noisy.argmax(axis=1)
+    writer.flush()
+    del writer
+    head = LinearHead(
+        weights=2.0 * true_weights + 0.05 * rng.normal(size=true_weights.shape),
+        bias=np.zeros(outputs),
+    )
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(n, d)), labels, head
