@@ -31,13 +31,15 @@ RUN if ! command -v python3 >/dev/null 2>&1; then \
 RUN pip install --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 
 WORKDIR /srv/rps
+COPY client ./client
+RUN pip install ./client
 COPY pyproject.toml README.md ./
 COPY representer ./representer
 COPY models_store ./models_store
 COPY workers ./workers
 COPY app ./app
-COPY rps ./rps
-RUN pip install . && python -c "import torch, representer, app, workers, models_store, rps.cli"
+COPY rps_server ./rps_server
+RUN pip install . && python -c "import torch, representer, app, workers, models_store, rps_server.commands, rps.cli"
 
 # Run as an unprivileged user; artifacts (and the SQLite file in embedded mode) live in /data.
 RUN useradd --create-home --uid 10001 --user-group rps \

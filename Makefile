@@ -6,11 +6,13 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install run lint test bench clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml client/pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	# torch is pinned in pyproject.toml; installing it first keeps pip on the CPU wheel.
 	$(PY) -m pip install --quiet "torch==2.13.0"
+	# The client distribution first: the service depends on it and it is not on PyPI.
+	$(PY) -m pip install --quiet -e ./client
 	$(PY) -m pip install --quiet -e ".[dev,experiments]"
 	touch $(STAMP)
 

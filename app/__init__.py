@@ -1,6 +1,6 @@
 """app: the FastAPI front end (routes, schemas, auth, errors, the query path, metrics).
 
-It never imports ``workers``: jobs are enqueued by actor name through ``rps.broker``.
+It never imports ``workers``: jobs are enqueued by actor name through ``rps_server.broker``.
 """
 
 from app.main import create_app

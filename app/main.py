@@ -16,7 +16,7 @@ from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
 from app.ops.endpoints import router as ops_router
-from rps.settings import Environment, Settings, get_settings
+from rps_server.settings import Environment, Settings, get_settings
 
 __all__ = ["create_app", "check_startup"]
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import dramatiq
 
 from models_store import ArtifactStore, make_engine, make_sessionmaker
-from rps.broker import DEFAULT_QUEUE, PRECOMPUTE_ACTOR
-from rps.settings import Settings, get_settings
+from rps_server.broker import DEFAULT_QUEUE, PRECOMPUTE_ACTOR
+from rps_server.settings import Settings, get_settings
 from workers.precompute import JobRunner
 
 __all__ = ["make_runner", "declare_actors"]
@@ -27,7 +27,7 @@ def declare_actors(
 ) -> dramatiq.Actor:
     """Declare ``precompute_model`` on ``broker``.
 
-    The actor is named and queued as ``rps.broker`` expects; messages on the ``gpu``
+    The actor is named and queued as ``rps_server.broker`` expects; messages on the ``gpu``
     queue reach it too (a worker listening there looks actors up by name). Failures are
     recorded by the runner, so Dramatiq never retries; a dead worker's message is
     redelivered by the broker and the job resumes (idempotent).

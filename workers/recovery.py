@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from models_store import Job, JobStatus, Model
-from rps.broker import enqueue_precompute
+from rps_server.broker import enqueue_precompute
 
 __all__ = ["requeue_unfinished_jobs"]
 

@@ -11,8 +11,8 @@ import threading
 import dramatiq
 from dramatiq import Worker
 
-from rps.broker import GPU_QUEUE, QUEUES, setup_broker
-from rps.settings import Settings
+from rps_server.broker import GPU_QUEUE, QUEUES, setup_broker
+from rps_server.settings import Settings
 from workers.actors import declare_actors
 
 __all__ = ["start_worker", "run_worker_forever", "run_worker_processes"]

@@ -13,8 +13,8 @@ from app.core.auth import KeyRing
 from app.explain.cache import ResultCache
 from app.explain.loader import ModelCache
 from models_store import ArtifactStore, make_engine, make_sessionmaker
-from rps.broker import make_broker
-from rps.settings import Settings
+from rps_server.broker import make_broker
+from rps_server.settings import Settings
 
 __all__ = ["ServiceContext", "build_context"]
 

@@ -19,7 +19,7 @@ from app.models.schemas import ModelList, ModelPublic, ModelSpec
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
 from models_store import ArtifactStore, Job, JobStatus, Model, ModelStatus
-from rps.broker import enqueue_precompute
+from rps_server.broker import enqueue_precompute
 
 __all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
 

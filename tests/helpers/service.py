@@ -14,7 +14,7 @@ import httpx
 import numpy as np
 
 from app.core.context import ServiceContext
-from rps.settings import Settings
+from rps_server.settings import Settings
 
 READY_TIMEOUT_S = 90.0
 ALICE_KEY, BOB_KEY = "alice-secret-key", "bob-secret-key"

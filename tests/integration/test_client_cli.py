@@ -12,7 +12,7 @@ import pytest
 import xgboost
 
 from rps.client import Client, ModelFailedError, ServiceError
-from rps.demo import DEMO_NAME, load_demo_data, train_demo_booster
+from rps_server.demo import DEMO_NAME, load_demo_data, train_demo_booster
 from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,

@@ -1,6 +1,6 @@
 """The Docker files agree with the code: no Docker engine runs here, so they are parsed.
 
-Every ``RPS_*`` variable docker-compose.yml sets must be a field of ``rps.settings.Settings``
+Every ``RPS_*`` variable docker-compose.yml sets must be a field of ``rps_server.settings.Settings``
 (a misspelt one would be silently ignored), the services the design names must exist, they
 must share one artifact volume at ``RPS_DATA_DIR``, the commands must be real ``rps``
 subcommands, and the Dockerfile must install torch pinned to pyproject's version.
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from rps.settings import Settings
+from rps_server.settings import Settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("api", "worker", "gpu-worker")
@@ -174,6 +174,9 @@ def test_dockerfile_copies_every_package_and_runs_unprivileged(dockerfile):
         assert re.search(rf"^COPY {package} ", dockerfile, re.MULTILINE), (
             f"Dockerfile does not copy {package}/"
         )
+    # The service depends on the client distribution, which is installed from client/ first.
+    assert re.search(r"^COPY client \./client$", dockerfile, re.MULTILINE)
+    assert dockerfile.index("pip install ./client") < dockerfile.index("pip install . ")
     users = re.findall(r"^USER (\S+)", dockerfile, re.MULTILINE)
     assert users and users[-1] not in ("root", "0")
     assert 'ENTRYPOINT ["rps"]' in dockerfile

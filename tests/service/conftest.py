@@ -20,8 +20,8 @@ import pytest
 from app import create_app
 from app.main import check_startup
 from models_store import upgrade
-from rps.broker import make_broker
-from rps.settings import Settings
+from rps_server.broker import make_broker
+from rps_server.settings import Settings
 from tests.helpers.backing_services import fresh_postgres_database, unavailable
 from tests.helpers.service import (
     ALICE_KEY,

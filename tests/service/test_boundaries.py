@@ -1,5 +1,6 @@
 """The import rules of DESIGN.md: ``app`` never imports ``workers`` (it enqueues by name),
-``workers`` never imports ``app``, and neither imports the user tools in ``rps``."""
+``workers`` never imports ``app``, and neither imports the user tools in ``rps`` (only its
+stdlib-only spec module); the client distribution never imports the server's packages."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-ALLOWED_RPS = {"rps.settings", "rps.broker"}
+ALLOWED_RPS = {"rps.spec"}
 FORBIDDEN = {"app": {"workers"}, "workers": {"app"}, "models_store": {"app", "workers"}}
+SERVER_PACKAGES = {"app", "workers", "models_store", "representer", "rps_server"}
 
 
 def imported_modules(path: Path) -> set[str]:
@@ -33,4 +35,14 @@ def test_package_imports_respect_the_design(package):
                 top == "rps" and name not in ALLOWED_RPS and name != "rps"
             ):
                 offending.append(f"{path.relative_to(REPO)} imports {name}")
+    assert offending == []
+
+
+def test_client_distribution_imports_no_server_package():
+    offending = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for path in sorted((REPO / "client" / "rps").rglob("*.py"))
+        for name in imported_modules(path)
+        if name.split(".")[0] in SERVER_PACKAGES
+    ]
     assert offending == []

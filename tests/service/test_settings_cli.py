@@ -13,7 +13,7 @@ from app import create_app
 from app.main import check_startup
 from models_store import ApiKey
 from rps.cli import build_parser, main
-from rps.settings import Environment, Settings, get_settings, parse_api_keys
+from rps_server.settings import Environment, Settings, get_settings, parse_api_keys
 
 
 def test_defaults_are_embedded(tmp_path):

@@ -11,7 +11,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from rps.settings import Settings, get_settings
+from rps_server.settings import Settings, get_settings
 
 __all__ = [
     "GPU_QUEUE",

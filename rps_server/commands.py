@@ -1,5 +1,9 @@
-"""The ``rps`` command: run the service (``serve``, ``worker``), manage it (``keys``, ``db``),
-and, when ``rps.client_commands`` is installed, talk to it (``register``, ``explain``, …)."""
+"""The server's subcommands of ``rps``: run the service (``serve``, ``worker``) and manage it
+(``keys``, ``jobs``, ``db``).
+
+The ``rps`` console script belongs to the client distribution (``rps.cli``); it finds these
+commands through the ``rps.commands`` entry-point group, which this distribution declares.
+"""
 
 from __future__ import annotations
 
@@ -7,11 +11,14 @@ import argparse
 import logging
 import os
 import sys
+from collections.abc import Callable
 
-from rps.broker import QUEUES
-from rps.settings import Settings, get_settings
+from rps_server.broker import QUEUES
+from rps_server.settings import Settings, get_settings
 
-__all__ = ["main", "build_parser"]
+__all__ = ["add_server_commands"]
+
+Handler = Callable[[argparse.Namespace], int]
 
 logger = logging.getLogger("rps")
 
@@ -27,7 +34,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from app import create_app
     from models_store import make_engine, make_sessionmaker, upgrade
-    from rps.broker import setup_broker
+    from rps_server.broker import setup_broker
     from workers import declare_actors, requeue_unfinished_jobs, start_worker
 
     settings = get_settings()
@@ -57,7 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
 def _start_demo(base_url: str, settings: Settings) -> None:
     """Register the demo model; with auth on it needs a key: RPS_API_KEY, else the first of RPS_API_KEYS."""
     try:
-        from rps.demo import register_demo_in_background
+        from rps_server.demo import register_demo_in_background
     except ImportError as error:
         logger.error("--demo unavailable: %s", error)
         return
@@ -92,7 +99,7 @@ def _keys_create(args: argparse.Namespace) -> int:
 
 def _jobs_requeue(args: argparse.Namespace) -> int:
     from models_store import JobStatus, make_engine, make_sessionmaker
-    from rps.broker import make_broker
+    from rps_server.broker import make_broker
     from workers import requeue_unfinished_jobs
 
     settings = get_settings()
@@ -113,7 +120,26 @@ def _db_upgrade(_args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
+def _with_settings(handler: Handler) -> Handler:
+    """Configure logging from the settings, and turn refused settings into exit code 2."""
+
+    def run(args: argparse.Namespace) -> int:
+        from pydantic import ValidationError
+
+        try:
+            _configure_logging()
+            return int(handler(args) or 0)
+        except ValidationError as error:  # settings refused at start-up (e.g. production + SQLite)
+            print(f"rps: invalid settings: {error}", file=sys.stderr)
+            return 2
+
+    run.__name__ = handler.__name__
+    return run
+
+
+def add_server_commands(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``serve``, ``worker``, ``keys``, ``jobs`` and ``db`` to ``subparsers`` (the
+    ``rps.commands`` entry point of this distribution)."""
     serve = subparsers.add_parser("serve", help="run the API (embedded: with an in-process worker)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -124,20 +150,20 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
         "--with-worker", action="store_true", help="run a worker thread even with Redis"
     )
     serve.add_argument("--worker-threads", type=int, default=1)
-    serve.set_defaults(func=_serve)
+    serve.set_defaults(func=_with_settings(_serve))
 
     worker = subparsers.add_parser("worker", help="run precompute workers")
     worker.add_argument("--queues", nargs="+", default=list(QUEUES[:1]), choices=list(QUEUES))
     worker.add_argument("--processes", type=int, default=1)
     worker.add_argument("--threads", type=int, default=1)
-    worker.set_defaults(func=_worker)
+    worker.set_defaults(func=_with_settings(_worker))
 
     keys = subparsers.add_parser("keys", help="manage API keys").add_subparsers(
         dest="keys_command", required=True
     )
     create = keys.add_parser("create", help="create a key for a tenant (prints it once)")
     create.add_argument("--tenant", required=True)
-    create.set_defaults(func=_keys_create)
+    create.set_defaults(func=_with_settings(_keys_create))
 
     jobs = subparsers.add_parser("jobs", help="precompute jobs").add_subparsers(
         dest="jobs_command", required=True
@@ -148,44 +174,11 @@ def _add_service_commands(subparsers: argparse._SubParsersAction) -> None:
     requeue.add_argument(
         "--running", action="store_true", help="also jobs marked running (their worker died)"
     )
-    requeue.set_defaults(func=_jobs_requeue)
+    requeue.set_defaults(func=_with_settings(_jobs_requeue))
 
     database = subparsers.add_parser("db", help="database maintenance").add_subparsers(
         dest="db_command", required=True
     )
     database.add_parser("upgrade", help="apply the Alembic migrations").set_defaults(
-        func=_db_upgrade
+        func=_with_settings(_db_upgrade)
     )
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The full ``rps`` argument parser (client commands included when available)."""
-    parser = argparse.ArgumentParser(
-        prog="rps", description="Representer-point explanation service"
-    )
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    _add_service_commands(subparsers)
-    try:
-        from rps.client_commands import add_client_commands
-    except ImportError:
-        pass
-    else:
-        add_client_commands(subparsers)
-    return parser
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``rps`` console script."""
-    from pydantic import ValidationError
-
-    args = build_parser().parse_args(argv)
-    try:
-        _configure_logging()
-        return int(args.func(args) or 0)
-    except ValidationError as error:  # settings refused at start-up (e.g. production + SQLite)
-        print(f"rps: invalid settings: {error}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

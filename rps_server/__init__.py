@@ -1,0 +1,3 @@
+"""rps_server: the service's plumbing (settings, broker, demo) and its ``rps`` subcommands."""
+
+__all__ = ["broker", "settings"]
