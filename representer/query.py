@@ -14,7 +14,7 @@ from representer.influence import influence_contributions
 from representer.l2 import l2_contributions
 from representer.likelihood import predicted_class_from_logits, target_scores
 from representer.lje import lje_contributions
-from representer.ranking import top_indices
+from representer.ranking import top_indices_rows
 from representer.state import FittedState
 from representer.validation import check_class_array, check_features, check_state, check_top_k
 
@@ -96,10 +96,11 @@ def explain(
     values = _contributions(state, train, test, targets)  # (m, n)
     model_output = target_scores(logits, targets)
     probabilities = _probabilities(logits)
+    positives = top_indices_rows(values, top_k, largest=True)  # (m, top_k)
+    negatives = top_indices_rows(values, top_k, largest=False)  # (m, top_k)
     explanations = []
     for row in range(test.shape[0]):
-        positive = top_indices(values[row], top_k, largest=True)
-        negative = top_indices(values[row], top_k, largest=False)
+        positive, negative = positives[row], negatives[row]
         total = float(values[row].sum())
         explanations.append(
             Explanation(
