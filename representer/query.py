@@ -14,7 +14,7 @@ from representer.influence import influence_contributions
 from representer.l2 import l2_contributions
 from representer.likelihood import predicted_class_from_logits, target_scores
 from representer.lje import lje_contributions
-from representer.ranking import top_indices
+from representer.ranking import top_indices_rows
 from representer.state import FittedState
 from representer.validation import check_class_array, check_features, check_state, check_top_k
 
@@ -69,7 +69,7 @@ def explain(
     train_features: np.ndarray,
     test_features: np.ndarray,
     *,
-    target: Literal["predicted"] | int | np.ndarray | Sequence[int] = "predicted",
+    target: Literal["predicted"] | int | np.ndarray | Sequence[int | str] = "predicted",
     top_k: int = 10,
 ) -> list[Explanation]:
     """One ``Explanation`` per row of test_features (m, d), in order.
@@ -79,8 +79,10 @@ def explain(
     state : FittedState
     train_features : array of shape (n, d), float
     test_features : array of shape (m, d), float
-    target : "predicted", int, or array of shape (m,) of int
+    target : "predicted", int, or a sequence of length m of int or "predicted"
         The class each explanation is signed toward; defaults to the head's prediction.
+        A sequence gives one target per row ("predicted" rows take the head's prediction),
+        so rows of different requests can share one pass.
     top_k : int
         How many positive and negative representer points (clamped to n).
     """
@@ -94,10 +96,11 @@ def explain(
     values = _contributions(state, train, test, targets)  # (m, n)
     model_output = target_scores(logits, targets)
     probabilities = _probabilities(logits)
+    positives = top_indices_rows(values, top_k, largest=True)  # (m, top_k)
+    negatives = top_indices_rows(values, top_k, largest=False)  # (m, top_k)
     explanations = []
     for row in range(test.shape[0]):
-        positive = top_indices(values[row], top_k, largest=True)
-        negative = top_indices(values[row], top_k, largest=False)
+        positive, negative = positives[row], negatives[row]
         total = float(values[row].sum())
         explanations.append(
             Explanation(
@@ -179,9 +182,25 @@ def _resolve_targets(target: Any, predicted: np.ndarray, *, num_classes: int) ->
         return predicted
     if isinstance(target, (int, np.integer)) and not isinstance(target, bool):
         target = np.full(predicted.shape[0], target, dtype=np.int64)
+    elif isinstance(target, (list, tuple)) and any(isinstance(item, str) for item in target):
+        target = _mixed_targets(target, predicted)
     return check_class_array(
         target, argument="target", length=predicted.shape[0], num_classes=num_classes
     )
+
+
+def _mixed_targets(target: Sequence[Any], predicted: np.ndarray) -> list[Any]:
+    """Per-row targets where some rows say "predicted": those take the head's prediction."""
+    if len(target) != predicted.shape[0]:
+        return list(target)  # check_class_array names the length mismatch
+    resolved = []
+    for row, item in enumerate(target):
+        if isinstance(item, str) and item != "predicted":
+            raise InvalidInputError(
+                f"target[{row}] must be 'predicted' or a class, got {item!r}", argument="target"
+            )
+        resolved.append(int(predicted[row]) if item == "predicted" else item)
+    return resolved
 
 
 def _probabilities(logits: np.ndarray) -> np.ndarray:

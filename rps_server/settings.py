@@ -76,6 +76,18 @@ class Settings(BaseSettings):
         ge=1,
         description="Engine scorings run at once per API process; each already uses every BLAS thread.",
     )
+    batch_window_ms: float = Field(
+        default=0.0,
+        ge=0,
+        le=1000,
+        description="How long an explain request waits for others to share its pass (0: only "
+        "requests that arrive while a pass runs are combined).",
+    )
+    explain_queue_size: int = Field(
+        default=256,
+        ge=1,
+        description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
+    )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
     log_level: str = "INFO"
 

@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.auth import KeyRing
+from app.explain.batcher import PassBatcher
 from app.explain.cache import ResultCache
 from app.explain.loader import ModelCache
 from models_store import ArtifactStore, make_engine, make_sessionmaker
@@ -34,6 +35,8 @@ class ServiceContext:
     scoring_slots: threading.BoundedSemaphore
     """Caps concurrent engine scorings: one pass already saturates the cores (BLAS threads),
     so more at once only oversubscribe them (16 clients: 4x lower throughput measured)."""
+    batcher: PassBatcher
+    """Combines concurrent explain requests of one model and method into shared passes."""
 
     def close(self) -> None:
         self.models.clear()
@@ -67,4 +70,7 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
             else None
         ),
         scoring_slots=threading.BoundedSemaphore(settings.concurrent_queries),
+        batcher=PassBatcher(
+            window_s=settings.batch_window_ms / 1000, max_waiting=settings.explain_queue_size
+        ),
     )

@@ -19,6 +19,7 @@ __all__ = [
     "UnsupportedMediaTypeError",
     "UnauthorizedError",
     "UnavailableError",
+    "TooManyRequestsError",
 ]
 
 
@@ -76,3 +77,9 @@ class UnauthorizedError(ServiceError):
 
 class UnavailableError(ServiceError):
     status, title, slug = 503, "Service Unavailable", "unavailable"
+
+
+class TooManyRequestsError(ServiceError):
+    """The explain queue is full; ``extra`` carries ``retry_after_s`` for the header."""
+
+    status, title, slug = 429, "Too Many Requests", "too-many-requests"

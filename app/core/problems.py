@@ -38,8 +38,12 @@ def problem_response(
     if errors:
         body["errors"] = [error.as_dict() for error in errors]
     body.update(extra)
-    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else {}
+    if extra.get("retry_after_s") is not None:  # 429 and 503 say when to come back
+        headers["Retry-After"] = str(max(1, round(float(extra["retry_after_s"]))))
+    return JSONResponse(
+        body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers or None
+    )
 
 
 def _from_service_error(error: ServiceError) -> JSONResponse:

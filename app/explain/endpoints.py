@@ -13,7 +13,13 @@ from starlette.concurrency import run_in_threadpool
 from app.core.deps import ContextDep, SessionDep, TenantDep
 from app.core.responses import json_response
 from app.explain import service
-from app.explain.schemas import MAX_TOP_K, ExplainRequest, ExplanationList, ExplanationPublic
+from app.explain.schemas import (
+    MAX_TOP_K,
+    ExplainBatchRequest,
+    ExplainRequest,
+    ExplanationList,
+    ExplanationPublic,
+)
 from representer import Method
 
 router = APIRouter(prefix="/explain", tags=["explain"])
@@ -52,5 +58,16 @@ async def explain_submitted(
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
     answer = await run_in_threadpool(
         service.explain_rows, session, body, tenant=tenant, context=context
+    )
+    return json_response(answer)
+
+
+@router.post("/batch", response_model=ExplanationList)
+async def explain_batch(
+    session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainBatchRequest
+) -> Response:
+    """Explanations of up to 1000 stored test points of one model, in the order asked."""
+    answer = await run_in_threadpool(
+        service.explain_batch, session, body, tenant=tenant, context=context
     )
     return json_response(answer)

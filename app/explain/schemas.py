@@ -23,12 +23,15 @@ __all__ = [
     "ExplanationPublic",
     "ExplainRequest",
     "ExplanationList",
+    "ExplainBatchRequest",
     "MAX_TOP_K",
+    "MAX_BATCH_IDS",
     "MAX_ROWS",
 ]
 
 MAX_TOP_K = 1000
 MAX_ROWS = 1000
+MAX_BATCH_IDS = 1000
 
 
 class Prediction(BaseModel):
@@ -90,3 +93,14 @@ class ExplainRequest(BaseModel):
 
 class ExplanationList(BaseModel):
     explanations: list[ExplanationPublic]
+
+
+class ExplainBatchRequest(BaseModel):
+    """``POST /explain/batch``: stored test points of one model, answered in order."""
+
+    model_config = ConfigDict(extra="forbid")
+    model_id: str
+    test_ids: list[StrictStr] = Field(min_length=1, max_length=MAX_BATCH_IDS)
+    k: int = Field(default=10, ge=1, le=MAX_TOP_K)
+    method: Method = Method.LJE
+    target: StrictStr | StrictInt = "predicted"

@@ -19,17 +19,36 @@ from app.core.errors import (
     InvalidRequestError,
     NotFoundError,
     ServiceError,
+    TooManyRequestsError,
 )
+from app.core.metrics import EXPLAIN_REJECTED
+from app.explain.batcher import QueueFullError
 from app.explain.cache import cache_key
 from app.explain.loader import LoadedModel
 from app.explain.repository import train_points_by_index
-from app.explain.schemas import ExplainRequest, ExplanationList, ExplanationPublic
+from app.explain.schemas import (
+    ExplainBatchRequest,
+    ExplainRequest,
+    ExplanationList,
+    ExplanationPublic,
+)
+from app.explain.scoring import ScoringItem, score_items
 from app.models.repository import get_tenant_model
 from app.models.service import get_model_public
 from models_store import Model, ModelStatus
-from representer import Explanation, InvalidInputError, Method, explain
+from representer import Explanation, InvalidInputError, Method
 
-__all__ = ["require_ready", "require_method", "parse_target", "explain_stored", "explain_rows"]
+__all__ = [
+    "require_ready",
+    "require_method",
+    "parse_target",
+    "explain_stored",
+    "explain_rows",
+    "explain_batch",
+]
+
+RETRY_AFTER_FULL_QUEUE_S = 1
+"""What a 429 for a full explain queue tells the client to wait (a pass takes milliseconds)."""
 
 Target = str | int
 
@@ -100,11 +119,37 @@ def _points(rows: dict[int, Any], indices: np.ndarray, values: np.ndarray) -> li
     return points
 
 
-def _to_public(
-    session: Session, model: Model, explanation: Explanation, *, method: Method, test_id: str | None
-) -> ExplanationPublic:
-    indices = np.concatenate([explanation.positive_indices, explanation.negative_indices]).tolist()
+def _publish(
+    session: Session,
+    model: Model,
+    explanations: list[Explanation],
+    *,
+    method: Method,
+    test_ids: list[str | None],
+) -> list[ExplanationPublic]:
+    """Answers for ``explanations``, with every returned training row fetched in one query."""
+    indices = sorted(
+        {
+            int(index)
+            for explanation in explanations
+            for index in (*explanation.positive_indices, *explanation.negative_indices)
+        }
+    )
     rows = train_points_by_index(session, model.id, indices)
+    return [
+        _to_public(rows, model, explanation, method=method, test_id=test_id)
+        for explanation, test_id in zip(explanations, test_ids, strict=True)
+    ]
+
+
+def _to_public(
+    rows: dict[int, Any],
+    model: Model,
+    explanation: Explanation,
+    *,
+    method: Method,
+    test_id: str | None,
+) -> ExplanationPublic:
     return ExplanationPublic.model_validate(
         {
             "model_id": model.id,
@@ -169,15 +214,14 @@ def explain_stored(
     query = {"test_id": test_id, "k": k, "method": method.value, "target": engine_target}
 
     def compute() -> ExplanationPublic:
-        with context.scoring_slots:
-            [explanation] = explain(
-                loaded.states[method],
-                loaded.train_features,
-                loaded.test_features[index : index + 1],
-                target=engine_target,
-                top_k=min(k, model.n_train),
-            )
-        return _to_public(session, model, explanation, method=method, test_id=test_id)
+        item = ScoringItem(
+            rows=loaded.test_features[index : index + 1],
+            targets=[engine_target],
+            top_k=min(k, model.n_train),
+        )
+        explanations = _scored(context, model, loaded, method, item)
+        [answer] = _publish(session, model, explanations, method=method, test_ids=[test_id])
+        return answer
 
     return _cached(context, model, query, compute)
 
@@ -230,15 +274,11 @@ def explain_rows(
     )
     loaded = context.models.get(model)
     rows = _request_rows(model, loaded, request)
+    item = ScoringItem(
+        rows=rows, targets=[target] * rows.shape[0], top_k=min(request.k, model.n_train)
+    )
     try:
-        with context.scoring_slots:
-            explanations = explain(
-                loaded.states[request.method],
-                loaded.train_features,
-                rows,
-                target=target,
-                top_k=min(request.k, model.n_train),
-            )
+        explanations = _scored(context, model, loaded, request.method, item)
     except InvalidInputError as error:  # the engine's "test_features" are this request's rows
         if error.argument != "test_features":
             raise
@@ -246,9 +286,68 @@ def explain_rows(
         raise InvalidRequestError(
             str(error), errors=[FieldError(name, str(error), "body")]
         ) from error
-    return ExplanationList(
-        explanations=[
-            _to_public(session, model, item, method=request.method, test_id=None)
-            for item in explanations
-        ]
+    answers = _publish(
+        session, model, explanations, method=request.method, test_ids=[None] * len(explanations)
     )
+    return ExplanationList(explanations=answers)
+
+
+def explain_batch(
+    session: Session, request: ExplainBatchRequest, *, tenant: str, context: ServiceContext
+) -> ExplanationList:
+    """Explain the stored test points ``request.test_ids`` in one pass, answers in order."""
+    model = get_tenant_model(session, request.model_id, tenant=tenant)
+    require_ready(session, model)
+    require_method(model, request.method, location="body")
+    loaded = context.models.get(model)
+    if loaded.test_features is None:
+        raise NotFoundError(f"model {model.id} has no stored test points")
+    indices = []
+    for position, test_id in enumerate(request.test_ids):
+        index = loaded.test_index(test_id)
+        if index is None:
+            raise NotFoundError(
+                f"model {model.id} has no stored test point {test_id!r} (test_ids[{position}])"
+            )
+        indices.append(index)
+    targets = []
+    for index in indices:
+        label = None if loaded.test_labels is None else int(loaded.test_labels[index])
+        targets.append(
+            parse_target(
+                request.target, num_classes=model.num_classes, label=label, location="body"
+            )
+        )
+    item = ScoringItem(
+        rows=np.asarray(loaded.test_features[indices]),
+        targets=targets,
+        top_k=min(request.k, model.n_train),
+    )
+    explanations = _scored(context, model, loaded, request.method, item)
+    answers = _publish(
+        session, model, explanations, method=request.method, test_ids=list(request.test_ids)
+    )
+    return ExplanationList(explanations=answers)
+
+
+def _scored(
+    context: ServiceContext,
+    model: Model,
+    loaded: LoadedModel,
+    method: Method,
+    item: ScoringItem,
+) -> list[Explanation]:
+    """``item`` scored in a pass shared with concurrent requests of the same model and method."""
+    state, train_features = loaded.states[method], loaded.train_features
+
+    def score(items):
+        return score_items(state, train_features, items, scoring_slots=context.scoring_slots)
+
+    try:
+        return context.batcher.submit((model.id, model.version, method), item, score)
+    except QueueFullError as error:
+        EXPLAIN_REJECTED.inc()
+        raise TooManyRequestsError(
+            f"{error}; retry in {RETRY_AFTER_FULL_QUEUE_S} s",
+            extra={"retry_after_s": RETRY_AFTER_FULL_QUEUE_S},
+        ) from error

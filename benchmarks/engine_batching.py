@@ -1,0 +1,101 @@
+"""What a shared pass costs: 16 queued points in one engine call against one point alone.
+
+The API's batcher (``app.explain.batcher``) scores the waiting requests of one model and
+method in one ``representer.explain`` call, which groups rows by target class. Measured
+here on the engine alone, medians over repeats, for each method:
+
+* one point (the cost of one pass);
+* 16 points that share one target class (target: <= 3x one pass);
+* 16 points with mixed target classes (target: <= (distinct targets + 1) x one pass).
+
+    .venv/bin/python -m benchmarks.engine_batching            # n=50,000, d=512, k=10
+    .venv/bin/python -m benchmarks.engine_batching --quick    # n=5,000, d=64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from representer import Method, explain, fit
+from tests.helpers.problems import memmapped_problem
+
+OUT_DIR = Path(__file__).resolve().parent / "out"
+BATCH = 16
+
+
+def median_ms(function, repeats: int) -> float:
+    function()  # warm caches and page in the memory-mapped arrays
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - started)
+    return 1000.0 * statistics.median(times)
+
+
+def measure_method(method: Method, features, labels, head, test, *, repeats: int) -> dict:
+    state = fit(head, features, labels, method=method)
+    rng = np.random.default_rng(1)
+    one_target = [0] * BATCH
+    mixed = rng.integers(0, head.num_classes, size=BATCH).tolist()
+    one_ms = median_ms(lambda: explain(state, features, test[:1], target=[0]), repeats)
+    same_ms = median_ms(lambda: explain(state, features, test[:BATCH], target=one_target), repeats)
+    mixed_ms = median_ms(lambda: explain(state, features, test[:BATCH], target=mixed), repeats)
+    distinct = len(set(mixed))
+    return {
+        "method": method.value,
+        "one_point_ms": one_ms,
+        "same_target_ms": same_ms,
+        "same_target_ratio": same_ms / one_ms,
+        "mixed_targets_ms": mixed_ms,
+        "distinct_targets": distinct,
+        "mixed_targets_ratio": mixed_ms / one_ms,
+        "mixed_target_bound": distinct + 1,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="n=5,000, d=64")
+    parser.add_argument("--repeats", type=int, default=15)
+    parser.add_argument("--methods", default="lje,influence,l2")
+    args = parser.parse_args(argv)
+    n, d, k = (5_000, 64, 10) if args.quick else (50_000, 512, 10)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="rps-engine-batching-") as scratch:
+        features, labels, head = memmapped_problem(n=n, d=d, k=k, directory=Path(scratch))
+        test = np.random.default_rng(2).normal(size=(BATCH, d))
+        for name in args.methods.split(","):
+            rows.append(
+                measure_method(Method(name), features, labels, head, test, repeats=args.repeats)
+            )
+    print(
+        f"engine passes, n={n:,}, d={d}, k={k}, {BATCH} points per shared pass, median of {args.repeats}"
+    )
+    print(
+        f"{'method':<10} {'1 pt ms':>8} {'16 same ms':>10} {'ratio':>6} {'16 mixed ms':>11} {'ratio':>6} {'bound':>6}"
+    )
+    for row in rows:
+        print(
+            f"{row['method']:<10} {row['one_point_ms']:>8.2f} {row['same_target_ms']:>10.2f} "
+            f"{row['same_target_ratio']:>6.2f} {row['mixed_targets_ms']:>11.2f} "
+            f"{row['mixed_targets_ratio']:>6.2f} {row['mixed_target_bound']:>6}"
+        )
+    print("targets: 16 same-target points <= 3x one pass; mixed <= (distinct targets + 1)x")
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    name = "engine_batching_quick" if args.quick else "engine_batching"
+    (OUT_DIR / f"{name}.json").write_text(
+        json.dumps({"n": n, "d": d, "k": k, "rows": rows}, indent=2)
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
