@@ -13,6 +13,7 @@ from representer.head import LinearHead
 from representer.influence import fit_influence
 from representer.l2 import fit_l2
 from representer.lje import fit_lje
+from representer.method_fit import MethodFit
 from representer.state import FittedState
 from representer.validation import (
     check_config,
@@ -26,7 +27,12 @@ from representer.validation import (
 
 __all__ = ["fit"]
 
-_FITTERS = {Method.LJE: fit_lje, Method.L2: fit_l2, Method.INFLUENCE: fit_influence}
+# Each takes its own config type, hence Callable[..., MethodFit].
+_FITTERS: dict[Method, Callable[..., MethodFit]] = {
+    Method.LJE: fit_lje,
+    Method.L2: fit_l2,
+    Method.INFLUENCE: fit_influence,
+}
 
 
 def fit(

@@ -188,6 +188,8 @@ def factorize_hessian(
     system = hessian
     dim = system.shape[0] // num_outputs
     if num_outputs > 1:
+        if second_moment is None:
+            raise ValueError("a softmax head's system needs the second moment Φ̃ᵀΦ̃/n")
         mean_diagonal = float(torch.diagonal(second_moment).mean())
         ridge = C_RIDGE * max(mean_diagonal, 1e-300)
         coupling = second_moment + ridge * torch.eye(dim, dtype=system.dtype, device=system.device)

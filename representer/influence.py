@@ -62,6 +62,7 @@ def fit_influence(
         with_hessian=True,
         progress=stage_progress(progress, 0.0, 0.5),
     )
+    assert at_dagger.hessian is not None  # asked for with_hessian=True
     factor = factorize_hessian(
         at_dagger.hessian,
         num_outputs=num_outputs,

@@ -92,6 +92,7 @@ def fit_lje(
         with_hessian=True,
         progress=stage_progress(progress, 0.1, 0.6),
     )
+    assert at_star.hessian is not None  # asked for with_hessian=True
     factor = factorize_hessian(
         at_star.hessian,
         num_outputs=num_outputs,

@@ -39,10 +39,9 @@ def declare_actors(
         job_runner.run(job_id)
 
     return dramatiq.actor(
-        precompute_model,
         broker=broker,
         actor_name=PRECOMPUTE_ACTOR,
         queue_name=DEFAULT_QUEUE,
         max_retries=0,
         time_limit=settings.job_time_limit_ms,
-    )
+    )(precompute_model)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -99,8 +100,13 @@ async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 def install_problem_handlers(app: FastAPI) -> None:
     """Register the handlers that turn every exception into problem+json."""
-    app.add_exception_handler(RequestValidationError, _on_request_validation)
-    app.add_exception_handler(ServiceError, _on_service_error)
-    app.add_exception_handler(RepresenterError, _on_engine_error)
-    app.add_exception_handler(StarletteHTTPException, _on_http_error)
-    app.add_exception_handler(Exception, _on_unexpected)
+    # Any, not Exception: each handler takes its own exception type.
+    handlers: list[tuple[type[Exception], Callable[[Request, Any], Awaitable[JSONResponse]]]] = [
+        (RequestValidationError, _on_request_validation),
+        (ServiceError, _on_service_error),
+        (RepresenterError, _on_engine_error),
+        (StarletteHTTPException, _on_http_error),
+        (Exception, _on_unexpected),
+    ]
+    for exception_type, handler in handlers:
+        app.add_exception_handler(exception_type, handler)

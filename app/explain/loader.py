@@ -60,6 +60,8 @@ def _load_embedding(store: ArtifactStore, model: Model) -> Any:
 
 def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
     """Open the published result of ``model`` (which must be ready)."""
+    if model.result_dir is None:
+        raise ValueError(f"model {model.id} has no published result")
     result = Path(model.result_dir)
     test_path = result / "test_features.npy"
     labels_path = result / "test_labels.npy"

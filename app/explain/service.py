@@ -205,7 +205,8 @@ def explain_stored(
     require_method(model, method, location="query")
     loaded = context.models.get(model)
     index = loaded.test_index(test_id)
-    if index is None or loaded.test_features is None:
+    test_features = loaded.test_features
+    if index is None or test_features is None:
         raise NotFoundError(f"model {model.id} has no stored test point {test_id!r}")
     label = None if loaded.test_labels is None else int(loaded.test_labels[index])
     engine_target = parse_target(
@@ -215,7 +216,7 @@ def explain_stored(
 
     def compute() -> ExplanationPublic:
         item = ScoringItem(
-            rows=loaded.test_features[index : index + 1],
+            rows=test_features[index : index + 1],
             targets=[engine_target],
             top_k=min(k, model.n_train),
         )
@@ -235,6 +236,7 @@ def _request_rows(model: Model, loaded: LoadedModel, request: ExplainRequest) ->
             )
         _check_width("inputs", request.inputs, model.input_dim)
         return np.asarray(loaded.embedding.transform(_float32_rows("inputs", request.inputs)))
+    assert request.features is not None  # the request validator asks for one of the two
     _check_width("features", request.features, model.feature_dim)
     return _float32_rows("features", request.features)
 

@@ -85,9 +85,12 @@ class ModelSpec(BaseModel):
 
     def method_config(self, method: Method) -> LJEConfig | L2Config | InfluenceConfig:
         """The engine config of ``method`` from this spec."""
-        return {Method.LJE: self.lje, Method.L2: self.l2, Method.INFLUENCE: self.influence}[
-            method
-        ].to_config()
+        specs: dict[Method, LJESpec | L2Spec | InfluenceSpec] = {
+            Method.LJE: self.lje,
+            Method.L2: self.l2,
+            Method.INFLUENCE: self.influence,
+        }
+        return specs[method].to_config()
 
 
 class ModelPublic(BaseModel):

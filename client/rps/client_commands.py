@@ -178,6 +178,12 @@ def _load_npy(path: Path | None) -> np.ndarray | None:
     return None if path is None else np.load(path, allow_pickle=False)
 
 
+def _require_npy(path: Path | None, option: str) -> np.ndarray:
+    if path is None:
+        raise ValueError(f"{option} is required for this model")
+    return np.load(path, allow_pickle=False)
+
+
 def _load_json(path: Path | None) -> Any:
     return None if path is None else json.loads(path.read_text())
 
@@ -231,8 +237,8 @@ def _register(args: argparse.Namespace) -> int:
                 raise ValueError("an xgboost model needs --booster and --train-inputs")
             model = client.register_xgboost(
                 args.booster,
-                _load_npy(args.train_inputs),
-                _load_npy(args.train_labels),
+                _require_npy(args.train_inputs, "--train-inputs"),
+                _require_npy(args.train_labels, "--train-labels"),
                 test_inputs=_load_npy(args.test_inputs),
                 embedding=(spec.get("xgboost") or {}).get("embedding"),
                 **common,
@@ -243,10 +249,10 @@ def _register(args: argparse.Namespace) -> int:
                     "a linear model needs --weights and --train-features (or --booster)"
                 )
             model = client.register_linear(
-                _load_npy(args.weights),
-                _load_npy(args.bias),
-                _load_npy(args.train_features),
-                _load_npy(args.train_labels),
+                _require_npy(args.weights, "--weights"),
+                _require_npy(args.bias, "--bias"),
+                _require_npy(args.train_features, "--train-features"),
+                _require_npy(args.train_labels, "--train-labels"),
                 test_features=_load_npy(args.test_features),
                 **common,
             )
