@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager
 import dramatiq
 from fastapi import FastAPI
 
-from app.core.context import ServiceContext, build_context
+from app.context import ServiceContext, build_context
 from app.core.metrics import MetricsMiddleware
 from app.core.problems import install_problem_handlers
 from app.debug.endpoints import router as debug_router

@@ -7,11 +7,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import OffsetQuery, SessionDep, TenantDep
 from app.core.responses import json_response
 from app.debug import service
 from app.debug.schemas import SuspiciousPage
-from representer import Method
+from app.dependencies import OffsetQuery, ReadyModelDep, SessionDep
 
 router = APIRouter(prefix="/debug", tags=["debug"])
 
@@ -19,9 +18,7 @@ router = APIRouter(prefix="/debug", tags=["debug"])
 @router.get("/suspicious", response_model=SuspiciousPage)
 async def suspicious(
     session: SessionDep,
-    tenant: TenantDep,
-    model_id: str,
-    method: Method = Method.LJE,
+    ready: ReadyModelDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: OffsetQuery = 0,
 ) -> Response:
@@ -29,9 +26,8 @@ async def suspicious(
     page = await run_in_threadpool(
         service.suspicious_page,
         session,
-        model_id,
-        tenant=tenant,
-        method=method,
+        ready.model,
+        method=ready.method,
         limit=limit,
         offset=offset,
     )

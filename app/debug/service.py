@@ -6,20 +6,16 @@ from sqlalchemy.orm import Session
 
 from app.debug import repository
 from app.debug.schemas import SuspiciousPage, SuspiciousPoint
-from app.explain.service import require_method, require_ready
-from app.models.repository import get_tenant_model
+from models_store import Model
 from representer import Method
 
 __all__ = ["suspicious_page"]
 
 
 def suspicious_page(
-    session: Session, model_id: str, *, tenant: str, method: Method, limit: int, offset: int
+    session: Session, model: Model, *, method: Method, limit: int, offset: int
 ) -> SuspiciousPage:
-    """Rank ``offset+1 .. offset+limit`` of the tenant's model's most suspicious training points."""
-    model = get_tenant_model(session, model_id, tenant=tenant)
-    require_ready(session, model)
-    require_method(model, method, location="query")
+    """Rank ``offset+1 .. offset+limit`` of the ready ``model``'s most suspicious training points."""
     rows = repository.ranked_points(session, model.id, method.value, limit=limit, offset=offset)
     items = [
         SuspiciousPoint(

@@ -10,8 +10,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import ContextDep, SessionDep, TenantDep
 from app.core.responses import json_response
+from app.dependencies import ContextDep, ReadyModelDep, SessionDep, TenantDep, ready_model
 from app.explain import service
 from app.explain.schemas import (
     MAX_TOP_K,
@@ -20,7 +20,6 @@ from app.explain.schemas import (
     ExplanationList,
     ExplanationPublic,
 )
-from representer import Method
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -28,24 +27,21 @@ router = APIRouter(prefix="/explain", tags=["explain"])
 @router.get("", response_model=ExplanationPublic)
 async def explain_test_point(
     session: SessionDep,
-    tenant: TenantDep,
     context: ContextDep,
-    model_id: str,
+    ready: ReadyModelDep,
     test_id: str,
     k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 10,
-    method: Method = Method.LJE,
     target: str = "predicted",
 ) -> Response:
     """Top-k positive and negative representer points of a stored test point."""
     body = await run_in_threadpool(
         service.explain_stored,
         session,
-        model_id,
-        tenant=tenant,
+        ready.model,
         context=context,
         test_id=test_id,
         k=k,
-        method=method,
+        method=ready.method,
         target=target,
     )
     return json_response(body)
@@ -56,9 +52,14 @@ async def explain_submitted(
     session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest
 ) -> Response:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
-    answer = await run_in_threadpool(
-        service.explain_rows, session, body, tenant=tenant, context=context
-    )
+
+    def answer_rows() -> ExplanationList:
+        model = ready_model(
+            session, body.model_id, tenant=tenant, method=body.method, location="body"
+        )
+        return service.explain_rows(session, model, body, context=context)
+
+    answer = await run_in_threadpool(answer_rows)
     return json_response(answer)
 
 
@@ -67,7 +68,12 @@ async def explain_batch(
     session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainBatchRequest
 ) -> Response:
     """Explanations of up to 1000 stored test points of one model, in the order asked."""
-    answer = await run_in_threadpool(
-        service.explain_batch, session, body, tenant=tenant, context=context
-    )
+
+    def answer_batch() -> ExplanationList:
+        model = ready_model(
+            session, body.model_id, tenant=tenant, method=body.method, location="body"
+        )
+        return service.explain_batch(session, model, body, context=context)
+
+    answer = await run_in_threadpool(answer_batch)
     return json_response(answer)

@@ -7,14 +7,14 @@ call (a pass over the n training features), and one query for the ≤ 2·k retur
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from sqlalchemy.orm import Session
 
-from app.core.context import ServiceContext
+from app.context import ServiceContext
 from app.core.errors import (
-    ConflictError,
     FieldError,
     InvalidRequestError,
     NotFoundError,
@@ -33,14 +33,10 @@ from app.explain.schemas import (
     ExplanationPublic,
 )
 from app.explain.scoring import ScoringItem, score_items
-from app.models.repository import get_tenant_model
-from app.models.service import get_model_public
-from models_store import Model, ModelStatus
+from models_store import Model
 from representer import Explanation, InvalidInputError, Method
 
 __all__ = [
-    "require_ready",
-    "require_method",
     "parse_target",
     "explain_stored",
     "explain_rows",
@@ -51,25 +47,6 @@ RETRY_AFTER_FULL_QUEUE_S = 1
 """What a 429 for a full explain queue tells the client to wait (a pass takes milliseconds)."""
 
 Target = str | int
-
-
-def require_ready(session: Session, model: Model) -> None:
-    """409 with the model's status unless it is ready."""
-    if model.status != ModelStatus.READY.value:
-        public = get_model_public(session, model).model_dump(mode="json")
-        raise ConflictError(
-            f"model {model.id} is {model.status}, not ready",
-            extra={"model_status": model.status, "model": public},
-        )
-
-
-def require_method(model: Model, method: Method, *, location: str) -> None:
-    """422 naming ``method`` unless the model's precompute covered it."""
-    if method.value not in model.methods:
-        raise InvalidRequestError(
-            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
-            errors=[FieldError("method", f"not one of {model.methods}", location)],
-        )
 
 
 def parse_target(target: Target, *, num_classes: int, label: int | None, location: str) -> Target:
@@ -176,33 +153,35 @@ def _to_public(
     )
 
 
-def _cached(context: ServiceContext, model: Model, query: dict[str, Any], compute) -> Any:
+def _cached(
+    context: ServiceContext,
+    model: Model,
+    query: dict[str, Any],
+    compute: Callable[[], ExplanationPublic],
+) -> dict[str, Any]:
+    """The JSON body of ``compute()``, from the explain cache when it holds one."""
     if context.results is None:
-        return compute()
+        return compute().model_dump(mode="json")
     key = cache_key(model.id, model.version, query, namespace=context.results.namespace)
     hit = context.results.get(key)
     if hit is not None:
         return hit
-    value = compute()
-    context.results.put(key, value.model_dump(mode="json"))
-    return value
+    body = compute().model_dump(mode="json")
+    context.results.put(key, body)
+    return body
 
 
 def explain_stored(
     session: Session,
-    model_id: str,
+    model: Model,
     *,
-    tenant: str,
     context: ServiceContext,
     test_id: str,
     k: int,
     method: Method,
     target: str,
-) -> ExplanationPublic | dict[str, Any]:
-    """Explain the stored test point ``test_id`` of the tenant's model ``model_id``."""
-    model = get_tenant_model(session, model_id, tenant=tenant)
-    require_ready(session, model)
-    require_method(model, method, location="query")
+) -> dict[str, Any]:
+    """The JSON answer explaining the stored test point ``test_id`` of the ready ``model``."""
     loaded = context.models.get(model)
     index = loaded.test_index(test_id)
     test_features = loaded.test_features
@@ -265,12 +244,9 @@ def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:
 
 
 def explain_rows(
-    session: Session, request: ExplainRequest, *, tenant: str, context: ServiceContext
+    session: Session, model: Model, request: ExplainRequest, *, context: ServiceContext
 ) -> ExplanationList:
-    """Explain each submitted row of ``request`` (the tenant's model), in order."""
-    model = get_tenant_model(session, request.model_id, tenant=tenant)
-    require_ready(session, model)
-    require_method(model, request.method, location="body")
+    """Explain each submitted row of ``request`` with the ready ``model``, in order."""
     target = parse_target(
         request.target, num_classes=model.num_classes, label=None, location="body"
     )
@@ -295,12 +271,9 @@ def explain_rows(
 
 
 def explain_batch(
-    session: Session, request: ExplainBatchRequest, *, tenant: str, context: ServiceContext
+    session: Session, model: Model, request: ExplainBatchRequest, *, context: ServiceContext
 ) -> ExplanationList:
-    """Explain the stored test points ``request.test_ids`` in one pass, answers in order."""
-    model = get_tenant_model(session, request.model_id, tenant=tenant)
-    require_ready(session, model)
-    require_method(model, request.method, location="body")
+    """Explain the stored test points ``request.test_ids`` of the ready ``model``, in order."""
     loaded = context.models.get(model)
     if loaded.test_features is None:
         raise NotFoundError(f"model {model.id} has no stored test points")

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from app.core.deps import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
+from app.dependencies import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
 from app.models import service
 from app.models.schemas import ModelList, ModelPublic
 from app.models.uploads import receive_multipart

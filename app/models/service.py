@@ -10,9 +10,9 @@ import numpy as np
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
-from app.core.context import ServiceContext
-from app.core.deps import after_commit, on_rollback
+from app.context import ServiceContext
 from app.core.errors import FieldError, InvalidRequestError
+from app.core.transactions import after_commit, on_rollback
 from app.models import repository
 from app.models.plans import RegistrationPlan, plan_registration
 from app.models.schemas import ModelList, ModelPublic, ModelSpec

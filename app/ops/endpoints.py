@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.core.deps import ContextDep
 from app.core.errors import FieldError, UnavailableError
+from app.dependencies import ContextDep
 from app.ops import service
 
 router = APIRouter(tags=["operations"])

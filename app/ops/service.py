@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import func, select, text
 
-from app.core.context import ServiceContext
+from app.context import ServiceContext
 from app.core.metrics import EXPLAIN_CACHE, QUEUE_DEPTH
 from models_store import Job, JobStatus
 

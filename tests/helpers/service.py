@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from app.core.context import ServiceContext
+from app.context import ServiceContext
 from rps_server.settings import Settings
 
 READY_TIMEOUT_S = 90.0

@@ -10,7 +10,7 @@ from urllib.parse import quote
 import numpy as np
 import pytest
 
-from app.core.deps import MAX_OFFSET
+from app.dependencies import MAX_OFFSET
 from tests.helpers.service import linear_parts, linear_problem, npy_bytes
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}

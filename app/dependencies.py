@@ -1,24 +1,36 @@
 """Request dependencies as ``Annotated`` aliases: the session (the transaction boundary),
-the tenant, the tenant's model named by ``model_id`` (path or query), and the paging offset."""
+the tenant, the tenant's model named by ``model_id`` (path or query), the tenant's READY
+model with a precomputed method, and the paging offset.
+
+Domains get their model from here instead of calling each other's services.
+"""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.core.context import ServiceContext
+from app.context import ServiceContext
+from app.core.errors import ConflictError, FieldError, InvalidRequestError
+from app.core.transactions import after_commit, commit, on_rollback, roll_back
 from app.models.repository import get_tenant_model
-from models_store import Model
+from app.models.service import get_model_public
+from models_store import Model, ModelStatus
+from representer import Method
 
 __all__ = [
     "ContextDep",
     "SessionDep",
     "TenantDep",
     "ModelDep",
+    "ReadyModel",
+    "ReadyModelDep",
+    "ready_model",
     "OffsetQuery",
     "MAX_OFFSET",
     "after_commit",
@@ -27,8 +39,6 @@ __all__ = [
 ]
 
 READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
-_AFTER_COMMIT = "after_commit"
-_ON_ROLLBACK = "on_rollback"
 
 
 async def get_context(request: Request) -> ServiceContext:
@@ -36,35 +46,6 @@ async def get_context(request: Request) -> ServiceContext:
 
 
 ContextDep = Annotated[ServiceContext, Depends(get_context)]
-
-
-def after_commit(session: Session, callback: Callable[[], None]) -> None:
-    """Run ``callback`` once the request's transaction has committed (e.g. enqueue a job)."""
-    session.info.setdefault(_AFTER_COMMIT, []).append(callback)
-
-
-def on_rollback(session: Session, callback: Callable[[], None]) -> None:
-    """Run ``callback`` if the request's transaction is rolled back (e.g. delete files)."""
-    session.info.setdefault(_ON_ROLLBACK, []).append(callback)
-
-
-def _commit(session: Session) -> None:
-    try:
-        session.commit()
-    except BaseException:
-        _roll_back(session)
-        raise
-    session.info.pop(_ON_ROLLBACK, None)
-    for callback in session.info.pop(_AFTER_COMMIT, []):
-        callback()
-    session.close()
-
-
-def _roll_back(session: Session) -> None:
-    session.rollback()
-    for callback in session.info.pop(_ON_ROLLBACK, []):
-        callback()
-    session.close()
 
 
 async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Session]:
@@ -82,12 +63,12 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Se
         if read_only:
             session.close()
         else:
-            await run_in_threadpool(_roll_back, session)
+            await run_in_threadpool(roll_back, session)
         raise
     if read_only:
         session.close()
     else:
-        await run_in_threadpool(_commit, session)
+        await run_in_threadpool(commit, session)
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
@@ -115,6 +96,48 @@ async def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Mo
 
 
 ModelDep = Annotated[Model, Depends(get_model)]
+
+
+def ready_model(
+    session: Session, model_id: str, *, tenant: str, method: Method, location: str
+) -> Model:
+    """The tenant's model ``model_id``, ready and precomputed for ``method``.
+
+    Raises 404 (unknown or another tenant's), 409 with the model's status (not ready) and
+    422 naming ``method`` (not precomputed); ``location`` is where ``method`` was sent.
+    """
+    model = get_tenant_model(session, model_id, tenant=tenant)
+    if model.status != ModelStatus.READY.value:
+        public = get_model_public(session, model).model_dump(mode="json")
+        raise ConflictError(
+            f"model {model.id} is {model.status}, not ready",
+            extra={"model_status": model.status, "model": public},
+        )
+    if method.value not in model.methods:
+        raise InvalidRequestError(
+            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
+            errors=[FieldError("method", f"not one of {model.methods}", location)],
+        )
+    return model
+
+
+@dataclass(frozen=True)
+class ReadyModel:
+    """A ready model and the precomputed method a query asked for."""
+
+    model: Model
+    method: Method
+
+
+def get_ready_model(
+    session: SessionDep, tenant: TenantDep, model_id: str, method: Method = Method.LJE
+) -> ReadyModel:
+    """``ready_model`` for routes taking ``model_id`` and ``method`` in the query."""
+    model = ready_model(session, model_id, tenant=tenant, method=method, location="query")
+    return ReadyModel(model, method)
+
+
+ReadyModelDep = Annotated[ReadyModel, Depends(get_ready_model)]
 
 
 MAX_OFFSET = 2**63 - 1
