@@ -23,6 +23,7 @@ from models_store import (
     Job,
     JobStatus,
     Model,
+    ModelFiles,
     ModelKind,
     ModelStatus,
     Score,
@@ -158,9 +159,9 @@ class JobRunner:
         return True
 
     def _insert_points(self, session: Session, model_id: str, result: PrecomputeResult) -> None:
-        inputs = self.store.inputs_dir(model_id)
-        train_ids = self.store.load_json(inputs / "train_ids.json")
-        records_path = inputs / "train_records.json"
+        files = ModelFiles(self.store, model_id)
+        train_ids = self.store.load_json(files.input("train_ids.json"))
+        records_path = files.input("train_records.json")
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(train_ids)
         )
@@ -192,9 +193,9 @@ class JobRunner:
         _insert_batches(session, TestPoint, self._test_rows(model_id))
 
     def _test_rows(self, model_id: str) -> list[dict]:
-        inputs = self.store.inputs_dir(model_id)
-        test_ids = self.store.load_json(inputs / "test_ids.json")
-        labels_path, records_path = inputs / "test_labels.npy", inputs / "test_records.json"
+        files = ModelFiles(self.store, model_id)
+        test_ids = self.store.load_json(files.input("test_ids.json"))
+        labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
         labels = np.load(labels_path).tolist() if labels_path.exists() else [None] * len(test_ids)
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
