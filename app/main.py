@@ -16,6 +16,7 @@ from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
 from app.ops.endpoints import router as ops_router
+from app.ui import router as ui_router
 from rps_server.settings import Environment, Settings, get_settings
 
 __all__ = ["create_app", "check_startup"]
@@ -70,6 +71,6 @@ def create_app(
     app.state.context = context
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
-    for router in (models_router, explain_router, debug_router, ops_router):
+    for router in (models_router, explain_router, debug_router, ops_router, ui_router):
         app.include_router(router)
     return app
