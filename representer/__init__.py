@@ -1,7 +1,7 @@
 """representer: exact RPS-LJE, RPS-l2 and last-layer influence for linear heads.
 
 Pure computation on arrays; no HTTP, SQL or queues. The mathematics is
-``../shared/docs/MATH.md``; symbols in the code follow it.
+``docs/math.md``; symbols in the code follow it.
 
 Typical use::
 

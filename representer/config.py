@@ -1,4 +1,4 @@
-"""Choices and per-method settings, as small frozen dataclasses (MATH.md §2-§4)."""
+"""Choices and per-method settings, as small frozen dataclasses (docs/math.md §2-§4)."""
 
 from __future__ import annotations
 
@@ -24,13 +24,13 @@ DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
 class Method(str, Enum):
     """The explanation methods the engine offers."""
 
-    LJE = "lje"  # RPS-LJE, MATH.md §2
-    L2 = "l2"  # RPS-l2 (Yeh et al. 2018), MATH.md §3
-    INFLUENCE = "influence"  # last-layer influence function, MATH.md §4
+    LJE = "lje"  # RPS-LJE, docs/math.md §2
+    L2 = "l2"  # RPS-l2 (Yeh et al. 2018), docs/math.md §3
+    INFLUENCE = "influence"  # last-layer influence function, docs/math.md §4
 
 
 class WeightLayout(str, Enum):
-    """How RPS-LJE keeps what a query needs (MATH.md §2.4); chosen by measurement.
+    """How RPS-LJE keeps what a query needs (docs/math.md §2.4); chosen by measurement.
 
     ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features,
     2 shared cores) one explain query at 4.6x one streaming f32 pass over the features in
@@ -60,7 +60,7 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class LJEConfig:
-    """Settings of RPS-LJE (MATH.md §2)."""
+    """Settings of RPS-LJE (docs/math.md §2)."""
 
     lr: float = 0.01
     """Step size γ of the single gradient-ascent step Θ* = Θ† + γ ḡ(Θ†)."""
@@ -87,14 +87,14 @@ class LJEConfig:
 
 @dataclass(frozen=True)
 class L2Config:
-    """Settings of RPS-l2 (MATH.md §3)."""
+    """Settings of RPS-l2 (docs/math.md §3)."""
 
     lam: float = 0.003
     """Weight λ of the ridge penalty λ‖Θ‖²_F in the fine-tuning objective."""
     max_iter: int = 1000
     """Iteration cap of the L-BFGS fine-tuning."""
     grad_reduction: float = 1e6
-    """Stop once the gradient norm has fallen by this factor (MATH.md asks >= 200)."""
+    """Stop once the gradient norm has fallen by this factor (docs/math.md asks >= 200)."""
 
     def __post_init__(self) -> None:
         _check_positive("lambda", self.lam)
@@ -108,7 +108,7 @@ class L2Config:
 
 @dataclass(frozen=True)
 class InfluenceConfig:
-    """Settings of the last-layer influence function (MATH.md §4)."""
+    """Settings of the last-layer influence function (docs/math.md §4)."""
 
     damping: float = 0.0
     """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""

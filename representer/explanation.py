@@ -1,4 +1,4 @@
-"""What one explanation of one test point holds (MATH.md §2.5, §5)."""
+"""What one explanation of one test point holds (docs/math.md §2.5, §5)."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ class Explanation:
     Attributes
     ----------
     target_class : int
-        The class the contributions are signed toward (MATH.md §5).
+        The class the contributions are signed toward (docs/math.md §5).
     logits : ndarray of shape (k_out,), float64
         The original head's output Θ†φ̃_t (binary: one logit).
     probabilities : ndarray of shape (k_out,), float64
@@ -28,7 +28,7 @@ class Explanation:
     sum_of_contributions : float
         Σ_i c_i(t) toward the target class.
     residual : float
-        ``model_output − sum_of_contributions`` (MATH.md §2.5); reported, never hidden.
+        ``model_output − sum_of_contributions`` (docs/math.md §2.5); reported, never hidden.
     positive_indices, negative_indices : ndarray of shape (top_k,), int64
         Training rows with the largest / smallest contributions, best first.
     positive_contributions, negative_contributions : ndarray of shape (top_k,), float64

@@ -1,4 +1,4 @@
-"""Last-layer influence function (Koh & Liang 2017; MATH.md §4).
+"""Last-layer influence function (Koh & Liang 2017; docs/math.md §4).
 
 At Θ† (no ascent step): g_i = r†_i ⊗ φ̃_i, H† = H(Θ†), and
 

@@ -1,4 +1,4 @@
-"""The head's link function and residuals (MATH.md §1), shared by every method.
+"""The head's link function and residuals (docs/math.md §1), shared by every method.
 
 A binary head has one output (k_out = 1, sigmoid); a multi-class head has k_out = k >= 2
 outputs (softmax). Written this way, one formula serves both: the residual is P − T with
@@ -72,7 +72,7 @@ def predicted_class_from_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def target_scores(logits: np.ndarray, target_classes: np.ndarray) -> np.ndarray:
-    """The score of each row's target class (MATH.md §5): z_c, binary class 0 → −z.
+    """The score of each row's target class (docs/math.md §5): z_c, binary class 0 → −z.
 
     Parameters
     ----------

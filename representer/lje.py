@@ -1,4 +1,4 @@
-"""RPS-LJE (MATH.md §2): precompute and contributions.
+"""RPS-LJE (docs/math.md §2): precompute and contributions.
 
 Precompute: Θ* = Θ† + γ ḡ(Θ†); at Θ* the residuals R*, the Hessian H* and the exact
 inverse M of H* + J⊗C + δI (equal to H*⁺ on zero-class-sum vectors); the

@@ -1,4 +1,4 @@
-"""Queries against a fitted state: contributions and top-k explanations (MATH.md §2-§6)."""
+"""Queries against a fitted state: contributions and top-k explanations (docs/math.md §2-§6)."""
 
 from __future__ import annotations
 
@@ -46,7 +46,7 @@ def contributions(
         check the shape.
     test_features : array of shape (m, d), float
     target_classes : array of shape (m,), int
-        In 0..num_classes-1. For a binary head class 0 gets −c_i (MATH.md §5).
+        In 0..num_classes-1. For a binary head class 0 gets −c_i (docs/math.md §5).
 
     Returns
     -------

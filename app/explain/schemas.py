@@ -56,7 +56,7 @@ class RepresenterPoint(BaseModel):
 
 
 class ExplanationPublic(BaseModel):
-    """One explanation (API.md ``GET /explain``)."""
+    """One explanation (docs/api.md ``GET /explain``)."""
 
     model_id: str
     test_id: str | None

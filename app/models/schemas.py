@@ -17,7 +17,7 @@ _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
 class EmbeddingName(str, Enum):
-    """How an XGBoost booster becomes features + linear head (MATH.md §7)."""
+    """How an XGBoost booster becomes features + linear head (docs/math.md §7)."""
 
     TREE_MARGINS = "tree_margins"
     LEAF_ONEHOT = "leaf_onehot"
@@ -63,7 +63,7 @@ class XGBoostSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """The ``spec`` part of ``POST /models`` (API.md); only ``kind`` is required."""
+    """The ``spec`` part of ``POST /models`` (docs/api.md); only ``kind`` is required."""
 
     model_config = _STRICT
     name: str = Field(default="", max_length=200)
@@ -94,7 +94,7 @@ class ModelSpec(BaseModel):
 
 
 class ModelPublic(BaseModel):
-    """The model status body of API.md, plus ``attempts``, ``job_status``, ``class_names``."""
+    """The model status body of docs/api.md, plus ``attempts``, ``job_status``, ``class_names``."""
 
     id: str
     name: str
