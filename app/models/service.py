@@ -36,7 +36,7 @@ __all__ = [
     "test_points",
 ]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
 
 
@@ -126,6 +126,7 @@ def register(
     def enqueue() -> None:
         try:
             enqueue_precompute(context.broker, job.id, queue=model.queue)
+            logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
         except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
             logger.exception("could not enqueue job %s of model %s", job.id, model.id)
 
