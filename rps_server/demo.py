@@ -174,7 +174,8 @@ def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = Tru
                 test_labels=digits.test_labels,
                 test_ids=digits.test_ids,
                 test_records=digits.test_records,
-                **DIGITS_OPTIONS,
+                lje=DIGITS_OPTIONS["lje"],
+                influence=DIGITS_OPTIONS["influence"],
             )["id"]
             logger.info(
                 "image demo %s registered (8x8 digits, %d training labels flipped on purpose)",

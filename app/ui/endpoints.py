@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse
 
 from app.ui import pages
 
-router = APIRouter(prefix="/ui", include_in_schema=False)
+router = APIRouter(prefix="/ui", tags=["viewer"], default_response_class=HTMLResponse)
 
 
 @router.get("")
@@ -38,7 +38,7 @@ def suspicious_page(model_id: str) -> HTMLResponse:
     return pages.page_response(pages.suspicious_page(model_id))
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name}", response_class=Response)
 def static_file(name: str) -> Response:
     """``viewer.js`` or ``viewer.css`` (any other name is a problem+json 404)."""
     return pages.static_response(name)

@@ -118,7 +118,8 @@ def _register_digits(client: Client) -> str:
         test_labels=data.test_labels[test],
         test_ids=data.test_ids[test],
         test_records=data.test_records[test],
-        **DIGITS_OPTIONS,
+        lje=DIGITS_OPTIONS["lje"],
+        influence=DIGITS_OPTIONS["influence"],
     )["id"]
 
 
