@@ -32,12 +32,13 @@ from models_store import (
     utcnow,
 )
 from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
+from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
-logger = logging.getLogger("rps.worker")
+logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
 INSERT_BATCH = 5000
 
@@ -52,10 +53,18 @@ class JobRunner:
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def run(self, job_id: str) -> None:
-        """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
-        inputs = self._claim(job_id)
-        if inputs is None:
-            return
+        """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
+
+        Every line logged meanwhile carries the job id and, once known, the model id.
+        """
+        with log_context(job_id=job_id):
+            inputs = self._claim(job_id)
+            if inputs is None:
+                return
+            with log_context(model_id=inputs.model_id):
+                self._compute_and_publish(job_id, inputs)
+
+    def _compute_and_publish(self, job_id: str, inputs: ModelInputs) -> None:
         started = time.perf_counter()
         try:
             result = compute_result(
@@ -195,9 +204,9 @@ class JobRunner:
                     for i, v in enumerate(values)
                 ],
             )
-        _insert_batches(session, TestPoint, self._test_rows(model_id))
+        _insert_batches(session, TestPoint, self._test_rows(model_id, result))
 
-    def _test_rows(self, model_id: str) -> list[dict]:
+    def _test_rows(self, model_id: str, result: PrecomputeResult) -> list[dict]:
         files = ModelFiles(self.store, model_id)
         test_ids = self.store.load_json(files.input("test_ids.json"))
         labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
@@ -205,12 +214,18 @@ class JobRunner:
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
         )
+        predicted = (
+            result.test_predicted_class.tolist()
+            if result.test_predicted_class is not None
+            else [None] * len(test_ids)
+        )
         return [
             {
                 "model_id": model_id,
                 "test_index": i,
                 "test_id": test_id,
                 "label": labels[i],
+                "predicted_class": predicted[i],
                 "record": records[i],
             }
             for i, test_id in enumerate(test_ids)
