@@ -88,6 +88,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
+    min_free_disk_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Free space the data directory must keep: below it /readyz is 503 and "
+        "uploads are refused with 507 (0: no check).",
+    )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
     log_level: str = "INFO"
 
