@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def problem_response(

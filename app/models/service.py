@@ -30,7 +30,7 @@ __all__ = [
     "delete_model",
 ]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -133,6 +133,7 @@ def register(
     def enqueue() -> None:
         try:
             enqueue_precompute(context.broker, job.id, queue=model.queue)
+            logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
         except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
             logger.exception("could not enqueue job %s of model %s", job.id, model.id)
 
