@@ -25,6 +25,7 @@ from representer import (
     Method,
     fit,
 )
+from representer.likelihood import predicted_class_from_logits
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -48,6 +49,8 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    test_predicted_class : ndarray of shape (m,), int64, or None
+        The registered head's prediction for each stored test point (None without a test set).
     """
 
     directory: Path
@@ -55,6 +58,7 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    test_predicted_class: np.ndarray | None = None
 
 
 def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
@@ -101,6 +105,18 @@ def _booster_features(files: ModelFiles, result: ResultFiles, spec: dict[str, An
             result.test_features, embedding.transform(test_inputs).astype(np.float32)
         )
     return embedding.head
+
+
+def _test_predictions(head: LinearHead, result: ResultFiles) -> np.ndarray | None:
+    """The head's predicted class of every stored test point, shape (m,) int64, or None."""
+    test_features = result.load_optional(result.test_features)
+    if test_features is None or len(test_features) == 0:
+        return None
+    predicted = [  # in blocks: a large memory-mapped test set is never read whole
+        predicted_class_from_logits(head.logits(test_features[start : start + 4096]))
+        for start in range(0, len(test_features), 4096)
+    ]
+    return np.concatenate(predicted).astype(np.int64)
 
 
 def compute_result(
@@ -179,4 +195,5 @@ def _compute_into(
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
+        test_predicted_class=_test_predictions(head, result),
     )
