@@ -14,7 +14,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 
 from rps.client import Client, ServiceError
@@ -24,6 +23,7 @@ from tests.helpers.private_services import (
     read_only,
     small_tmpfs,
 )
+from tests.helpers.problems import linear_problem
 from tests.helpers.processes import (
     Backend,
     ServiceProcess,
@@ -48,18 +48,18 @@ DEPENDENCY_ROUTES = (
 )
 
 
-def small_problem(*, n: int = 200, d: int = 8, k: int = 3, seed: int = 0):
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(n, d))
-    weights = rng.normal(size=(k, d)) / np.sqrt(d)
-    labels = (features @ weights.T + rng.gumbel(size=(n, k))).argmax(axis=1)
-    return weights, np.zeros(k), features, labels
-
-
-def register(client: Client, *, n: int = 200, d: int = 8, name: str = "fault") -> dict:
-    weights, bias, features, labels = small_problem(n=n, d=d)
+def register(
+    client: Client, *, n: int = 200, d: int = 8, k: int = 3, name: str = "fault", **options
+) -> dict:
+    problem = linear_problem(n=n, d=d, k=k)
     return client.register_linear(
-        weights, bias, features, labels, name=name, test_features=features[:3]
+        problem["weights"],
+        problem["bias"],
+        problem["train_features"],
+        problem["train_labels"],
+        name=name,
+        test_features=problem["test_features"],
+        **options,
     )
 
 
@@ -217,10 +217,10 @@ def _full_and_read_only(backend: Backend, disk: Path) -> None:
         # the upload fits, the precompute's results do not: the job fails with the problem
         ballast.unlink()
         # ~1.2 MB uploaded and stored as float32 (~0.6 MB); the results take ~7 MB
-        weights, bias, features, labels = small_problem(n=3000, d=48, k=8)
-        fill_leaving(disk, int(2.2 * (features.nbytes + labels.nbytes)))
-        model = client.register_linear(
-            weights, bias, features, labels, name="results-do-not-fit", methods=["lje", "influence"]
+        problem = linear_problem(n=3000, d=48, k=8)
+        fill_leaving(disk, int(2.2 * (problem["train_features"].nbytes + 3000 * 8)))
+        model = register(
+            client, n=3000, d=48, k=8, name="results-do-not-fit", methods=["lje", "influence"]
         )
         failed = wait_finished(client, model["id"], [api, worker])
         assert failed["status"] == "failed", failed

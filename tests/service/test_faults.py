@@ -10,7 +10,8 @@ import pytest
 from sqlalchemy import create_engine
 
 from models_store import make_sessionmaker
-from tests.helpers.service import linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import linear_parts, wait_ready
 
 UNREACHABLE_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:1/none?connect_timeout=2"
 SPEC = {"name": "faults", "kind": "linear", "methods": ["lje"]}
