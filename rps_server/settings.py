@@ -89,6 +89,18 @@ class Settings(BaseSettings):
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    label_refit_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds the K-fold head refits behind the out-of-fold label rankings may "
+        "always take.",
+    )
+    label_refit_share: float = Field(
+        default=0.5,
+        ge=0,
+        description="Beyond RPS_LABEL_REFIT_MIN_S, the refits may take this share of the time the "
+        "methods' precompute took; estimated over it, the out-of-fold rankings are skipped.",
+    )
     log_level: str = "INFO"
 
     @field_validator("api_keys")

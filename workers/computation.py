@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +20,20 @@ import numpy as np
 
 from models_store import ArtifactStore, ModelKind
 from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
+from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
 
-__all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
+__all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "method_config"]
+
+
+@dataclass(frozen=True)
+class RefitBudget:
+    """Seconds the label rankings' head refits may take: max(min_s, share x methods' time)."""
+
+    min_s: float = 60.0
+    share: float = 0.5
+
+    def seconds(self, methods_seconds: float) -> float:
+        return max(self.min_s, self.share * methods_seconds)
 
 
 @dataclass(frozen=True)
@@ -42,6 +55,10 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    label_scores : mapping of ranking name (methods and label rankings) to LabelScores
+        Score, suggested label and label-error probability of every point; the methods'
+        entries carry their self-scores with the default label ranking's suggestions.
+    rankings : mapping of label-ranking name to {"status": "ready" | "skipped", "reason"}
     """
 
     directory: Path
@@ -49,6 +66,8 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    label_scores: dict[str, LabelScores]
+    rankings: dict[str, dict[str, str]]
 
 
 def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
@@ -105,15 +124,23 @@ def compute_result(
     *,
     device: str,
     progress: Callable[[float], None],
+    refit_budget: RefitBudget | None = None,
 ) -> PrecomputeResult:
-    """Compute φ (XGBoost), fit every method, and write a new result directory."""
+    """Compute φ (XGBoost), fit every method and the label rankings, write a new result dir."""
     if not store.inputs_dir(inputs.model_id).is_dir():
         raise FileNotFoundError(
             f"the inputs of model {inputs.model_id} are gone (deleted while queued?)"
         )
     result = store.new_result_dir(inputs.model_id)
     try:
-        return _compute_into(store, inputs, result, device=device, progress=progress)
+        return _compute_into(
+            store,
+            inputs,
+            result,
+            device=device,
+            progress=progress,
+            refit_budget=refit_budget or RefitBudget(),
+        )
     except BaseException:
         shutil.rmtree(result, ignore_errors=True)
         raise
@@ -126,6 +153,7 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    refit_budget: RefitBudget,
 ) -> PrecomputeResult:
     source = store.inputs_dir(inputs.model_id)
     head = (_linear_features if inputs.kind is ModelKind.LINEAR else _booster_features)(
@@ -140,6 +168,7 @@ def _compute_into(
     train_labels = np.load(source / "train_labels.npy")
     states: dict[Method, FittedState] = {}
     share = 1.0 / len(inputs.methods)
+    methods_started = time.perf_counter()
     for position, method in enumerate(inputs.methods):
 
         def report(fraction: float, position: int = position) -> None:
@@ -157,17 +186,56 @@ def _compute_into(
         state.save(result / method.value)
         states[method] = state
     primary = states.get(Method.LJE) or states[inputs.methods[0]]
+    self_scores = {
+        method: np.asarray(state.self_scores, dtype=np.float64) for method, state in states.items()
+    }
+    label_scores, rankings = _label_rankings(
+        head,
+        train_features,
+        train_labels,
+        self_scores,
+        budget_s=refit_budget.seconds(time.perf_counter() - methods_started),
+    )
     return PrecomputeResult(
         directory=result,
         train_labels=train_labels.astype(np.int64),
         predicted_class=np.asarray(primary.train_predicted_class, dtype=np.int64),
-        self_scores={
-            method: np.asarray(state.self_scores, dtype=np.float64)
-            for method, state in states.items()
-        },
+        self_scores=self_scores,
+        label_scores=label_scores,
+        rankings=rankings,
         diagnostics={
             key: float(value)
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
     )
+
+
+def _label_rankings(
+    head: LinearHead,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    self_scores: dict[Method, np.ndarray],
+    *,
+    budget_s: float,
+) -> tuple[dict[str, LabelScores], dict[str, dict[str, str]]]:
+    """The label rankings, plus the methods' self-scores with the default's suggestions."""
+    computed = label_rankings(head, train_features, train_labels, budget_s=budget_s)
+    scores: dict[str, LabelScores] = {
+        ranking.value: values for ranking, values in computed.rankings.items()
+    }
+    reference = computed.rankings[choose_ranking(set(computed.rankings))]
+    for method, values in self_scores.items():
+        scores[method.value] = LabelScores(
+            scores=values,
+            suggested_label=reference.suggested_label,
+            label_error_probability=reference.label_error_probability,
+        )
+    rankings: dict[str, dict[str, str]] = {}
+    for ranking in LabelRanking:
+        if ranking in computed.rankings:
+            rankings[ranking.value] = {"status": "ready"}
+        else:
+            reason = computed.skipped.get(ranking, "not computed")
+            rankings[ranking.value] = {"status": "skipped", "reason": reason}
+    return scores, rankings

@@ -31,7 +31,7 @@ from models_store import (
     utcnow,
 )
 from representer import Method, RepresenterError
-from workers.computation import ModelInputs, PrecomputeResult, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
@@ -48,6 +48,7 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    refit_budget: RefitBudget = RefitBudget()
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
@@ -57,7 +58,11 @@ class JobRunner:
         started = time.perf_counter()
         try:
             result = compute_result(
-                self.store, inputs, device=self.device, progress=self._progress_writer(job_id)
+                self.store,
+                inputs,
+                device=self.device,
+                progress=self._progress_writer(job_id),
+                refit_budget=self.refit_budget,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
@@ -147,6 +152,7 @@ class JobRunner:
             )
             model.result_dir, model.version = str(result.directory), model.version + 1
             model.diagnostics = result.diagnostics
+            model.rankings = result.rankings
             job.status, job.progress, job.finished_at, job.error = (
                 JobStatus.DONE.value,
                 1.0,
@@ -177,16 +183,30 @@ class JobRunner:
             for index in range(len(train_ids))
         ]
         _insert_batches(session, TrainPoint, rows)
-        for method, scores in result.self_scores.items():
-            if not np.all(np.isfinite(scores)):
-                raise RuntimeError(f"the engine returned non-finite {method.value} self-scores")
-            values = scores.tolist()
+        for name, values in result.label_scores.items():
+            for array in (values.scores, values.label_error_probability):
+                if not np.all(np.isfinite(array)):
+                    raise RuntimeError(f"the engine returned non-finite {name} scores")
             _insert_batches(
                 session,
                 Score,
                 [
-                    {"model_id": model_id, "method": method.value, "train_index": i, "score": v}
-                    for i, v in enumerate(values)
+                    {
+                        "model_id": model_id,
+                        "method": name,
+                        "train_index": i,
+                        "score": score,
+                        "suggested_label": suggested,
+                        "label_error_probability": probability,
+                    }
+                    for i, (score, suggested, probability) in enumerate(
+                        zip(
+                            values.scores.tolist(),
+                            values.suggested_label.tolist(),
+                            values.label_error_probability.tolist(),
+                            strict=True,
+                        )
+                    )
                 ],
             )
         _insert_batches(session, TestPoint, self._test_rows(model_id))

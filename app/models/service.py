@@ -145,6 +145,7 @@ def to_public(model: Model, job: Job | None) -> ModelPublic:
         created_at=_utc(model.created_at),
         ready_at=_utc(model.ready_at),
         diagnostics=model.diagnostics,
+        rankings=model.rankings,
         attempts=job.attempts if job else 0,
         job_status=job.status if job else None,
         version=model.version,

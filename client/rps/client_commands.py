@@ -135,7 +135,20 @@ def _add_suspicious(subparsers, common) -> None:
         "suspicious", parents=[common], help="training points most likely mislabelled"
     )
     parser.add_argument("model_id")
-    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument(
+        "--method",
+        default=None,
+        choices=[
+            "lje",
+            "l2",
+            "influence",
+            "confidence",
+            "confidence_oof",
+            "cleanlab",
+            "fusion",
+        ],
+        help="the ranking (default: the service's default label-error ranking)",
+    )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--offset", type=int, default=0)
     parser.set_defaults(func=_suspicious)
@@ -337,11 +350,18 @@ def _suspicious(args: argparse.Namespace) -> int:
             item.get("label"),
             item.get("predicted_class"),
             _number(item.get("score")),
+            item.get("suggested_label"),
+            _number(item.get("label_error_probability")),
             _short(item.get("record")),
         ]
         for item in body.get("items") or []
     ]
-    print(_table(["rank", "train_id", "label", "predicted", "score", "record"], rows))
+    print(
+        _table(
+            ["rank", "train_id", "label", "predicted", "score", "suggested", "p(error)", "record"],
+            rows,
+        )
+    )
     return 0
 
 
