@@ -131,7 +131,8 @@ def cleanlab_flags(labels: np.ndarray, out_of_fold: np.ndarray) -> np.ndarray:
 
     probabilities = np.clip(out_of_fold, 1e-12, 1.0)
     probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
-    return np.asarray(find_label_issues(labels, probabilities), dtype=bool)
+    # n_jobs=1: cleanlab's multiprocessing would fork a threaded server or worker process.
+    return np.asarray(find_label_issues(labels, probabilities, n_jobs=1), dtype=bool)
 
 
 def scores_from_probabilities(
