@@ -150,7 +150,7 @@ class TestPoint(Base):
 class Score(Base):
     """Score of one training point under one ranking, indexed for ranking.
 
-    ``method`` is an explanation method (self-score, MATH.md §6) or a label-error ranking
+    ``method`` is an explanation method (self-score, docs/math.md §6) or a label-error ranking
     (``representer.label_errors``); both carry the point's suggested label and
     label-error probability.
     """
