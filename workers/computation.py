@@ -27,6 +27,7 @@ from representer import (
     fit,
 )
 from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
+from representer.likelihood import predicted_class_from_logits
 
 __all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "method_config"]
 
@@ -65,6 +66,8 @@ class PrecomputeResult:
         Score, suggested label and label-error probability of every point; the methods'
         entries carry their self-scores with the default label ranking's suggestions.
     rankings : mapping of label-ranking name to {"status": "ready" | "skipped", "reason"}
+    test_predicted_class : ndarray of shape (m,), int64, or None
+        The registered head's prediction for each stored test point (None without a test set).
     """
 
     directory: Path
@@ -74,6 +77,7 @@ class PrecomputeResult:
     diagnostics: dict[str, float]
     label_scores: dict[str, LabelScores]
     rankings: dict[str, dict[str, str]]
+    test_predicted_class: np.ndarray | None = None
 
 
 def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
@@ -120,6 +124,18 @@ def _booster_features(files: ModelFiles, result: ResultFiles, spec: dict[str, An
             result.test_features, embedding.transform(test_inputs).astype(np.float32)
         )
     return embedding.head
+
+
+def _test_predictions(head: LinearHead, result: ResultFiles) -> np.ndarray | None:
+    """The head's predicted class of every stored test point, shape (m,) int64, or None."""
+    test_features = result.load_optional(result.test_features)
+    if test_features is None or len(test_features) == 0:
+        return None
+    predicted = [  # in blocks: a large memory-mapped test set is never read whole
+        predicted_class_from_logits(head.logits(test_features[start : start + 4096]))
+        for start in range(0, len(test_features), 4096)
+    ]
+    return np.concatenate(predicted).astype(np.int64)
 
 
 def compute_result(
@@ -217,6 +233,7 @@ def _compute_into(
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
+        test_predicted_class=_test_predictions(head, result),
     )
 
 

@@ -219,9 +219,9 @@ class JobRunner:
                     )
                 ],
             )
-        _insert_batches(session, TestPoint, self._test_rows(model_id))
+        _insert_batches(session, TestPoint, self._test_rows(model_id, result))
 
-    def _test_rows(self, model_id: str) -> list[dict]:
+    def _test_rows(self, model_id: str, result: PrecomputeResult) -> list[dict]:
         files = ModelFiles(self.store, model_id)
         test_ids = self.store.load_json(files.input("test_ids.json"))
         labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
@@ -229,12 +229,18 @@ class JobRunner:
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
         )
+        predicted = (
+            result.test_predicted_class.tolist()
+            if result.test_predicted_class is not None
+            else [None] * len(test_ids)
+        )
         return [
             {
                 "model_id": model_id,
                 "test_index": i,
                 "test_id": test_id,
                 "label": labels[i],
+                "predicted_class": predicted[i],
                 "record": records[i],
             }
             for i, test_id in enumerate(test_ids)

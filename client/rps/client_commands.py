@@ -1,4 +1,5 @@
-"""Client subcommands of the ``rps`` console script: register, wait, status, explain, suspicious.
+"""Client subcommands of the ``rps`` console script: register, wait, status, test-points,
+explain, suspicious.
 
 ``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
 running service: the URL comes from ``--url`` or ``RPS_URL`` (default
@@ -32,7 +33,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``register``, ``wait``, ``status``, ``explain`` and ``suspicious`` to ``subparsers``.
+    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain`` and ``suspicious``
+    to ``subparsers``.
 
     Each parser gets ``func`` set to its handler, which returns the exit code.
     """
@@ -51,6 +53,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_register(subparsers, common)
     _add_wait(subparsers, common)
     _add_status(subparsers, common)
+    _add_test_points(subparsers, common)
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
 
@@ -111,6 +114,24 @@ def _add_status(subparsers, common) -> None:
     )
     parser.add_argument("model_id", nargs="?")
     parser.set_defaults(func=_status)
+
+
+def _add_test_points(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "test-points", parents=[common], help="stored test points with label and prediction"
+    )
+    parser.add_argument("model_id")
+    parser.add_argument("--label", type=int, help="only points with this label")
+    outcome = parser.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--correct", dest="correct", action="store_const", const=True, help="only right ones"
+    )
+    outcome.add_argument(
+        "--wrong", dest="correct", action="store_const", const=False, help="only wrong ones"
+    )
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.set_defaults(func=_test_points)
 
 
 def _add_explain(subparsers, common) -> None:
@@ -306,6 +327,34 @@ def _status(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
+    return 0
+
+
+@_guarded
+def _test_points(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.test_points(
+            args.model_id,
+            limit=args.limit,
+            offset=args.offset,
+            label=args.label,
+            correct=args.correct,
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    items = body.get("items") or []
+    print(f"model {body.get('model_id')}  {len(items)} of {body.get('total')} test points")
+    rows = [
+        [
+            item.get("test_id"),
+            item.get("label"),
+            item.get("predicted_class"),
+            _short(item.get("record")),
+        ]
+        for item in items
+    ]
+    print(_table(["test_id", "label", "predicted", "record"], rows))
     return 0
 
 

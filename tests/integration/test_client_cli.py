@@ -13,6 +13,7 @@ import xgboost
 
 from rps.client import Client, ModelFailedError, ServiceError
 from rps_server.demo import DEMO_NAME, load_demo_data, train_demo_booster
+from rps_server.demo_digits import DIGITS_NAME
 from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
@@ -197,7 +198,15 @@ def test_serve_demo_becomes_ready_and_explains(embedded_backend):
         assert decomposition["residual"] == pytest.approx(
             decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6
         )
-    assert "curl" in server.log_tail() and model["id"] in server.log_tail()
+        # the image demo: digits whose records are PNG data URLs, and the viewer's address logged
+        _wait_for_log(server, "curl", timeout=DEMO_READY_TIMEOUT_S)
+        digits = [entry for entry in client.list_models() if entry["name"] == DIGITS_NAME]
+        assert [entry["status"] for entry in digits] == ["ready"]
+        points = client.test_points(digits[0]["id"], limit=3)
+        assert all(item["record"].startswith("data:image/png;base64,") for item in points["items"])
+    log = server.log_tail()
+    assert "curl" in log and model["id"] in log
+    assert f"{server.base_url}/ui" in log and digits[0]["id"] in log
 
     # a restart on the same data directory keeps the one demo model instead of adding another
     server.stop()
