@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         description="Beyond RPS_LABEL_REFIT_MIN_S, the refits may take this share of the time the "
         "methods' precompute took; estimated over it, the out-of-fold rankings are skipped.",
     )
+    memory_budget_bytes: int = Field(
+        default=8 * 1024**3,
+        gt=0,
+        description="Ceiling on what one method's Hessian may hold; a spec may lower it, not "
+        "raise it, and a head no solver can serve within it is refused at registration.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
     log_format: LogFormat = Field(
         default="text",

@@ -23,6 +23,7 @@ def make_runner(settings: Settings) -> JobRunner:
         refit_budget=RefitBudget(
             min_s=settings.label_refit_min_s, share=settings.label_refit_share
         ),
+        memory_budget_bytes=settings.memory_budget_bytes,
     )
 
 

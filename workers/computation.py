@@ -18,6 +18,7 @@ import numpy as np
 from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
 from representer import (
     DEFAULT_CG_TOLERANCE,
+    DEFAULT_MEMORY_BUDGET_BYTES,
     FittedState,
     InfluenceConfig,
     L2Config,
@@ -80,8 +81,10 @@ class PrecomputeResult:
     test_predicted_class: np.ndarray | None = None
 
 
-def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec."""
+def method_config(
+    spec: dict[str, Any], method: Method, *, ceiling: int
+) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method`` from a stored spec, within the memory ``ceiling``."""
     if method is Method.LJE:
         options = spec.get("lje", {})
         return LJEConfig(
@@ -90,6 +93,7 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
             weight_layout=options.get("weight_layout", "auto"),
             hessian=options.get("hessian", "auto"),
             cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+            memory_budget_bytes=_budget(options, ceiling),
         )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
@@ -98,7 +102,13 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
         damping=options.get("damping", 0.0),
         hessian=options.get("hessian", "auto"),
         cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+        memory_budget_bytes=_budget(options, ceiling),
     )
+
+
+def _budget(options: dict[str, Any], ceiling: int) -> int:
+    """The spec's memory_budget_bytes, never above the operator's ceiling."""
+    return min(options.get("memory_budget_bytes") or ceiling, ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -145,6 +155,7 @@ def compute_result(
     device: str,
     progress: Callable[[float], None],
     refit_budget: RefitBudget | None = None,
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -161,6 +172,7 @@ def compute_result(
             device=device,
             progress=progress,
             refit_budget=refit_budget or RefitBudget(),
+            memory_budget_bytes=memory_budget_bytes,
         )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
@@ -175,6 +187,7 @@ def _compute_into(
     device: str,
     progress: Callable[[float], None],
     refit_budget: RefitBudget,
+    memory_budget_bytes: int,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
@@ -204,7 +217,7 @@ def _compute_into(
             train_features,
             train_labels,
             method=method,
-            config=method_config(inputs.spec, method),
+            config=method_config(inputs.spec, method, ceiling=memory_budget_bytes),
             device=device,
             progress=report,
         )

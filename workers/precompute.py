@@ -31,7 +31,7 @@ from models_store import (
     TrainPoint,
     utcnow,
 )
-from representer import Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
@@ -51,6 +51,7 @@ class JobRunner:
     store: ArtifactStore
     device: str = "cpu"
     refit_budget: RefitBudget = RefitBudget()
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -73,6 +74,7 @@ class JobRunner:
                 device=self.device,
                 progress=self._progress_writer(job_id),
                 refit_budget=self.refit_budget,
+                memory_budget_bytes=self.memory_budget_bytes,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)

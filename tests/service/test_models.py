@@ -12,7 +12,12 @@ from sqlalchemy import func, select
 
 from models_store import Score, TrainPoint
 from representer.label_errors import LabelRanking
-from tests.helpers.service import BOB, linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    BOB,
+    linear_parts,
+    wait_ready,
+)
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 
