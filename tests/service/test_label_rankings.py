@@ -8,7 +8,8 @@ import pytest
 
 from representer import LinearHead
 from representer.label_errors import LabelRanking, choose_ranking, label_rankings
-from tests.helpers.service import linear_problem, register_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import register_ready
 
 SCORE_RTOL = 1e-6
 
