@@ -17,6 +17,7 @@ import numpy as np
 from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
 from representer import (
     DEFAULT_CG_TOLERANCE,
+    DEFAULT_MEMORY_BUDGET_BYTES,
     FittedState,
     InfluenceConfig,
     L2Config,
@@ -61,8 +62,10 @@ class PrecomputeResult:
     test_predicted_class: np.ndarray | None = None
 
 
-def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec."""
+def method_config(
+    spec: dict[str, Any], method: Method, *, ceiling: int
+) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method`` from a stored spec, within the memory ``ceiling``."""
     if method is Method.LJE:
         options = spec.get("lje", {})
         return LJEConfig(
@@ -71,6 +74,7 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
             weight_layout=options.get("weight_layout", "auto"),
             hessian=options.get("hessian", "auto"),
             cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+            memory_budget_bytes=_budget(options, ceiling),
         )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
@@ -79,7 +83,13 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
         damping=options.get("damping", 0.0),
         hessian=options.get("hessian", "auto"),
         cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+        memory_budget_bytes=_budget(options, ceiling),
     )
+
+
+def _budget(options: dict[str, Any], ceiling: int) -> int:
+    """The spec's memory_budget_bytes, never above the operator's ceiling."""
+    return min(options.get("memory_budget_bytes") or ceiling, ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -125,6 +135,7 @@ def compute_result(
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -134,7 +145,14 @@ def compute_result(
         )
     result = files.new_result()
     try:
-        return _compute_into(files, inputs, result, device=device, progress=progress)
+        return _compute_into(
+            files,
+            inputs,
+            result,
+            device=device,
+            progress=progress,
+            memory_budget_bytes=memory_budget_bytes,
+        )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
         raise
@@ -147,6 +165,7 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
@@ -175,7 +194,7 @@ def _compute_into(
             train_features,
             train_labels,
             method=method,
-            config=method_config(inputs.spec, method),
+            config=method_config(inputs.spec, method, ceiling=memory_budget_bytes),
             device=device,
             progress=report,
         )

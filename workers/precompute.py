@@ -31,7 +31,7 @@ from models_store import (
     TrainPoint,
     utcnow,
 )
-from representer import Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
@@ -50,6 +50,7 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -67,7 +68,11 @@ class JobRunner:
         started = time.perf_counter()
         try:
             result = compute_result(
-                self.store, inputs, device=self.device, progress=self._progress_writer(job_id)
+                self.store,
+                inputs,
+                device=self.device,
+                progress=self._progress_writer(job_id),
+                memory_budget_bytes=self.memory_budget_bytes,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)

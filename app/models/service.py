@@ -14,7 +14,7 @@ from app.context import ServiceContext
 from app.core.errors import ConflictError, FieldError, InvalidRequestError
 from app.core.transactions import after_commit, on_rollback
 from app.models import repository
-from app.models.plans import RegistrationPlan, plan_registration
+from app.models.plans import RegistrationPlan, check_capacity_of_plan, plan_registration
 from app.models.schemas import (
     ModelList,
     ModelPublic,
@@ -114,6 +114,7 @@ def register(
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
     plan = plan_registration(upload, parse_spec(upload))
+    check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
     try:

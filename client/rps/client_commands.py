@@ -79,6 +79,14 @@ def _add_register(subparsers, common) -> None:
     parser.add_argument("--lje-damping", type=float)
     parser.add_argument("--l2-lambda", type=float)
     parser.add_argument(
+        "--hessian",
+        choices=["auto", "dense", "blocks"],
+        help="lje and influence: dense factor, per-class blocks + CG (large heads), or auto",
+    )
+    parser.add_argument(
+        "--cg-tolerance", type=float, help="lje and influence: CG stopping residual (blocks)"
+    )
+    parser.add_argument(
         "--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding"
     )
     parser.add_argument("--weights", type=Path, help="(k, d) .npy: linear head weights")
@@ -227,10 +235,15 @@ def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
         lje["lr"] = args.lje_lr
     if args.lje_damping is not None:
         lje["damping"] = args.lje_damping
+    influence = dict(spec.get("influence") or {})
+    for key, value in (("hessian", args.hessian), ("cg_tolerance", args.cg_tolerance)):
+        if value is not None:
+            lje[key] = influence[key] = value
     l2 = dict(spec.get("l2") or {})
     if args.l2_lambda is not None:
         l2["lambda"] = args.l2_lambda
     spec["lje"], spec["l2"] = lje or None, l2 or None
+    spec["influence"] = influence or None
     if args.embedding:
         spec["xgboost"] = {**(spec.get("xgboost") or {}), "embedding": args.embedding}
     return spec
@@ -245,6 +258,7 @@ def _register(args: argparse.Namespace) -> int:
         methods=spec.get("methods"),
         lje=spec.get("lje"),
         l2=spec.get("l2"),
+        influence=spec.get("influence"),
         test_labels=_load_npy(args.test_labels),
         train_ids=_load_json(args.train_ids),
         train_records=_load_json(args.train_records),

@@ -19,8 +19,8 @@ from tests.helpers.expected_answers import (
     assert_prediction_matches,
     assert_suspicious_matches,
     fitted_states,
-    make_linear_problem,
 )
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
