@@ -1,12 +1,16 @@
-"""Choices and per-method settings, as small frozen dataclasses (MATH.md §2-§4)."""
+"""Choices and per-method settings, as small frozen dataclasses (MATH.md §2-§4).
+
+The defaults of the settings a user can choose are the spec's (``rps.spec.DEFAULT_SPEC``);
+only engine-side limits (memory budget, iteration caps) are defined here. A config field with
+the name of a spec field receives it (``rps.spec.engine_settings``)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from enum import Enum
 
 from representer.errors import InvalidInputError
+from rps.spec import DEFAULT_SPEC, Method, WeightLayout
 
 __all__ = [
     "Method",
@@ -21,29 +25,16 @@ __all__ = [
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
 
 
-class Method(str, Enum):
-    """The explanation methods the engine offers."""
-
-    LJE = "lje"  # RPS-LJE, MATH.md §2
-    L2 = "l2"  # RPS-l2 (Yeh et al. 2018), MATH.md §3
-    INFLUENCE = "influence"  # last-layer influence function, MATH.md §4
-
-
-class WeightLayout(str, Enum):
-    """How RPS-LJE keeps what a query needs (MATH.md §2.4); chosen by measurement.
-
-    ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features,
-    2 shared cores) one explain query at 4.6x one streaming f32 pass over the features in
-    the kernel form (its GEMM has k columns) and 1.0x with materialised weights, which
-    cost 2.2x the precompute flops (3.2x the time: 156 s vs 49 s) and k·n·D·4 bytes
-    (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises for
-    k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
-    otherwise (binary heads: the kernel query is already one matvec, 1.0x).
-    """
-
-    AUTO = "auto"
-    KERNEL = "kernel"  # R* (n, k) and M: a query is one (n, D) x (D, k) GEMM
-    MATERIALISED = "materialised"  # W (k, n, D) float32: a query is one (n, D) matvec
+# Method and WeightLayout are the spec's enums (rps.spec), so the API, the worker and the
+# engine share one list of choices.
+#
+# WeightLayout is chosen by measurement: ``benchmarks/engine_bench.py`` measured (n=50,000,
+# d=512, k=10, float32 features, 2 shared cores) one explain query at 4.6x one streaming f32
+# pass over the features in the kernel form (its GEMM has k columns) and 1.0x with
+# materialised weights, which cost 2.2x the precompute flops (3.2x the time: 156 s vs 49 s)
+# and k·n·D·4 bytes (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises
+# for k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
+# otherwise (binary heads: the kernel query is already one matvec, 1.0x).
 
 
 def _check_non_negative(name: str, value: float) -> None:
@@ -62,13 +53,13 @@ def _check_positive(name: str, value: float) -> None:
 class LJEConfig:
     """Settings of RPS-LJE (MATH.md §2)."""
 
-    lr: float = 0.01
+    lr: float = DEFAULT_SPEC.lje.lr
     """Step size γ of the single gradient-ascent step Θ* = Θ† + γ ḡ(Θ†)."""
-    damping: float = 0.0
+    damping: float = DEFAULT_SPEC.lje.damping
     """δ added to the Hessian's diagonal (H + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
-    weight_layout: WeightLayout = WeightLayout.AUTO
+    weight_layout: WeightLayout = DEFAULT_SPEC.lje.weight_layout
     """Kernel form or materialised per-class weights (see ``WeightLayout``)."""
 
     def __post_init__(self) -> None:
@@ -89,7 +80,7 @@ class LJEConfig:
 class L2Config:
     """Settings of RPS-l2 (MATH.md §3)."""
 
-    lam: float = 0.003
+    lam: float = DEFAULT_SPEC.l2.lam
     """Weight λ of the ridge penalty λ‖Θ‖²_F in the fine-tuning objective."""
     max_iter: int = 1000
     """Iteration cap of the L-BFGS fine-tuning."""
@@ -110,7 +101,7 @@ class L2Config:
 class InfluenceConfig:
     """Settings of the last-layer influence function (MATH.md §4)."""
 
-    damping: float = 0.0
+    damping: float = DEFAULT_SPEC.influence.damping
     """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""

@@ -5,17 +5,18 @@ Nothing here touches the database. Files are named through ``models_store.ModelF
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
+from models_store import ArtifactStore, Model, ModelFiles, ModelKind, ResultFiles
 from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
+from rps.spec import ModelSpec, engine_settings
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -27,7 +28,17 @@ class ModelInputs:
     model_id: str
     kind: ModelKind
     methods: tuple[Method, ...]
-    spec: dict[str, Any]
+    spec: ModelSpec
+
+    @classmethod
+    def of(cls, model: Model) -> ModelInputs:
+        """The inputs of a model row: its stored spec read back through ``rps.spec``."""
+        return cls(
+            model_id=model.id,
+            kind=ModelKind(model.kind),
+            methods=tuple(Method(name) for name in model.methods),
+            spec=ModelSpec.from_json(model.spec),
+        )
 
 
 @dataclass(frozen=True)
@@ -48,18 +59,11 @@ class PrecomputeResult:
     diagnostics: dict[str, float]
 
 
-def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec."""
-    if method is Method.LJE:
-        options = spec.get("lje", {})
-        return LJEConfig(
-            lr=options.get("lr", 0.01),
-            damping=options.get("damping", 0.0),
-            weight_layout=options.get("weight_layout", "auto"),
-        )
-    if method is Method.L2:
-        return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
-    return InfluenceConfig(damping=spec.get("influence", {}).get("damping", 0.0))
+def method_config(spec: ModelSpec, method: Method) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method``: every spec setting its config has a field for."""
+    config = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[method]
+    names = [item.name for item in dataclasses.fields(config)]
+    return config(**engine_settings(spec.method_settings(method), names))
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -72,7 +76,7 @@ def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
     return LinearHead(weights, bias)
 
 
-def _booster_features(files: ModelFiles, result: ResultFiles, spec: dict[str, Any]) -> LinearHead:
+def _booster_features(files: ModelFiles, result: ResultFiles, spec: ModelSpec) -> LinearHead:
     embedding = files.load_embedding(spec)
     train_inputs = files.store.load_array(files.input("train_inputs.npy"))
     files.store.save_array(

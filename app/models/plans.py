@@ -106,7 +106,7 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
 
 
 def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
+    from representer.adapters import BoosterEmbedding, load_booster
 
     part = _require(upload, "booster")
     if not part.filename or not part.filename.lower().endswith(BOOSTER_SUFFIXES):
@@ -115,9 +115,7 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
         )
     try:
         booster = load_booster(part.path)
-        embedding = BoosterEmbedding.from_booster(
-            booster, embedding=Embedding(spec.xgboost.embedding.value)
-        )
+        embedding = BoosterEmbedding.from_booster(booster, embedding=spec.xgboost.embedding)
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
