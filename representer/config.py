@@ -1,4 +1,4 @@
-"""Choices and per-method settings, as small frozen dataclasses (MATH.md §2-§4).
+"""Choices and per-method settings, as small frozen dataclasses (docs/math.md §2-§4).
 
 The defaults of the settings a user can choose are the spec's (``rps.spec.DEFAULT_SPEC``);
 only engine-side limits (memory budget, iteration caps) are defined here. A config field with
@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import Enum
 
 from representer.errors import InvalidInputError
-from rps.spec import DEFAULT_SPEC, Method, WeightLayout
+from rps.spec import DEFAULT_SPEC, HessianMode, Method, WeightLayout
 
 __all__ = [
     "Method",
     "WeightLayout",
+    "HessianMode",
     "LJEConfig",
     "L2Config",
     "InfluenceConfig",
@@ -23,10 +25,12 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
+DEFAULT_CG_TOLERANCE = DEFAULT_SPEC.lje.cg_tolerance
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (the spec's default; docs/math.md §9.4)."""
 
 
-# Method and WeightLayout are the spec's enums (rps.spec), so the API, the worker and the
-# engine share one list of choices.
+# Method, WeightLayout and HessianMode are the spec's enums (rps.spec), so the API, the
+# worker and the engine share one list of choices.
 #
 # WeightLayout is chosen by measurement: ``benchmarks/engine_bench.py`` measured (n=50,000,
 # d=512, k=10, float32 features, 2 shared cores) one explain query at 4.6x one streaming f32
@@ -35,6 +39,28 @@ DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
 # and k·n·D·4 bytes (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises
 # for k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
 # otherwise (binary heads: the kernel query is already one matvec, 1.0x).
+
+
+def _parse_enum(enum: type[Enum], name: str, value: object) -> Enum:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise InvalidInputError(
+            f"{name} must be one of {choices}, got {value!r}", argument=name
+        ) from None
+
+
+def _check_tolerance(value: float) -> None:
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value < 1
+    ):
+        raise InvalidInputError(
+            f"cg_tolerance must be a number in (0, 1), got {value!r}", argument="cg_tolerance"
+        )
 
 
 def _check_non_negative(name: str, value: float) -> None:
@@ -51,7 +77,7 @@ def _check_positive(name: str, value: float) -> None:
 
 @dataclass(frozen=True)
 class LJEConfig:
-    """Settings of RPS-LJE (MATH.md §2)."""
+    """Settings of RPS-LJE (docs/math.md §2)."""
 
     lr: float = DEFAULT_SPEC.lje.lr
     """Step size γ of the single gradient-ascent step Θ* = Θ† + γ ḡ(Θ†)."""
@@ -61,16 +87,23 @@ class LJEConfig:
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
     weight_layout: WeightLayout = DEFAULT_SPEC.lje.weight_layout
     """Kernel form or materialised per-class weights (see ``WeightLayout``)."""
+    hessian: HessianMode = DEFAULT_SPEC.lje.hessian
+    """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
+    cg_tolerance: float = DEFAULT_SPEC.lje.cg_tolerance
+    """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "weight_layout", WeightLayout(self.weight_layout))
-        except ValueError:
-            choices = ", ".join(repr(layout.value) for layout in WeightLayout)
+        object.__setattr__(
+            self, "weight_layout", _parse_enum(WeightLayout, "weight_layout", self.weight_layout)
+        )
+        object.__setattr__(self, "hessian", _parse_enum(HessianMode, "hessian", self.hessian))
+        _check_tolerance(self.cg_tolerance)
+        if self.hessian is HessianMode.BLOCKS and self.weight_layout is WeightLayout.MATERIALISED:
             raise InvalidInputError(
-                f"weight_layout must be one of {choices}, got {self.weight_layout!r}",
+                "weight_layout 'materialised' needs the dense inverse; use hessian 'dense' "
+                "or weight_layout 'kernel'/'auto' with hessian 'blocks'",
                 argument="weight_layout",
-            ) from None
+            )
         _check_non_negative("lr", self.lr)
         _check_non_negative("damping", self.damping)
         _check_positive("memory_budget_bytes", self.memory_budget_bytes)
@@ -78,14 +111,14 @@ class LJEConfig:
 
 @dataclass(frozen=True)
 class L2Config:
-    """Settings of RPS-l2 (MATH.md §3)."""
+    """Settings of RPS-l2 (docs/math.md §3)."""
 
     lam: float = DEFAULT_SPEC.l2.lam
     """Weight λ of the ridge penalty λ‖Θ‖²_F in the fine-tuning objective."""
     max_iter: int = 1000
     """Iteration cap of the L-BFGS fine-tuning."""
     grad_reduction: float = 1e6
-    """Stop once the gradient norm has fallen by this factor (MATH.md asks >= 200)."""
+    """Stop once the gradient norm has fallen by this factor (docs/math.md asks >= 200)."""
 
     def __post_init__(self) -> None:
         _check_positive("lambda", self.lam)
@@ -99,14 +132,20 @@ class L2Config:
 
 @dataclass(frozen=True)
 class InfluenceConfig:
-    """Settings of the last-layer influence function (MATH.md §4)."""
+    """Settings of the last-layer influence function (docs/math.md §4)."""
 
     damping: float = DEFAULT_SPEC.influence.damping
     """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
+    hessian: HessianMode = DEFAULT_SPEC.influence.hessian
+    """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
+    cg_tolerance: float = DEFAULT_SPEC.influence.cg_tolerance
+    """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hessian", _parse_enum(HessianMode, "hessian", self.hessian))
+        _check_tolerance(self.cg_tolerance)
         _check_non_negative("damping", self.damping)
         _check_positive("memory_budget_bytes", self.memory_budget_bytes)
 

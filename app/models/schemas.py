@@ -13,7 +13,7 @@ __all__ = ["ModelSpec", "ModelPublic", "ModelList"]
 
 
 class ModelPublic(BaseModel):
-    """The model status body of API.md, plus ``attempts``, ``job_status``, ``class_names``."""
+    """The model status body of docs/api.md, plus ``attempts``, ``job_status``, ``class_names``."""
 
     id: str
     name: str

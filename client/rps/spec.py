@@ -11,8 +11,9 @@ It needs only the standard library, so the client imports it without torch.
 Adding a field is a one-place change
 ------------------------------------
 Add it to one of the dataclasses below with ``setting(default, description, example=...)``
-and its constraints (``minimum``, ``exclusive_minimum``, ``maximum``, ``max_length``,
-``min_items``, ``distinct``; an ``Enum`` type lists its choices). Parsing with errors that
+and its constraints (``minimum``, ``exclusive_minimum``, ``maximum``, ``exclusive_maximum``,
+``max_length``, ``min_items``, ``distinct``; an ``Enum`` type lists its choices; a rule
+between fields of one section is its ``conflicts()`` method). Parsing with errors that
 name the field, ``to_json``, the JSON schema, the API, the stored spec, the worker, the
 client, the CLI flag and the round-trip test (``tests/integration/test_spec_round_trip.py``,
 which enumerates the fields and sends every ``example``) follow from that. A method setting
@@ -34,7 +35,9 @@ from typing import Any, TypeVar
 
 __all__ = [
     "DEFAULT_SPEC",
+    "DEFAULT_CG_TOLERANCE",
     "Embedding",
+    "HessianMode",
     "InfluenceSpec",
     "L2Spec",
     "LJESpec",
@@ -78,6 +81,23 @@ class WeightLayout(str, Enum):
     MATERIALISED = "materialised"  # W (k, n, D) float32: a query is one (n, D) matvec
 
 
+class HessianMode(str, Enum):
+    """How H⁺ is applied (docs/math.md §9).
+
+    ``DENSE`` factorises the (k_out·D)² Hessian once (queries are one product with its
+    inverse); ``BLOCKS`` keeps k per-class D×D factors and solves every query by
+    preconditioned conjugate gradients on the exact, matrix-free H (queries cost a few
+    passes over the features, the precompute and the memory are about k times smaller).
+    ``AUTO`` takes dense while its predicted precompute and memory are small
+    (``representer.hessian_solver.choose_hessian``) and blocks beyond; a binary head is
+    always dense.
+    """
+
+    AUTO = "auto"
+    DENSE = "dense"
+    BLOCKS = "blocks"
+
+
 class Embedding(str, Enum):
     """How an XGBoost booster becomes features φ(x) plus a linear head."""
 
@@ -101,6 +121,7 @@ def setting(
     minimum: float | None = None,
     exclusive_minimum: float | None = None,
     maximum: float | None = None,
+    exclusive_maximum: float | None = None,
     max_length: int | None = None,
     min_items: int | None = None,
     distinct: bool = False,
@@ -117,6 +138,7 @@ def setting(
         "minimum": minimum,
         "exclusive_minimum": exclusive_minimum,
         "maximum": maximum,
+        "exclusive_maximum": exclusive_maximum,
         "max_length": max_length,
         "min_items": min_items,
         "distinct": distinct,
@@ -129,6 +151,16 @@ def setting(
 
 
 _REQUIRED = dataclasses.MISSING
+
+DEFAULT_CG_TOLERANCE = 1e-6
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §9.4); float64 products
+reach it in about 20 iterations on the benchmark heads and the rankings then equal dense ones."""
+
+HESSIAN_DESCRIPTION = (
+    "dense: one (kD)² factor, fastest queries; blocks: per-class factors and PCG on the exact "
+    "Hessian at query time (k times less memory and precompute); auto picks (binary: dense)."
+)
+CG_TOLERANCE_DESCRIPTION = "Relative residual at which PCG stops (hessian blocks only)."
 
 
 # -- the spec -------------------------------------------------------------------------------
@@ -153,9 +185,31 @@ class LJESpec:
     weight_layout: WeightLayout = setting(
         WeightLayout.AUTO,
         "kernel: small state, slower queries; materialised: k·n·D floats, queries at one "
-        "pass over the features; auto picks by the memory budget.",
+        "pass over the features (needs hessian dense or auto); auto picks by the memory budget.",
         example=WeightLayout.KERNEL,
     )
+    hessian: HessianMode = setting(
+        HessianMode.AUTO, HESSIAN_DESCRIPTION, example=HessianMode.BLOCKS
+    )
+    cg_tolerance: float = setting(
+        DEFAULT_CG_TOLERANCE,
+        CG_TOLERANCE_DESCRIPTION,
+        example=1e-7,
+        exclusive_minimum=0,
+        exclusive_maximum=1,
+    )
+
+    def conflicts(self) -> list[tuple[str, str]]:
+        """Rules between fields: (field, message) for each broken one."""
+        if self.hessian is HessianMode.BLOCKS and self.weight_layout is WeightLayout.MATERIALISED:
+            return [
+                (
+                    "weight_layout",
+                    "'materialised' needs the dense inverse: use hessian 'dense' or 'auto', "
+                    "or weight_layout 'kernel'/'auto' with hessian 'blocks'",
+                )
+            ]
+        return []
 
 
 @dataclass(frozen=True)
@@ -180,6 +234,16 @@ class InfluenceSpec:
         "δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular.",
         example=0.001,
         minimum=0,
+    )
+    hessian: HessianMode = setting(
+        HessianMode.AUTO, HESSIAN_DESCRIPTION, example=HessianMode.BLOCKS
+    )
+    cg_tolerance: float = setting(
+        DEFAULT_CG_TOLERANCE,
+        CG_TOLERANCE_DESCRIPTION,
+        example=1e-7,
+        exclusive_minimum=0,
+        exclusive_maximum=1,
     )
 
 
@@ -308,7 +372,11 @@ def _parse_section(section: type[Section], value: Any, path: str) -> Section:
             errors.extend(error.errors)
     if errors:
         raise SpecError(errors)
-    return section(**arguments)
+    parsed = section(**arguments)
+    conflicts = getattr(parsed, "conflicts", None)
+    if conflicts is not None and (broken := conflicts()):
+        raise SpecError([(_join(path, name), message) for name, message in broken])
+    return parsed
 
 
 def _parse_value(annotation: Any, item: dataclasses.Field, value: Any, path: str) -> Any:
@@ -383,10 +451,11 @@ def _number(annotation: type, value: Any, path: str) -> int | float:
 
 
 def _check_bounds(metadata: Mapping[str, Any], number: float, path: str) -> None:
-    minimum, exclusive, maximum = (
+    minimum, exclusive, maximum, below = (
         metadata.get("minimum"),
         metadata.get("exclusive_minimum"),
         metadata.get("maximum"),
+        metadata.get("exclusive_maximum"),
     )
     if minimum is not None and number < minimum:
         raise SpecError([(path, f"must be >= {minimum}, got {number!r}")])
@@ -394,6 +463,8 @@ def _check_bounds(metadata: Mapping[str, Any], number: float, path: str) -> None
         raise SpecError([(path, f"must be > {exclusive}, got {number!r}")])
     if maximum is not None and number > maximum:
         raise SpecError([(path, f"must be <= {maximum}, got {number!r}")])
+    if below is not None and number >= below:
+        raise SpecError([(path, f"must be < {below}, got {number!r}")])
 
 
 def as_json(value: Any) -> Any:
@@ -538,6 +609,7 @@ def _value_schema(annotation: Any, metadata: Mapping[str, Any]) -> dict[str, Any
         ("minimum", "minimum"),
         ("exclusive_minimum", "exclusiveMinimum"),
         ("maximum", "maximum"),
+        ("exclusive_maximum", "exclusiveMaximum"),
     ):
         if metadata.get(key) is not None:
             schema[json_key] = metadata[key]
