@@ -7,11 +7,11 @@ the name of a spec field receives it (``rps.spec.engine_settings``)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 from representer.errors import InvalidInputError
-from rps.spec import DEFAULT_SPEC, HessianMode, Method, WeightLayout
+from rps.spec import DEFAULT_SPEC, HessianMode, Method, ModelSpec, WeightLayout, engine_settings
 
 __all__ = [
     "Method",
@@ -22,11 +22,12 @@ __all__ = [
     "InfluenceConfig",
     "MethodConfig",
     "default_config",
+    "engine_config",
 ]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
 DEFAULT_CG_TOLERANCE = DEFAULT_SPEC.lje.cg_tolerance
-"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (the spec's default; docs/math.md §9.4)."""
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (the spec's default; docs/math.md §10.3)."""
 
 
 # Method, WeightLayout and HessianMode are the spec's enums (rps.spec), so the API, the
@@ -158,3 +159,19 @@ def default_config(method: Method) -> MethodConfig:
     return {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[
         Method(method)
     ]()
+
+
+def engine_config(spec: ModelSpec, method: Method, *, ceiling: int) -> MethodConfig:
+    """The config of ``method`` from a model spec: every setting named like a config field.
+
+    ``memory_budget_bytes`` is the spec's (when set) but never above ``ceiling``, the
+    operator's ``RPS_MEMORY_BUDGET_BYTES``.
+    """
+    config = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[
+        Method(method)
+    ]
+    settings = engine_settings(spec.method_settings(method), [f.name for f in fields(config)])
+    if "memory_budget_bytes" in {f.name for f in fields(config)}:
+        requested = settings.get("memory_budget_bytes")
+        settings["memory_budget_bytes"] = min(requested or ceiling, ceiling)
+    return config(**settings)

@@ -5,7 +5,6 @@ Nothing here touches the database. Files are named through ``models_store.ModelF
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import shutil
 from collections.abc import Callable
@@ -15,8 +14,19 @@ from pathlib import Path
 import numpy as np
 
 from models_store import ArtifactStore, Model, ModelFiles, ModelKind, ResultFiles
-from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
-from rps.spec import ModelSpec, engine_settings
+from representer import (
+    DEFAULT_MEMORY_BUDGET_BYTES,
+    FittedState,
+    InfluenceConfig,
+    L2Config,
+    LinearHead,
+    LJEConfig,
+    Method,
+    engine_config,
+    fit,
+)
+from representer.likelihood import predicted_class_from_logits
+from rps.spec import ModelSpec
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -50,6 +60,8 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    test_predicted_class : ndarray of shape (m,), int64, or None
+        The registered head's prediction for each stored test point (None without a test set).
     """
 
     directory: Path
@@ -57,13 +69,14 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    test_predicted_class: np.ndarray | None = None
 
 
-def method_config(spec: ModelSpec, method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method``: every spec setting its config has a field for."""
-    config = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[method]
-    names = [item.name for item in dataclasses.fields(config)]
-    return config(**engine_settings(spec.method_settings(method), names))
+def method_config(
+    spec: ModelSpec, method: Method, *, ceiling: int
+) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method`` from the stored spec, within the memory ``ceiling``."""
+    return engine_config(spec, method, ceiling=ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -91,12 +104,25 @@ def _booster_features(files: ModelFiles, result: ResultFiles, spec: ModelSpec) -
     return embedding.head
 
 
+def _test_predictions(head: LinearHead, result: ResultFiles) -> np.ndarray | None:
+    """The head's predicted class of every stored test point, shape (m,) int64, or None."""
+    test_features = result.load_optional(result.test_features)
+    if test_features is None or len(test_features) == 0:
+        return None
+    predicted = [  # in blocks: a large memory-mapped test set is never read whole
+        predicted_class_from_logits(head.logits(test_features[start : start + 4096]))
+        for start in range(0, len(test_features), 4096)
+    ]
+    return np.concatenate(predicted).astype(np.int64)
+
+
 def compute_result(
     store: ArtifactStore,
     inputs: ModelInputs,
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -106,7 +132,14 @@ def compute_result(
         )
     result = files.new_result()
     try:
-        return _compute_into(files, inputs, result, device=device, progress=progress)
+        return _compute_into(
+            files,
+            inputs,
+            result,
+            device=device,
+            progress=progress,
+            memory_budget_bytes=memory_budget_bytes,
+        )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
         raise
@@ -119,6 +152,7 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
@@ -147,7 +181,7 @@ def _compute_into(
             train_features,
             train_labels,
             method=method,
-            config=method_config(inputs.spec, method),
+            config=method_config(inputs.spec, method, ceiling=memory_budget_bytes),
             device=device,
             progress=report,
         )
@@ -167,4 +201,5 @@ def _compute_into(
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
+        test_predicted_class=_test_predictions(head, result),
     )

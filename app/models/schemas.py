@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from rps.spec import ModelSpec
 
-__all__ = ["ModelSpec", "ModelPublic", "ModelList"]
+__all__ = ["ModelSpec", "ModelPublic", "ModelList", "TestPointPublic", "TestPointPage"]
 
 
 class ModelPublic(BaseModel):
@@ -39,3 +39,28 @@ class ModelPublic(BaseModel):
 class ModelList(BaseModel):
     items: list[ModelPublic]
     total: int
+
+
+class TestPointPublic(BaseModel):
+    """One stored test point: its id, label, the head's predicted class and its record."""
+
+    __test__ = False  # not a pytest test class
+
+    test_id: str
+    test_index: int
+    label: int | None
+    predicted_class: int | None
+    """None for models precomputed before predicted classes were stored."""
+    record: Any = None
+
+
+class TestPointPage(BaseModel):
+    """A page of ``GET /models/{id}/test-points`` (``total`` counts the filtered points)."""
+
+    __test__ = False
+
+    model_id: str
+    total: int
+    limit: int
+    offset: int
+    items: list[TestPointPublic]

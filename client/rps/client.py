@@ -462,6 +462,24 @@ class Client:
         }
         return self._json("POST", "/explain", json=payload)["explanations"]
 
+    def test_points(
+        self,
+        model_id: str,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        label: int | None = None,
+        correct: bool | None = None,
+    ) -> JsonBody:
+        """A page of the model's stored test points (id, label, predicted class, record),
+        optionally only those with ``label`` or predicted right (``correct=True``) or wrong."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if label is not None:
+            params["label"] = int(label)
+        if correct is not None:
+            params["correct"] = "true" if correct else "false"
+        return self._json("GET", f"/models/{model_id}/test-points", params=params)
+
     def suspicious(
         self, model_id: str, *, method: str = Method.LJE.value, limit: int = 50, offset: int = 0
     ) -> JsonBody:

@@ -1,4 +1,5 @@
-"""Client subcommands of the ``rps`` console script: register, wait, status, explain, suspicious.
+"""Client subcommands of the ``rps`` console script: register, wait, status, test-points,
+explain, suspicious.
 
 ``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
 running service: the URL comes from ``--url`` or ``RPS_URL`` (default
@@ -37,7 +38,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``register``, ``wait``, ``status``, ``explain`` and ``suspicious`` to ``subparsers``.
+    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain`` and ``suspicious``
+    to ``subparsers``.
 
     Each parser gets ``func`` set to its handler, which returns the exit code.
     """
@@ -56,6 +58,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_register(subparsers, common)
     _add_wait(subparsers, common)
     _add_status(subparsers, common)
+    _add_test_points(subparsers, common)
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
 
@@ -111,6 +114,24 @@ def _add_status(subparsers, common) -> None:
     )
     parser.add_argument("model_id", nargs="?")
     parser.set_defaults(func=_status)
+
+
+def _add_test_points(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "test-points", parents=[common], help="stored test points with label and prediction"
+    )
+    parser.add_argument("model_id")
+    parser.add_argument("--label", type=int, help="only points with this label")
+    outcome = parser.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--correct", dest="correct", action="store_const", const=True, help="only right ones"
+    )
+    outcome.add_argument(
+        "--wrong", dest="correct", action="store_const", const=False, help="only wrong ones"
+    )
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.set_defaults(func=_test_points)
 
 
 def _add_explain(subparsers, common) -> None:
@@ -231,6 +252,29 @@ def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
         elif leaf.annotation in (int, float):
             options["type"] = leaf.annotation
         parser.add_argument(_spec_flag(leaf.path), *_FLAG_ALIASES.get(leaf.path, ()), **options)
+    for name, paths in _shared_settings().items():
+        leaf = next(leaf for leaf in leaves() if leaf.path == paths[0])
+        shared: dict[str, Any] = {
+            "dest": f"shared:{name}",
+            "metavar": name.upper(),
+            "help": f"sets {', '.join(paths)} at once (their own flags win)",
+        }
+        if isinstance(leaf.annotation, type) and issubclass(leaf.annotation, Enum):
+            shared["choices"] = [choice.value for choice in leaf.annotation]
+        elif leaf.annotation in (int, float):
+            shared["type"] = leaf.annotation
+        parser.add_argument(_spec_flag(name), **shared)
+
+
+def _shared_settings() -> dict[str, list[str]]:
+    """Settings that several method sections have (``hessian``: lje and influence)."""
+    by_name: dict[str, list[str]] = {}
+    methods = {method.value for method in Method}
+    for leaf in leaves():
+        section, _, name = leaf.path.rpartition(".")
+        if section in methods:
+            by_name.setdefault(name, []).append(leaf.path)
+    return {name: paths for name, paths in by_name.items() if len(paths) > 1}
 
 
 def _comma_list(text: str) -> list[str]:
@@ -240,11 +284,16 @@ def _comma_list(text: str) -> list[str]:
 def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
     """``--spec`` with every given spec flag over it; nothing is dropped or defaulted."""
     spec = json.loads(json.dumps(args.spec or {}))
-    for leaf in leaves():
-        value = getattr(args, f"spec:{leaf.path}", None)
+    given = [
+        (path, getattr(args, f"shared:{name}", None))
+        for name, paths in _shared_settings().items()
+        for path in paths
+    ]
+    given += [(leaf.path, getattr(args, f"spec:{leaf.path}", None)) for leaf in leaves()]
+    for path, value in given:
         if value is None:
             continue
-        *sections, name = leaf.path.split(".")
+        *sections, name = path.split(".")
         target = spec
         for section in sections:
             if not isinstance(target.get(section), dict):
@@ -327,6 +376,34 @@ def _status(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
+    return 0
+
+
+@_guarded
+def _test_points(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.test_points(
+            args.model_id,
+            limit=args.limit,
+            offset=args.offset,
+            label=args.label,
+            correct=args.correct,
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    items = body.get("items") or []
+    print(f"model {body.get('model_id')}  {len(items)} of {body.get('total')} test points")
+    rows = [
+        [
+            item.get("test_id"),
+            item.get("label"),
+            item.get("predicted_class"),
+            _short(item.get("record")),
+        ]
+        for item in items
+    ]
+    print(_table(["test_id", "label", "predicted", "record"], rows))
     return 0
 
 

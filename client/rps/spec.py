@@ -82,7 +82,7 @@ class WeightLayout(str, Enum):
 
 
 class HessianMode(str, Enum):
-    """How H⁺ is applied (docs/math.md §9).
+    """How H⁺ is applied (docs/math.md §10).
 
     ``DENSE`` factorises the (k_out·D)² Hessian once (queries are one product with its
     inverse); ``BLOCKS`` keeps k per-class D×D factors and solves every query by
@@ -153,7 +153,7 @@ def setting(
 _REQUIRED = dataclasses.MISSING
 
 DEFAULT_CG_TOLERANCE = 1e-6
-"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §9.4); float64 products
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §10.3); float64 products
 reach it in about 20 iterations on the benchmark heads and the rankings then equal dense ones."""
 
 HESSIAN_DESCRIPTION = (
@@ -161,6 +161,10 @@ HESSIAN_DESCRIPTION = (
     "Hessian at query time (k times less memory and precompute); auto picks (binary: dense)."
 )
 CG_TOLERANCE_DESCRIPTION = "Relative residual at which PCG stops (hessian blocks only)."
+MEMORY_DESCRIPTION = (
+    "Bytes this method may use; lowers the operator's RPS_MEMORY_BUDGET_BYTES (never raises "
+    "it: a larger value is a 422). Unset: the operator's budget."
+)
 
 
 # -- the spec -------------------------------------------------------------------------------
@@ -197,6 +201,9 @@ class LJESpec:
         example=1e-7,
         exclusive_minimum=0,
         exclusive_maximum=1,
+    )
+    memory_budget_bytes: int | None = setting(
+        None, MEMORY_DESCRIPTION, example=2**30, exclusive_minimum=0
     )
 
     def conflicts(self) -> list[tuple[str, str]]:
@@ -244,6 +251,9 @@ class InfluenceSpec:
         example=1e-7,
         exclusive_minimum=0,
         exclusive_maximum=1,
+    )
+    memory_budget_bytes: int | None = setting(
+        None, MEMORY_DESCRIPTION, example=2**30, exclusive_minimum=0
     )
 
 
