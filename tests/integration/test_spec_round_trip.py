@@ -58,7 +58,7 @@ def _check_worker_view(model: Model, expected: ModelSpec) -> None:
     for leaf in leaves():
         assert _value_at(stored, leaf.path) == _value_at(expected.to_json(), leaf.path), leaf.path
     for method in expected.methods:
-        config = method_config(inputs.spec, method)
+        config = method_config(inputs.spec, method, ceiling=Settings().memory_budget_bytes)
         settings = expected.method_settings(method)
         shared = {item.name for item in dataclasses.fields(config)} & {
             item.name for item in dataclasses.fields(settings)
