@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rps.spec import ModelKind  # re-exported: the spec's kinds are the stored kinds
+
 __all__ = [
     "Base",
     "ApiKey",
@@ -46,11 +48,6 @@ class JobStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-
-
-class ModelKind(str, Enum):
-    LINEAR = "linear"
-    XGBOOST = "xgboost"
 
 
 class Base(DeclarativeBase):

@@ -11,13 +11,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
+from models_store import ArtifactStore, Model, ModelFiles, ModelKind, ResultFiles
 from representer import (
-    DEFAULT_CG_TOLERANCE,
     DEFAULT_MEMORY_BUDGET_BYTES,
     FittedState,
     InfluenceConfig,
@@ -25,10 +23,12 @@ from representer import (
     LinearHead,
     LJEConfig,
     Method,
+    engine_config,
     fit,
 )
 from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
 from representer.likelihood import predicted_class_from_logits
+from rps.spec import ModelSpec
 
 __all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "method_config"]
 
@@ -51,7 +51,17 @@ class ModelInputs:
     model_id: str
     kind: ModelKind
     methods: tuple[Method, ...]
-    spec: dict[str, Any]
+    spec: ModelSpec
+
+    @classmethod
+    def of(cls, model: Model) -> ModelInputs:
+        """The inputs of a model row: its stored spec read back through ``rps.spec``."""
+        return cls(
+            model_id=model.id,
+            kind=ModelKind(model.kind),
+            methods=tuple(Method(name) for name in model.methods),
+            spec=ModelSpec.from_json(model.spec),
+        )
 
 
 @dataclass(frozen=True)
@@ -82,33 +92,10 @@ class PrecomputeResult:
 
 
 def method_config(
-    spec: dict[str, Any], method: Method, *, ceiling: int
+    spec: ModelSpec, method: Method, *, ceiling: int
 ) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec, within the memory ``ceiling``."""
-    if method is Method.LJE:
-        options = spec.get("lje", {})
-        return LJEConfig(
-            lr=options.get("lr", 0.01),
-            damping=options.get("damping", 0.0),
-            weight_layout=options.get("weight_layout", "auto"),
-            hessian=options.get("hessian", "auto"),
-            cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
-            memory_budget_bytes=_budget(options, ceiling),
-        )
-    if method is Method.L2:
-        return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
-    options = spec.get("influence", {})
-    return InfluenceConfig(
-        damping=options.get("damping", 0.0),
-        hessian=options.get("hessian", "auto"),
-        cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
-        memory_budget_bytes=_budget(options, ceiling),
-    )
-
-
-def _budget(options: dict[str, Any], ceiling: int) -> int:
-    """The spec's memory_budget_bytes, never above the operator's ceiling."""
-    return min(options.get("memory_budget_bytes") or ceiling, ceiling)
+    """The engine config of ``method`` from the stored spec, within the memory ``ceiling``."""
+    return engine_config(spec, method, ceiling=ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -121,7 +108,7 @@ def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
     return LinearHead(weights, bias)
 
 
-def _booster_features(files: ModelFiles, result: ResultFiles, spec: dict[str, Any]) -> LinearHead:
+def _booster_features(files: ModelFiles, result: ResultFiles, spec: ModelSpec) -> LinearHead:
     embedding = files.load_embedding(spec)
     train_inputs = files.store.load_array(files.input("train_inputs.npy"))
     files.store.save_array(

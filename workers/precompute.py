@@ -24,14 +24,13 @@ from models_store import (
     JobStatus,
     Model,
     ModelFiles,
-    ModelKind,
     ModelStatus,
     Score,
     TestPoint,
     TrainPoint,
     utcnow,
 )
-from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
@@ -112,12 +111,7 @@ class JobRunner:
             )
             model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
             logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
-            return ModelInputs(
-                model_id=model.id,
-                kind=ModelKind(model.kind),
-                methods=tuple(Method(name) for name in model.methods),
-                spec=dict(model.spec),
-            )
+            return ModelInputs.of(model)
 
     def _progress_writer(self, job_id: str):
         last = [0.0]

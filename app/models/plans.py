@@ -23,7 +23,7 @@ from app.models.validation import (
     reject,
 )
 from models_store import ModelKind
-from representer import MemoryLimitError, check_capacity
+from representer import MemoryLimitError, check_capacity, engine_config
 
 __all__ = [
     "StoredFile",
@@ -113,7 +113,7 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
 
 
 def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
+    from representer.adapters import BoosterEmbedding, load_booster
 
     part = _require(upload, "booster")
     if not part.filename or not part.filename.lower().endswith(BOOSTER_SUFFIXES):
@@ -122,9 +122,7 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
         )
     try:
         booster = load_booster(part.path)
-        embedding = BoosterEmbedding.from_booster(
-            booster, embedding=Embedding(spec.xgboost.embedding.value)
-        )
+        embedding = BoosterEmbedding.from_booster(booster, embedding=spec.xgboost.embedding)
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
@@ -225,7 +223,7 @@ def check_capacity_of_plan(plan: RegistrationPlan, *, ceiling: int) -> None:
             )
         try:
             check_capacity(
-                plan.spec.method_config(method, ceiling=ceiling),
+                engine_config(plan.spec, method, ceiling=ceiling),
                 n=plan.n_train,
                 num_outputs=plan.num_outputs,
                 feature_dim=plan.feature_dim,

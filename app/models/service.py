@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 
 import numpy as np
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
@@ -25,6 +24,7 @@ from app.models.schemas import (
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
 from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus, TestPoint
+from rps.spec import SpecError
 from rps_server.broker import enqueue_precompute
 
 __all__ = [
@@ -49,11 +49,11 @@ def parse_spec(upload: Upload) -> ModelSpec:
         )
     raw = load_json_part(part)
     try:
-        return ModelSpec.model_validate(raw)
-    except ValidationError as error:
+        return ModelSpec.from_json(raw)
+    except SpecError as error:
         errors = [
-            FieldError(".".join(["spec", *(str(p) for p in item["loc"])]), item["msg"], "spec")
-            for item in error.errors()
+            FieldError(f"spec.{path}" if path else "spec", message, "spec")
+            for path, message in error.errors
         ]
         raise InvalidRequestError(
             "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
@@ -95,7 +95,7 @@ def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
         n_train=plan.n_train,
         n_test=plan.n_test,
         methods=[method.value for method in spec.methods],
-        spec=spec.model_dump(mode="json", by_alias=True),
+        spec=spec.to_json(),
         queue=spec.queue.value,
         version=0,
     )
