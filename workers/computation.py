@@ -19,6 +19,7 @@ import numpy as np
 
 from models_store import ArtifactStore, ModelKind
 from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
+from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -79,13 +80,17 @@ def _linear_features(store: ArtifactStore, inputs: ModelInputs, result: Path) ->
     return LinearHead(weights, bias)
 
 
-def _booster_features(store: ArtifactStore, inputs: ModelInputs, result: Path) -> LinearHead:
+def _booster_features(
+    store: ArtifactStore, inputs: ModelInputs, result: Path, limits: BoosterLimits | None
+) -> LinearHead:
     from representer.adapters import BoosterEmbedding, Embedding, load_booster
 
     source = store.inputs_dir(inputs.model_id)
     booster_path = next(path for path in source.iterdir() if path.stem == "booster")
     embedding_name = Embedding(inputs.spec.get("xgboost", {}).get("embedding", "tree_margins"))
-    embedding = BoosterEmbedding.from_booster(load_booster(booster_path), embedding=embedding_name)
+    embedding = BoosterEmbedding.from_booster(
+        load_booster(booster_path, limits=limits), embedding=embedding_name, limits=limits
+    )
     train_inputs = store.load_array(source / "train_inputs.npy")
     store.save_array(
         result / "train_features.npy",
@@ -105,6 +110,7 @@ def compute_result(
     *,
     device: str,
     progress: Callable[[float], None],
+    booster_limits: BoosterLimits | None = None,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     if not store.inputs_dir(inputs.model_id).is_dir():
@@ -113,7 +119,9 @@ def compute_result(
         )
     result = store.new_result_dir(inputs.model_id)
     try:
-        return _compute_into(store, inputs, result, device=device, progress=progress)
+        return _compute_into(
+            store, inputs, result, device=device, progress=progress, booster_limits=booster_limits
+        )
     except BaseException:
         shutil.rmtree(result, ignore_errors=True)
         raise
@@ -126,10 +134,13 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    booster_limits: BoosterLimits | None,
 ) -> PrecomputeResult:
     source = store.inputs_dir(inputs.model_id)
-    head = (_linear_features if inputs.kind is ModelKind.LINEAR else _booster_features)(
-        store, inputs, result
+    head = (
+        _linear_features(store, inputs, result)
+        if inputs.kind is ModelKind.LINEAR
+        else _booster_features(store, inputs, result, booster_limits)
     )
     store.save_array(result / "head_weights.npy", head.weights)
     store.save_array(result / "head_bias.npy", head.bias)

@@ -31,6 +31,7 @@ from models_store import (
     utcnow,
 )
 from representer import Method, RepresenterError
+from representer.adapters.xgboost_checks import BoosterLimits
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
@@ -48,6 +49,7 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
@@ -57,7 +59,11 @@ class JobRunner:
         started = time.perf_counter()
         try:
             result = compute_result(
-                self.store, inputs, device=self.device, progress=self._progress_writer(job_id)
+                self.store,
+                inputs,
+                device=self.device,
+                progress=self._progress_writer(job_id),
+                booster_limits=self.booster_limits,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)

@@ -49,17 +49,22 @@ class LoadedModel:
         return self.test_index_by_id.get(test_id)
 
 
-def _load_embedding(store: ArtifactStore, model: Model) -> Any:
+def _load_embedding(store: ArtifactStore, model: Model, limits: Any) -> Any:
     from representer.adapters import BoosterEmbedding, Embedding, load_booster
 
     inputs = store.inputs_dir(model.id)
     booster_path = next(path for path in inputs.iterdir() if path.stem == "booster")
     embedding = Embedding(model.spec.get("xgboost", {}).get("embedding", "tree_margins"))
-    return BoosterEmbedding.from_booster(load_booster(booster_path), embedding=embedding)
+    return BoosterEmbedding.from_booster(
+        load_booster(booster_path, limits=limits), embedding=embedding, limits=limits
+    )
 
 
-def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
-    """Open the published result of ``model`` (which must be ready)."""
+def load_model(store: ArtifactStore, model: Model, *, booster_limits: Any = None) -> LoadedModel:
+    """Open the published result of ``model`` (which must be ready).
+
+    An XGBoost model's booster is checked again (``BoosterLimits``) before XGBoost reads it.
+    """
     if model.result_dir is None:
         raise ValueError(f"model {model.id} has no published result")
     result = Path(model.result_dir)
@@ -77,15 +82,18 @@ def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
         test_features=store.load_array(test_path) if test_path.exists() else None,
         test_labels=np.load(labels_path) if labels_path.exists() else None,
         test_index_by_id={test_id: index for index, test_id in enumerate(test_ids)},
-        embedding=_load_embedding(store, model) if model.kind == "xgboost" else None,
+        embedding=(
+            _load_embedding(store, model, booster_limits) if model.kind == "xgboost" else None
+        ),
     )
 
 
 class ModelCache:
     """LRU of opened models keyed by (model id, version); thread-safe."""
 
-    def __init__(self, store: ArtifactStore, *, capacity: int) -> None:
+    def __init__(self, store: ArtifactStore, *, capacity: int, booster_limits: Any = None) -> None:
         self._store = store
+        self._booster_limits = booster_limits
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -98,7 +106,7 @@ class ModelCache:
             if loaded is not None:
                 self._entries.move_to_end(key)
                 return loaded
-        loaded = load_model(self._store, model)
+        loaded = load_model(self._store, model, booster_limits=self._booster_limits)
         with self._lock:
             self._entries[key] = loaded
             self._entries.move_to_end(key)

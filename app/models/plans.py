@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from app.core.errors import FieldError, InvalidRequestError
 from app.models.schemas import ModelSpec
@@ -23,6 +23,9 @@ from app.models.validation import (
     reject,
 )
 from models_store import ModelKind
+
+if TYPE_CHECKING:
+    from representer.adapters import BoosterLimits
 
 __all__ = ["StoredFile", "RegistrationPlan", "plan_registration", "MIN_TRAIN_POINTS"]
 
@@ -105,7 +108,8 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
     return num_outputs, feature_dim, files
 
 
-def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
+def _booster_head(upload: Upload, spec: ModelSpec, limits: BoosterLimits) -> tuple[int, int, int]:
+    from representer import InvalidInputError
     from representer.adapters import BoosterEmbedding, Embedding, load_booster
 
     part = _require(upload, "booster")
@@ -114,10 +118,14 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
             "booster", "must be an XGBoost model saved as .json or .ubj (file name suffix)"
         )
     try:
-        booster = load_booster(part.path)
+        booster = load_booster(part.path, limits=limits)
         embedding = BoosterEmbedding.from_booster(
-            booster, embedding=Embedding(spec.xgboost.embedding.value)
+            booster, embedding=Embedding(spec.xgboost.embedding.value), limits=limits
         )
+    except InvalidInputError as error:  # the structural check names the tree and field
+        named = error.argument or ""
+        field = named if named.startswith("booster") else "booster"
+        raise reject(field, str(error)) from error
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
@@ -132,14 +140,16 @@ def _rows_part(upload: Upload, kind: ModelKind) -> tuple[str, str]:
     )
 
 
-def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
+def plan_registration(
+    upload: Upload, spec: ModelSpec, *, booster_limits: BoosterLimits
+) -> RegistrationPlan:
     """Check every part of ``upload`` for a model of ``spec.kind``; nothing is stored."""
     _check_parts(upload, spec.kind)
     if spec.kind is ModelKind.LINEAR:
         num_outputs, feature_dim, files = _linear_head(upload)
         input_dim, width = None, feature_dim
     else:
-        num_outputs, feature_dim, input_dim = _booster_head(upload, spec)
+        num_outputs, feature_dim, input_dim = _booster_head(upload, spec, booster_limits)
         booster = upload.parts["booster"]
         files, width = (
             [StoredFile(booster.path, f"booster{Path(booster.filename or '').suffix.lower()}")],

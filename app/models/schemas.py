@@ -4,15 +4,19 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from models_store import ModelKind
 from representer import InfluenceConfig, L2Config, LJEConfig, Method, WeightLayout
 
 __all__ = ["ModelSpec", "ModelPublic", "ModelList", "EmbeddingName", "QueueName"]
 
+MAX_NAME_CHARS = 200
+"""Longest model or class name."""
+MAX_CLASSES = 10_000
+"""Most classes a model may name (XGBoost boosters are checked against the same bound)."""
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
@@ -66,9 +70,11 @@ class ModelSpec(BaseModel):
     """The ``spec`` part of ``POST /models`` (API.md); only ``kind`` is required."""
 
     model_config = _STRICT
-    name: str = Field(default="", max_length=200)
+    name: str = Field(default="", max_length=MAX_NAME_CHARS)
     kind: ModelKind
-    class_names: list[str] | None = None
+    class_names: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]] | None
+    ) = Field(default=None, max_length=MAX_CLASSES)
     methods: list[Method] = Field(default_factory=lambda: [Method.LJE], min_length=1)
     lje: LJESpec = Field(default_factory=LJESpec)
     l2: L2Spec = Field(default_factory=L2Spec)
@@ -108,7 +114,9 @@ class ModelPublic(BaseModel):
     n_train: int
     n_test: int
     methods: list[str]
-    class_names: list[str] | None = None
+    class_names: (
+        list[Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]] | None
+    ) = Field(default=None, max_length=MAX_CLASSES)
     created_at: datetime
     ready_at: datetime | None
     diagnostics: dict[str, Any] | None

@@ -99,7 +99,9 @@ def register(
     session: Session, upload: Upload, *, tenant: str, context: ServiceContext
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
-    plan = plan_registration(upload, parse_spec(upload))
+    plan = plan_registration(
+        upload, parse_spec(upload), booster_limits=context.settings.booster_limits
+    )
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
     try:
