@@ -6,7 +6,7 @@ For each case (synthetic float32 features in a memory-mapped file, a non-converg
     number of floating-point operations (float64, like the precompute; float32 shown too);
 (b) one ``explain`` query (one test point, top-10) against one streaming pass over the
     n×d float32 features (a float32 matrix-vector product), medians over repeats;
-(c) both query layouts of MATH.md §2.4 at the main size: the kernel form (R*, M; a query
+(c) both query layouts of docs/math.md §2.4 at the main size: the kernel form (R*, M; a query
     is one (n, D)x(D, k) GEMM) and materialised per-class weights W (k, n, D) float32 (a
     query is one matvec; 2 n (kD)^2 more precompute flops, k·n·D·4 bytes).
 

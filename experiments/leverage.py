@@ -1,6 +1,6 @@
 """Why RPS-LJE's debugging curve sits where it does on German Credit (engine, not service).
 
-For the binary head, LJE's self-score is |θ*·φ̃_i − r*_i φ̃_iᵀH*⁻¹φ̃_i| / n (MATH.md §2, §6):
+For the binary head, LJE's self-score is |θ*·φ̃_i − r*_i φ̃_iᵀH*⁻¹φ̃_i| / n (docs/math.md §2, §6):
 a residual times a leverage q_i = φ̃_iᵀH⁻¹φ̃_i, plus the point's own logit. This command
 ranks the same noisy boosters by each part, and by LJE with Hessian damping, to show
 which part limits the curve. It runs ``representer`` in-process (the service offers no

@@ -2,6 +2,7 @@
 
 from models_store.artifacts import ArtifactStore
 from models_store.db import is_sqlite, make_engine, make_sessionmaker
+from models_store.files import ModelFiles, ResultFiles
 from models_store.migrate import upgrade
 from models_store.tables import (
     ApiKey,
@@ -24,8 +25,10 @@ __all__ = [
     "Job",
     "JobStatus",
     "Model",
+    "ModelFiles",
     "ModelKind",
     "ModelStatus",
+    "ResultFiles",
     "Score",
     "TestPoint",
     "TrainPoint",

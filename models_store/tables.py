@@ -145,7 +145,7 @@ class TestPoint(Base):
 
 
 class Score(Base):
-    """Self-score of one training point under one method (MATH.md §6), indexed for ranking."""
+    """Self-score of one training point under one method (docs/math.md §6), indexed for ranking."""
 
     __tablename__ = "scores"
     model_id: Mapped[str] = mapped_column(

@@ -1,4 +1,4 @@
-"""What one explanation of one test point holds (MATH.md §2.5, §5)."""
+"""What one explanation of one test point holds (docs/math.md §2.5, §5)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Explanation"]
+__all__ = ["DENSE_SOLVE", "Explanation", "SolverReport"]
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    """How the H⁺ term of an explanation was solved (MATH.md §9.4).
+
+    Attributes
+    ----------
+    name : str
+        ``"dense"`` (a product with the factorised inverse, or no Hessian at all: RPS-l2)
+        or ``"pcg"`` (block-preconditioned conjugate gradients on the exact H).
+    iterations : int
+        PCG iterations (0 for dense).
+    relative_residual : float
+        ‖b − Hx‖/‖b‖ reached by PCG; 0.0 for dense (a direct solve, not measured).
+    """
+
+    name: str
+    iterations: int
+    relative_residual: float
+
+
+DENSE_SOLVE = SolverReport(name="dense", iterations=0, relative_residual=0.0)
 
 
 @dataclass(frozen=True)
@@ -16,7 +39,7 @@ class Explanation:
     Attributes
     ----------
     target_class : int
-        The class the contributions are signed toward (MATH.md §5).
+        The class the contributions are signed toward (docs/math.md §5).
     logits : ndarray of shape (k_out,), float64
         The original head's output Θ†φ̃_t (binary: one logit).
     probabilities : ndarray of shape (k_out,), float64
@@ -28,11 +51,13 @@ class Explanation:
     sum_of_contributions : float
         Σ_i c_i(t) toward the target class.
     residual : float
-        ``model_output − sum_of_contributions`` (MATH.md §2.5); reported, never hidden.
+        ``model_output − sum_of_contributions`` (docs/math.md §2.5); reported, never hidden.
     positive_indices, negative_indices : ndarray of shape (top_k,), int64
         Training rows with the largest / smallest contributions, best first.
     positive_contributions, negative_contributions : ndarray of shape (top_k,), float64
         Their signed contributions toward ``target_class``.
+    solver : SolverReport
+        Which solver produced the contributions, with its iterations and residual.
     """
 
     target_class: int
@@ -46,3 +71,4 @@ class Explanation:
     positive_contributions: np.ndarray
     negative_indices: np.ndarray
     negative_contributions: np.ndarray
+    solver: SolverReport

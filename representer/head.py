@@ -1,4 +1,4 @@
-"""The linear head z(x) = W φ(x) + b that every method explains (MATH.md §1)."""
+"""The linear head z(x) = W φ(x) + b that every method explains (docs/math.md §1)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ class LinearHead:
         One row per output. ``k_out == 1`` is a binary sigmoid head (labels 0/1);
         ``k_out >= 2`` is a softmax head over ``k_out`` classes.
     bias : ndarray of shape (k_out,), float64
-        The last column of Θ in MATH.md's notation Θ = [W, b].
+        The last column of Θ in docs/math.md's notation Θ = [W, b].
     """
 
     weights: np.ndarray

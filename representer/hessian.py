@@ -1,4 +1,4 @@
-"""The head's Hessian and its exact solve (MATH.md §1).
+"""The head's Hessian and its exact solve (docs/math.md §1).
 
 H(Θ) = (1/n) Σ_i (diag P_i − P_i P_iᵀ) ⊗ φ̃_i φ̃_iᵀ, row-major vec(Θ) (index c·D + j),
 accumulated in float64 block row by block row with large GEMMs. For a softmax head the

@@ -1,4 +1,4 @@
-"""The Hessian-whitened kernel shared by RPS-LJE and influence (MATH.md §2.4, §4).
+"""The Hessian-whitened kernel shared by RPS-LJE and influence (docs/math.md §2.4, §4).
 
 Both methods score training point i against a test direction v = M b_t (M the inverse of
 the factorised system, b_t a (k_out·D) right-hand side built from the test point) as

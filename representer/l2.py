@@ -1,4 +1,4 @@
-"""RPS-l2 (Yeh et al. 2018; MATH.md §3), the baseline.
+"""RPS-l2 (Yeh et al. 2018; docs/math.md §3), the baseline.
 
 Fine-tune the head on the model's own probabilities P† with a ridge penalty,
 Θ_λ = argmin (1/n) Σ_i CE(P_Θ,i, P†_i) + λ‖Θ‖²_F (L-BFGS, full batch), then

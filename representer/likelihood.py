@@ -1,4 +1,4 @@
-"""The head's link function and residuals (MATH.md §1), shared by every method.
+"""The head's link function and residuals (docs/math.md §1), shared by every method.
 
 A binary head has one output (k_out = 1, sigmoid); a multi-class head has k_out = k >= 2
 outputs (softmax). Written this way, one formula serves both: the residual is P − T with
@@ -15,6 +15,7 @@ __all__ = [
     "output_probabilities",
     "one_hot_targets",
     "predicted_class_from_logits",
+    "probabilities_from_residuals",
     "target_scores",
 ]
 
@@ -72,7 +73,7 @@ def predicted_class_from_logits(logits: np.ndarray) -> np.ndarray:
 
 
 def target_scores(logits: np.ndarray, target_classes: np.ndarray) -> np.ndarray:
-    """The score of each row's target class (MATH.md §5): z_c, binary class 0 → −z.
+    """The score of each row's target class (docs/math.md §5): z_c, binary class 0 → −z.
 
     Parameters
     ----------
@@ -86,3 +87,20 @@ def target_scores(logits: np.ndarray, target_classes: np.ndarray) -> np.ndarray:
     if logits.shape[1] == 1:
         return np.where(target_classes == 1, logits[:, 0], -logits[:, 0])
     return logits[np.arange(logits.shape[0]), target_classes]
+
+
+def probabilities_from_residuals(residuals: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """P = R + T for a softmax head (T one-hot at the labels).
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (n, k), float64
+    labels : ndarray of shape (n,), int64
+
+    Returns
+    -------
+    ndarray of shape (n, k), float64, clipped to [0, 1].
+    """
+    probabilities = np.array(residuals, dtype=np.float64)
+    probabilities[np.arange(labels.shape[0]), labels] += 1.0
+    return np.clip(probabilities, 0.0, 1.0)

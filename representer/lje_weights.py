@@ -1,4 +1,4 @@
-"""Materialised RPS-LJE weights (MATH.md §2.4): W_i[c] = (1/n)(Θ*_c − Σ_c' r*_ic' B_cc' φ̃_i).
+"""Materialised RPS-LJE weights (docs/math.md §2.4): W_i[c] = (1/n)(Θ*_c − Σ_c' r*_ic' B_cc' φ̃_i).
 
 With W stored as (k_out, n, D) float32, the contribution of every training point to test
 point t toward class c is one matrix-vector product W[c] φ̃_t. Building W costs one

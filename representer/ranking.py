@@ -1,4 +1,4 @@
-"""Top-k selection with a deterministic order (MATH.md §5, §6)."""
+"""Top-k selection with a deterministic order (docs/math.md §5, §6)."""
 
 from __future__ import annotations
 

@@ -35,7 +35,7 @@ class FittedState:
         Which method produced the state.
     arrays : mapping of str to ndarray
         The method's named arrays. Every method provides at least
-        ``self_scores`` (n,) float32, the suspicious-label ranking score of MATH.md §6
+        ``self_scores`` (n,) float32, the suspicious-label ranking score of docs/math.md §6
         (larger = more suspicious), and ``train_predicted_class`` (n,) int64.
         The rest are the method's own (Θ*, the Hessian factor, residuals, α, ...).
     meta : mapping of str to JSON scalars

@@ -1,4 +1,4 @@
-"""One streaming pass over the training set at a given head Θ (MATH.md §1).
+"""One streaming pass over the training set at a given head Θ (docs/math.md §1).
 
 Computes, block by block in float64: logits Z = Φ̃Θᵀ, residuals R = P − T, the mean
 gradient ḡ = Rᵀ Φ̃ / n and, on request, the Hessian H(Θ) and C = Φ̃ᵀΦ̃/n.

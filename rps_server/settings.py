@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = ["Environment", "Settings", "get_settings", "parse_api_keys"]
+
+
+LogFormat = Literal["text", "json"]
 
 
 class Environment(str, Enum):
@@ -71,6 +74,17 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key (broker and cache).",
     )
     worker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `rps worker` serves Prometheus metrics (job outcomes and "
+        "durations, Dramatiq message counts), summed over its processes; unset: none.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker metrics server binds (0.0.0.0 in containers).",
+    )
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
     explain_cache_ttl_s: int = Field(default=600, ge=0)
@@ -102,7 +116,12 @@ class Settings(BaseSettings):
         default=64, ge=1, le=100_000, description="Deepest root-to-leaf path of a booster tree."
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
+    log_format: LogFormat = Field(
+        default="text",
+        description="text (for people) or json (one object a line, with request, job and model "
+        "ids, for log collectors).",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -1,9 +1,6 @@
 """The computing half of the precompute: arrays in, one new result directory out.
 
-Nothing here touches the database. The result directory (see ``app.explain.loader``)::
-
-    train_features.npy (n, d) float32    test_features.npy (m, d) float32    test_ids.json
-    test_labels.npy (m,)                 head_weights.npy, head_bias.npy     <method>/ (FittedState)
+Nothing here touches the database. Files are named through ``models_store.ModelFiles``.
 """
 
 from __future__ import annotations
@@ -17,8 +14,17 @@ from typing import Any
 
 import numpy as np
 
-from models_store import ArtifactStore, ModelKind
-from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
+from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
+from representer import (
+    DEFAULT_CG_TOLERANCE,
+    FittedState,
+    InfluenceConfig,
+    L2Config,
+    LinearHead,
+    LJEConfig,
+    Method,
+    fit,
+)
 from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
@@ -60,46 +66,42 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
             lr=options.get("lr", 0.01),
             damping=options.get("damping", 0.0),
             weight_layout=options.get("weight_layout", "auto"),
+            hessian=options.get("hessian", "auto"),
+            cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
         )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
-    return InfluenceConfig(damping=spec.get("influence", {}).get("damping", 0.0))
-
-
-def _linear_features(store: ArtifactStore, inputs: ModelInputs, result: Path) -> LinearHead:
-    source = store.inputs_dir(inputs.model_id)
-    weights = np.load(source / "weights.npy")
-    bias = (
-        np.load(source / "bias.npy")
-        if (source / "bias.npy").exists()
-        else np.zeros(weights.shape[0])
+    options = spec.get("influence", {})
+    return InfluenceConfig(
+        damping=options.get("damping", 0.0),
+        hessian=options.get("hessian", "auto"),
+        cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
     )
-    store.link_or_copy(source / "train_features.npy", result / "train_features.npy")
-    if (source / "test_features.npy").exists():
-        store.link_or_copy(source / "test_features.npy", result / "test_features.npy")
+
+
+def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
+    weights = np.load(files.input("weights.npy"))
+    bias_path = files.input("bias.npy")
+    bias = np.load(bias_path) if bias_path.exists() else np.zeros(weights.shape[0])
+    files.store.link_or_copy(files.input("train_features.npy"), result.train_features)
+    if files.input("test_features.npy").exists():
+        files.store.link_or_copy(files.input("test_features.npy"), result.test_features)
     return LinearHead(weights, bias)
 
 
 def _booster_features(
-    store: ArtifactStore, inputs: ModelInputs, result: Path, limits: BoosterLimits | None
+    files: ModelFiles, result: ResultFiles, spec: dict[str, Any], limits: BoosterLimits | None
 ) -> LinearHead:
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
-
-    source = store.inputs_dir(inputs.model_id)
-    booster_path = next(path for path in source.iterdir() if path.stem == "booster")
-    embedding_name = Embedding(inputs.spec.get("xgboost", {}).get("embedding", "tree_margins"))
-    embedding = BoosterEmbedding.from_booster(
-        load_booster(booster_path, limits=limits), embedding=embedding_name, limits=limits
-    )
-    train_inputs = store.load_array(source / "train_inputs.npy")
-    store.save_array(
-        result / "train_features.npy",
+    embedding = files.load_embedding(spec, limits=limits)
+    train_inputs = files.store.load_array(files.input("train_inputs.npy"))
+    files.store.save_array(
+        result.train_features,
         embedding.transform(np.asarray(train_inputs)).astype(np.float32),
     )
-    if (source / "test_inputs.npy").exists():
-        test_inputs = np.asarray(store.load_array(source / "test_inputs.npy"))
-        store.save_array(
-            result / "test_features.npy", embedding.transform(test_inputs).astype(np.float32)
+    if files.input("test_inputs.npy").exists():
+        test_inputs = np.asarray(files.store.load_array(files.input("test_inputs.npy")))
+        files.store.save_array(
+            result.test_features, embedding.transform(test_inputs).astype(np.float32)
         )
     return embedding.head
 
@@ -113,42 +115,45 @@ def compute_result(
     booster_limits: BoosterLimits | None = None,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
-    if not store.inputs_dir(inputs.model_id).is_dir():
+    files = ModelFiles(store, inputs.model_id)
+    if not files.inputs.is_dir():
         raise FileNotFoundError(
             f"the inputs of model {inputs.model_id} are gone (deleted while queued?)"
         )
-    result = store.new_result_dir(inputs.model_id)
+    result = files.new_result()
     try:
         return _compute_into(
-            store, inputs, result, device=device, progress=progress, booster_limits=booster_limits
+            files, inputs, result, device=device, progress=progress, booster_limits=booster_limits
         )
     except BaseException:
-        shutil.rmtree(result, ignore_errors=True)
+        shutil.rmtree(result.directory, ignore_errors=True)
         raise
 
 
 def _compute_into(
-    store: ArtifactStore,
+    files: ModelFiles,
     inputs: ModelInputs,
-    result: Path,
+    result: ResultFiles,
     *,
     device: str,
     progress: Callable[[float], None],
     booster_limits: BoosterLimits | None,
 ) -> PrecomputeResult:
-    source = store.inputs_dir(inputs.model_id)
-    head = (
-        _linear_features(store, inputs, result)
-        if inputs.kind is ModelKind.LINEAR
-        else _booster_features(store, inputs, result, booster_limits)
-    )
-    store.save_array(result / "head_weights.npy", head.weights)
-    store.save_array(result / "head_bias.npy", head.bias)
-    for name in ("test_ids.json", "test_labels.npy"):
-        if (source / name).exists():
-            store.link_or_copy(source / name, result / name)
-    train_features = store.load_array(result / "train_features.npy")
-    train_labels = np.load(source / "train_labels.npy")
+    store = files.store
+    if inputs.kind is ModelKind.LINEAR:
+        head = _linear_features(files, result)
+    else:
+        head = _booster_features(files, result, inputs.spec, booster_limits)
+    store.save_array(result.head_weights, head.weights)
+    store.save_array(result.head_bias, head.bias)
+    for source, target in (
+        (files.input("test_ids.json"), result.test_ids),
+        (files.input("test_labels.npy"), result.test_labels),
+    ):
+        if source.exists():
+            store.link_or_copy(source, target)
+    train_features = store.load_array(result.train_features)
+    train_labels = np.load(files.input("train_labels.npy"))
     states: dict[Method, FittedState] = {}
     share = 1.0 / len(inputs.methods)
     for position, method in enumerate(inputs.methods):
@@ -165,11 +170,11 @@ def _compute_into(
             device=device,
             progress=report,
         )
-        state.save(result / method.value)
+        state.save(result.method_dir(method.value))
         states[method] = state
     primary = states.get(Method.LJE) or states[inputs.methods[0]]
     return PrecomputeResult(
-        directory=result,
+        directory=result.directory,
         train_labels=train_labels.astype(np.int64),
         predicted_class=np.asarray(primary.train_predicted_class, dtype=np.int64),
         self_scores={

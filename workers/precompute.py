@@ -23,6 +23,7 @@ from models_store import (
     Job,
     JobStatus,
     Model,
+    ModelFiles,
     ModelKind,
     ModelStatus,
     Score,
@@ -32,12 +33,13 @@ from models_store import (
 )
 from representer import Method, RepresenterError
 from representer.adapters.xgboost_checks import BoosterLimits
+from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
-logger = logging.getLogger("rps.worker")
+logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
 INSERT_BATCH = 5000
 
@@ -52,10 +54,18 @@ class JobRunner:
     booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
-        """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
-        inputs = self._claim(job_id)
-        if inputs is None:
-            return
+        """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
+
+        Every line logged meanwhile carries the job id and, once known, the model id.
+        """
+        with log_context(job_id=job_id):
+            inputs = self._claim(job_id)
+            if inputs is None:
+                return
+            with log_context(model_id=inputs.model_id):
+                self._compute_and_publish(job_id, inputs)
+
+    def _compute_and_publish(self, job_id: str, inputs: ModelInputs) -> None:
         started = time.perf_counter()
         try:
             result = compute_result(
@@ -164,9 +174,9 @@ class JobRunner:
         return True
 
     def _insert_points(self, session: Session, model_id: str, result: PrecomputeResult) -> None:
-        inputs = self.store.inputs_dir(model_id)
-        train_ids = self.store.load_json(inputs / "train_ids.json")
-        records_path = inputs / "train_records.json"
+        files = ModelFiles(self.store, model_id)
+        train_ids = self.store.load_json(files.input("train_ids.json"))
+        records_path = files.input("train_records.json")
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(train_ids)
         )
@@ -198,9 +208,9 @@ class JobRunner:
         _insert_batches(session, TestPoint, self._test_rows(model_id))
 
     def _test_rows(self, model_id: str) -> list[dict]:
-        inputs = self.store.inputs_dir(model_id)
-        test_ids = self.store.load_json(inputs / "test_ids.json")
-        labels_path, records_path = inputs / "test_labels.npy", inputs / "test_records.json"
+        files = ModelFiles(self.store, model_id)
+        test_ids = self.store.load_json(files.input("test_ids.json"))
+        labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
         labels = np.load(labels_path).tolist() if labels_path.exists() else [None] * len(test_ids)
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)

@@ -22,7 +22,7 @@ class SuspiciousPoint(BaseModel):
 
 
 class SuspiciousPage(BaseModel):
-    """One page of training points ranked by self-contribution (MATH.md §6)."""
+    """One page of training points ranked by self-contribution (docs/math.md §6)."""
 
     model_id: str
     method: Method

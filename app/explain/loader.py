@@ -1,11 +1,6 @@
 """The query path's view of a ready model: its result arrays memory-mapped, in a small LRU.
 
-A result directory (written by the precompute, see ``workers.precompute``) holds::
-
-    train_features.npy  (n, d) float32      test_features.npy (m, d) float32, optional
-    test_ids.json, test_labels.npy (m,) int64, optional
-    head_weights.npy (k_out, d), head_bias.npy (k_out,)
-    <method>/           one ``FittedState`` per method
+The files are found through ``models_store.ModelFiles`` (the one place that knows the layout).
 """
 
 from __future__ import annotations
@@ -13,12 +8,11 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from models_store import ArtifactStore, Model
+from models_store import ArtifactStore, Model, ModelFiles
 from representer import FittedState, LinearHead, Method
 
 __all__ = ["LoadedModel", "ModelCache"]
@@ -49,17 +43,6 @@ class LoadedModel:
         return self.test_index_by_id.get(test_id)
 
 
-def _load_embedding(store: ArtifactStore, model: Model, limits: Any) -> Any:
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
-
-    inputs = store.inputs_dir(model.id)
-    booster_path = next(path for path in inputs.iterdir() if path.stem == "booster")
-    embedding = Embedding(model.spec.get("xgboost", {}).get("embedding", "tree_margins"))
-    return BoosterEmbedding.from_booster(
-        load_booster(booster_path, limits=limits), embedding=embedding, limits=limits
-    )
-
-
 def load_model(store: ArtifactStore, model: Model, *, booster_limits: Any = None) -> LoadedModel:
     """Open the published result of ``model`` (which must be ready).
 
@@ -67,23 +50,22 @@ def load_model(store: ArtifactStore, model: Model, *, booster_limits: Any = None
     """
     if model.result_dir is None:
         raise ValueError(f"model {model.id} has no published result")
-    result = Path(model.result_dir)
-    test_path = result / "test_features.npy"
-    labels_path = result / "test_labels.npy"
-    test_ids = (
-        store.load_json(result / "test_ids.json") if (result / "test_ids.json").exists() else []
-    )
+    files = ModelFiles(store, model.id)
+    result = files.result(model.result_dir)
+    test_labels = result.load_optional(result.test_labels, mmap=False)
     return LoadedModel(
         model_id=model.id,
         version=model.version,
-        head=LinearHead(np.load(result / "head_weights.npy"), np.load(result / "head_bias.npy")),
-        states={Method(name): FittedState.load(result / name) for name in model.methods},
-        train_features=store.load_array(result / "train_features.npy"),
-        test_features=store.load_array(test_path) if test_path.exists() else None,
-        test_labels=np.load(labels_path) if labels_path.exists() else None,
-        test_index_by_id={test_id: index for index, test_id in enumerate(test_ids)},
+        head=LinearHead(np.load(result.head_weights), np.load(result.head_bias)),
+        states={Method(name): FittedState.load(result.method_dir(name)) for name in model.methods},
+        train_features=store.load_array(result.train_features),
+        test_features=result.load_optional(result.test_features),
+        test_labels=test_labels,
+        test_index_by_id={test_id: index for index, test_id in enumerate(result.load_test_ids())},
         embedding=(
-            _load_embedding(store, model, booster_limits) if model.kind == "xgboost" else None
+            files.load_embedding(model.spec, limits=booster_limits)
+            if model.kind == "xgboost"
+            else None
         ),
     )
 

@@ -23,7 +23,7 @@ async def register_model(
     tenant: TenantDep,
     context: ContextDep,
 ) -> ModelPublic:
-    """Register a model from multipart parts (API.md); 202 with its status."""
+    """Register a model from multipart parts (docs/api.md); 202 with its status."""
     upload = await receive_multipart(
         request.stream(),
         request.headers.get("content-type"),

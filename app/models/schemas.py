@@ -6,10 +6,25 @@ from datetime import datetime
 from enum import Enum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from models_store import ModelKind
-from representer import InfluenceConfig, L2Config, LJEConfig, Method, WeightLayout
+from representer import (
+    DEFAULT_CG_TOLERANCE,
+    HessianMode,
+    InfluenceConfig,
+    L2Config,
+    LJEConfig,
+    Method,
+    WeightLayout,
+)
 
 __all__ = ["ModelSpec", "ModelPublic", "ModelList", "EmbeddingName", "QueueName"]
 
@@ -21,7 +36,7 @@ _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
 
 class EmbeddingName(str, Enum):
-    """How an XGBoost booster becomes features + linear head (MATH.md §7)."""
+    """How an XGBoost booster becomes features + linear head (docs/math.md §7)."""
 
     TREE_MARGINS = "tree_margins"
     LEAF_ONEHOT = "leaf_onehot"
@@ -32,6 +47,13 @@ class QueueName(str, Enum):
     GPU = "gpu"
 
 
+HESSIAN_DESCRIPTION = (
+    "dense: one (kD)² factor, fastest queries; blocks: per-class factors and PCG on the exact "
+    "Hessian at query time (k times less memory and precompute); auto picks (binary: dense)"
+)
+CG_TOLERANCE_DESCRIPTION = "relative residual at which PCG stops (hessian blocks)"
+
+
 class LJESpec(BaseModel):
     model_config = _STRICT
     lr: float = Field(default=0.01, ge=0)
@@ -40,9 +62,25 @@ class LJESpec(BaseModel):
         default=WeightLayout.AUTO,
         description="kernel: small state, slower queries; materialised: k·n·D floats, queries at one pass; auto picks",
     )
+    hessian: HessianMode = Field(default=HessianMode.AUTO, description=HESSIAN_DESCRIPTION)
+    cg_tolerance: float = Field(
+        default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
+    )
+
+    @model_validator(mode="after")
+    def _materialised_needs_dense(self) -> LJESpec:
+        if self.hessian is HessianMode.BLOCKS and self.weight_layout is WeightLayout.MATERIALISED:
+            raise ValueError("weight_layout 'materialised' needs hessian 'dense' or 'auto'")
+        return self
 
     def to_config(self) -> LJEConfig:
-        return LJEConfig(lr=self.lr, damping=self.damping, weight_layout=self.weight_layout)
+        return LJEConfig(
+            lr=self.lr,
+            damping=self.damping,
+            weight_layout=self.weight_layout,
+            hessian=self.hessian,
+            cg_tolerance=self.cg_tolerance,
+        )
 
 
 class L2Spec(BaseModel):
@@ -56,9 +94,15 @@ class L2Spec(BaseModel):
 class InfluenceSpec(BaseModel):
     model_config = _STRICT
     damping: float = Field(default=0.0, ge=0)
+    hessian: HessianMode = Field(default=HessianMode.AUTO, description=HESSIAN_DESCRIPTION)
+    cg_tolerance: float = Field(
+        default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
+    )
 
     def to_config(self) -> InfluenceConfig:
-        return InfluenceConfig(damping=self.damping)
+        return InfluenceConfig(
+            damping=self.damping, hessian=self.hessian, cg_tolerance=self.cg_tolerance
+        )
 
 
 class XGBoostSpec(BaseModel):
@@ -67,7 +111,7 @@ class XGBoostSpec(BaseModel):
 
 
 class ModelSpec(BaseModel):
-    """The ``spec`` part of ``POST /models`` (API.md); only ``kind`` is required."""
+    """The ``spec`` part of ``POST /models`` (docs/api.md); only ``kind`` is required."""
 
     model_config = _STRICT
     name: str = Field(default="", max_length=MAX_NAME_CHARS)
@@ -100,7 +144,7 @@ class ModelSpec(BaseModel):
 
 
 class ModelPublic(BaseModel):
-    """The model status body of API.md, plus ``attempts``, ``job_status``, ``class_names``."""
+    """The model status body of docs/api.md, plus ``attempts``, ``job_status``, ``class_names``."""
 
     id: str
     name: str

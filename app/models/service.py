@@ -18,12 +18,12 @@ from app.models.plans import RegistrationPlan, plan_registration
 from app.models.schemas import ModelList, ModelPublic, ModelSpec
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
-from models_store import ArtifactStore, Job, JobStatus, Model, ModelStatus
+from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus
 from rps_server.broker import enqueue_precompute
 
 __all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -47,7 +47,7 @@ def parse_spec(upload: Upload) -> ModelSpec:
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
-    inputs = store.inputs_dir(model_id)
+    inputs = ModelFiles(store, model_id).inputs
     for stored in plan.files:
         if stored.dtype is None:
             store.move_in(stored.source, inputs / stored.name)
@@ -114,6 +114,7 @@ def register(
     def enqueue() -> None:
         try:
             enqueue_precompute(context.broker, job.id, queue=model.queue)
+            logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
         except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
             logger.exception("could not enqueue job %s of model %s", job.id, model.id)
 

@@ -1,4 +1,4 @@
-"""A small synchronous Python client for the explanation service (API.md).
+"""A small synchronous Python client for the explanation service (docs/api.md).
 
 Typical use::
 

@@ -67,7 +67,7 @@ def _add_register(subparsers, common) -> None:
         "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
     )
     parser.add_argument(
-        "--spec", type=Path, help="spec JSON file (API.md); flags below override its fields"
+        "--spec", type=Path, help="spec JSON file (docs/api.md); flags below override its fields"
     )
     parser.add_argument("--name")
     parser.add_argument("--class-names", help="comma-separated class names")

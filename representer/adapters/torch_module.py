@@ -1,4 +1,4 @@
-"""A torch classifier as "features + linear head" (MATH.md §1).
+"""A torch classifier as "features + linear head" (docs/math.md §1).
 
 The features φ(x) are the *input* of the network's final ``nn.Linear``, captured with a
 forward hook; the head is that Linear's weight and bias. Then ``features @ W.T + b``

@@ -1,4 +1,4 @@
-"""An XGBoost booster written exactly as features + linear head, z(x) = Θ†φ̃(x) (MATH.md §7).
+"""An XGBoost booster written exactly as features + linear head, z(x) = Θ†φ̃(x) (docs/math.md §7).
 
 * ``tree_margins`` (default): φ(x)[j] is the leaf value tree j gives x; Θ† has a 1 where
   tree j serves class c. D = T (trees used).

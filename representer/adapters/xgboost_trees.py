@@ -1,4 +1,4 @@
-"""The parts of a trained XGBoost booster that make it a linear model (MATH.md §7).
+"""The parts of a trained XGBoost booster that make it a linear model (docs/math.md §7).
 
 A booster's margin is base_margin[c] + Σ_{trees j serving class c} leaf value of x in tree j.
 ``TreeTable.from_booster`` reads exactly what that sum needs from the booster's own JSON
