@@ -14,6 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from rps.spec import ModelKind  # re-exported: the spec's kinds are the stored kinds
+
 __all__ = [
     "Base",
     "ApiKey",
@@ -46,11 +48,6 @@ class JobStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
-
-
-class ModelKind(str, Enum):
-    LINEAR = "linear"
-    XGBOOST = "xgboost"
 
 
 class Base(DeclarativeBase):
@@ -129,7 +126,8 @@ class TrainPoint(Base):
 
 
 class TestPoint(Base):
-    """One stored test point; ``(model_id, test_id)`` is unique and indexed."""
+    """One stored test point with its label and predicted class; ``(model_id, test_id)`` is
+    unique and indexed."""
 
     __tablename__ = "test_points"
     __test__ = False  # not a pytest test class
@@ -141,6 +139,8 @@ class TestPoint(Base):
     test_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     test_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    predicted_class: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The registered head's prediction (None for points stored before it was kept)."""
     record: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 

@@ -116,6 +116,12 @@ class Settings(BaseSettings):
         default=64, ge=1, le=100_000, description="Deepest root-to-leaf path of a booster tree."
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    memory_budget_bytes: int = Field(
+        default=8 * 1024**3,
+        gt=0,
+        description="Ceiling on what one method's Hessian may hold; a spec may lower it, not "
+        "raise it, and a head no solver can serve within it is refused at registration.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
     log_format: LogFormat = Field(
         default="text",

@@ -10,22 +10,24 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
-from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
+from models_store import ArtifactStore, Model, ModelFiles, ModelKind, ResultFiles
 from representer import (
-    DEFAULT_CG_TOLERANCE,
+    DEFAULT_MEMORY_BUDGET_BYTES,
     FittedState,
     InfluenceConfig,
     L2Config,
     LinearHead,
     LJEConfig,
     Method,
+    engine_config,
     fit,
 )
 from representer.adapters.xgboost_checks import BoosterLimits
+from representer.likelihood import predicted_class_from_logits
+from rps.spec import ModelSpec
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -37,7 +39,17 @@ class ModelInputs:
     model_id: str
     kind: ModelKind
     methods: tuple[Method, ...]
-    spec: dict[str, Any]
+    spec: ModelSpec
+
+    @classmethod
+    def of(cls, model: Model) -> ModelInputs:
+        """The inputs of a model row: its stored spec read back through ``rps.spec``."""
+        return cls(
+            model_id=model.id,
+            kind=ModelKind(model.kind),
+            methods=tuple(Method(name) for name in model.methods),
+            spec=ModelSpec.from_json(model.spec),
+        )
 
 
 @dataclass(frozen=True)
@@ -49,6 +61,8 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    test_predicted_class : ndarray of shape (m,), int64, or None
+        The registered head's prediction for each stored test point (None without a test set).
     """
 
     directory: Path
@@ -56,27 +70,14 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    test_predicted_class: np.ndarray | None = None
 
 
-def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec."""
-    if method is Method.LJE:
-        options = spec.get("lje", {})
-        return LJEConfig(
-            lr=options.get("lr", 0.01),
-            damping=options.get("damping", 0.0),
-            weight_layout=options.get("weight_layout", "auto"),
-            hessian=options.get("hessian", "auto"),
-            cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
-        )
-    if method is Method.L2:
-        return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
-    options = spec.get("influence", {})
-    return InfluenceConfig(
-        damping=options.get("damping", 0.0),
-        hessian=options.get("hessian", "auto"),
-        cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
-    )
+def method_config(
+    spec: ModelSpec, method: Method, *, ceiling: int
+) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method`` from the stored spec, within the memory ``ceiling``."""
+    return engine_config(spec, method, ceiling=ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -90,7 +91,7 @@ def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
 
 
 def _booster_features(
-    files: ModelFiles, result: ResultFiles, spec: dict[str, Any], limits: BoosterLimits | None
+    files: ModelFiles, result: ResultFiles, spec: ModelSpec, limits: BoosterLimits | None
 ) -> LinearHead:
     embedding = files.load_embedding(spec, limits=limits)
     train_inputs = files.store.load_array(files.input("train_inputs.npy"))
@@ -106,12 +107,25 @@ def _booster_features(
     return embedding.head
 
 
+def _test_predictions(head: LinearHead, result: ResultFiles) -> np.ndarray | None:
+    """The head's predicted class of every stored test point, shape (m,) int64, or None."""
+    test_features = result.load_optional(result.test_features)
+    if test_features is None or len(test_features) == 0:
+        return None
+    predicted = [  # in blocks: a large memory-mapped test set is never read whole
+        predicted_class_from_logits(head.logits(test_features[start : start + 4096]))
+        for start in range(0, len(test_features), 4096)
+    ]
+    return np.concatenate(predicted).astype(np.int64)
+
+
 def compute_result(
     store: ArtifactStore,
     inputs: ModelInputs,
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
     booster_limits: BoosterLimits | None = None,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
@@ -123,7 +137,13 @@ def compute_result(
     result = files.new_result()
     try:
         return _compute_into(
-            files, inputs, result, device=device, progress=progress, booster_limits=booster_limits
+            files,
+            inputs,
+            result,
+            device=device,
+            progress=progress,
+            memory_budget_bytes=memory_budget_bytes,
+            booster_limits=booster_limits,
         )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
@@ -137,6 +157,7 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int,
     booster_limits: BoosterLimits | None,
 ) -> PrecomputeResult:
     store = files.store
@@ -166,7 +187,7 @@ def _compute_into(
             train_features,
             train_labels,
             method=method,
-            config=method_config(inputs.spec, method),
+            config=method_config(inputs.spec, method, ceiling=memory_budget_bytes),
             device=device,
             progress=report,
         )
@@ -186,4 +207,5 @@ def _compute_into(
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
+        test_predicted_class=_test_predictions(head, result),
     )

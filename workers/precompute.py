@@ -24,14 +24,13 @@ from models_store import (
     JobStatus,
     Model,
     ModelFiles,
-    ModelKind,
     ModelStatus,
     Score,
     TestPoint,
     TrainPoint,
     utcnow,
 )
-from representer import Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
 from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
@@ -51,6 +50,7 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
@@ -73,6 +73,7 @@ class JobRunner:
                 inputs,
                 device=self.device,
                 progress=self._progress_writer(job_id),
+                memory_budget_bytes=self.memory_budget_bytes,
                 booster_limits=self.booster_limits,
             )
         except Exception as error:
@@ -111,12 +112,7 @@ class JobRunner:
             )
             model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
             logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
-            return ModelInputs(
-                model_id=model.id,
-                kind=ModelKind(model.kind),
-                methods=tuple(Method(name) for name in model.methods),
-                spec=dict(model.spec),
-            )
+            return ModelInputs.of(model)
 
     def _progress_writer(self, job_id: str):
         last = [0.0]
@@ -205,9 +201,9 @@ class JobRunner:
                     for i, v in enumerate(values)
                 ],
             )
-        _insert_batches(session, TestPoint, self._test_rows(model_id))
+        _insert_batches(session, TestPoint, self._test_rows(model_id, result))
 
-    def _test_rows(self, model_id: str) -> list[dict]:
+    def _test_rows(self, model_id: str, result: PrecomputeResult) -> list[dict]:
         files = ModelFiles(self.store, model_id)
         test_ids = self.store.load_json(files.input("test_ids.json"))
         labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
@@ -215,12 +211,18 @@ class JobRunner:
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
         )
+        predicted = (
+            result.test_predicted_class.tolist()
+            if result.test_predicted_class is not None
+            else [None] * len(test_ids)
+        )
         return [
             {
                 "model_id": model_id,
                 "test_index": i,
                 "test_id": test_id,
                 "label": labels[i],
+                "predicted_class": predicted[i],
                 "record": records[i],
             }
             for i, test_id in enumerate(test_ids)

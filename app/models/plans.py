@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from app.core.errors import FieldError, InvalidRequestError
 from app.models.schemas import ModelSpec
@@ -23,11 +23,16 @@ from app.models.validation import (
     reject,
 )
 from models_store import ModelKind
+from representer import MemoryLimitError, check_capacity, engine_config
+from representer.adapters.xgboost_checks import BoosterLimits
 
-if TYPE_CHECKING:
-    from representer.adapters import BoosterLimits
-
-__all__ = ["StoredFile", "RegistrationPlan", "plan_registration", "MIN_TRAIN_POINTS"]
+__all__ = [
+    "StoredFile",
+    "RegistrationPlan",
+    "plan_registration",
+    "check_capacity_of_plan",
+    "MIN_TRAIN_POINTS",
+]
 
 MIN_TRAIN_POINTS = 2
 _SHARED_PARTS = {
@@ -110,7 +115,7 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
 
 def _booster_head(upload: Upload, spec: ModelSpec, limits: BoosterLimits) -> tuple[int, int, int]:
     from representer import InvalidInputError
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
+    from representer.adapters import BoosterEmbedding, load_booster
 
     part = _require(upload, "booster")
     if not part.filename or not part.filename.lower().endswith(BOOSTER_SUFFIXES):
@@ -120,7 +125,7 @@ def _booster_head(upload: Upload, spec: ModelSpec, limits: BoosterLimits) -> tup
     try:
         booster = load_booster(part.path, limits=limits)
         embedding = BoosterEmbedding.from_booster(
-            booster, embedding=Embedding(spec.xgboost.embedding.value), limits=limits
+            booster, embedding=spec.xgboost.embedding, limits=limits
         )
     except InvalidInputError as error:  # the structural check names the tree and field
         named = error.argument or ""
@@ -209,3 +214,32 @@ def _plan_test_set(
         check_labels("test_labels", labels, length=n_test, num_classes=num_classes)
         files.append(StoredFile(upload.parts["test_labels"].path, "test_labels.npy", "int64"))
     return n_test
+
+
+def check_capacity_of_plan(plan: RegistrationPlan, *, ceiling: int) -> None:
+    """Refuse, before anything is stored, a head that no allowed solver serves in memory.
+
+    ``ceiling`` is the operator's ``RPS_MEMORY_BUDGET_BYTES``; a spec's
+    ``<method>.memory_budget_bytes`` may lower it, never raise it.
+    """
+    for method in plan.spec.methods:
+        field = f"spec.{method.value}.memory_budget_bytes"
+        requested = getattr(getattr(plan.spec, method.value), "memory_budget_bytes", None)
+        if requested is not None and requested > ceiling:
+            raise InvalidRequestError(
+                f"{field}={requested} is above the operator's ceiling "
+                f"RPS_MEMORY_BUDGET_BYTES={ceiling}; a spec may only lower it",
+                errors=[FieldError(field, f"at most {ceiling}", "spec")],
+            )
+        try:
+            check_capacity(
+                engine_config(plan.spec, method, ceiling=ceiling),
+                n=plan.n_train,
+                num_outputs=plan.num_outputs,
+                feature_dim=plan.feature_dim,
+            )
+        except MemoryLimitError as error:
+            raise InvalidRequestError(
+                f"{method.value}: {error} (the ceiling is RPS_MEMORY_BUDGET_BYTES={ceiling})",
+                errors=[FieldError(field, f"this head needs more than {ceiling} bytes", "spec")],
+            ) from error

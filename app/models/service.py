@@ -7,23 +7,41 @@ import uuid
 from datetime import UTC, datetime
 
 import numpy as np
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.core.errors import FieldError, InvalidRequestError
+from app.core.errors import ConflictError, FieldError, InvalidRequestError
 from app.core.transactions import after_commit, on_rollback
 from app.models import repository
-from app.models.plans import RegistrationPlan, plan_registration
-from app.models.schemas import ModelList, ModelPublic, ModelSpec
+from app.models.plans import RegistrationPlan, check_capacity_of_plan, plan_registration
+from app.models.schemas import (
+    ModelList,
+    ModelPublic,
+    ModelSpec,
+    TestPointPage,
+    TestPointPublic,
+)
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
-from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus
+from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus, TestPoint
+from rps.spec import SpecError
 from rps_server.broker import enqueue_precompute
 
-__all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
+__all__ = [
+    "parse_spec",
+    "register",
+    "to_public",
+    "list_models",
+    "delete_model",
+    "test_points",
+]
 
 logger = logging.getLogger(__name__)
+TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
+MAX_NAME_CHARS = 200
+"""Longest class name."""
+MAX_CLASSES = 10_000
+"""Most classes a model may name (boosters are checked against the same bound)."""
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -35,15 +53,29 @@ def parse_spec(upload: Upload) -> ModelSpec:
         )
     raw = load_json_part(part)
     try:
-        return ModelSpec.model_validate(raw)
-    except ValidationError as error:
+        spec = ModelSpec.from_json(raw)
+    except SpecError as error:
         errors = [
-            FieldError(".".join(["spec", *(str(p) for p in item["loc"])]), item["msg"], "spec")
-            for item in error.errors()
+            FieldError(f"spec.{path}" if path else "spec", message, "spec")
+            for path, message in error.errors
         ]
         raise InvalidRequestError(
             "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
         ) from error
+    _check_class_names(spec.class_names)
+    return spec
+
+
+def _check_class_names(names: tuple[str, ...] | None) -> None:
+    """At most ``MAX_CLASSES`` names of 1..``MAX_NAME_CHARS`` characters (every listing shows them)."""
+    if names is None:
+        return
+    if len(names) > MAX_CLASSES or any(not 1 <= len(name) <= MAX_NAME_CHARS for name in names):
+        message = f"at most {MAX_CLASSES} names of 1..{MAX_NAME_CHARS} characters"
+        raise InvalidRequestError(
+            f"spec.class_names: {message}",
+            errors=[FieldError("spec.class_names", message, "spec")],
+        )
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
@@ -81,7 +113,7 @@ def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
         n_train=plan.n_train,
         n_test=plan.n_test,
         methods=[method.value for method in spec.methods],
-        spec=spec.model_dump(mode="json", by_alias=True),
+        spec=spec.to_json(),
         queue=spec.queue.value,
         version=0,
     )
@@ -102,6 +134,7 @@ def register(
     plan = plan_registration(
         upload, parse_spec(upload), booster_limits=context.settings.booster_limits
     )
+    check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
     try:
@@ -177,3 +210,64 @@ def delete_model(session: Session, model: Model, *, context: ServiceContext) -> 
         context.store.delete_model(model_id)
 
     after_commit(session, remove_files)
+
+
+def _test_point_public(point: TestPoint) -> TestPointPublic:
+    return TestPointPublic(
+        test_id=point.test_id,
+        test_index=point.test_index,
+        label=point.label,
+        predicted_class=point.predicted_class,
+        record=point.record,
+    )
+
+
+def test_points(
+    session: Session,
+    model: Model,
+    *,
+    label: int | None,
+    correct: bool | None,
+    test_id: str | None = None,
+    limit: int,
+    offset: int,
+) -> TestPointPage:
+    """A page of the ready ``model``'s stored test points, filtered by label and by whether
+    the head predicted them right (points without a label or prediction match neither), and
+    to the one point ``test_id`` when given.
+
+    Raises 409 with the model's status when it is not ready (its points are stored at the
+    end of the precompute) and 422 naming ``label`` when it is not a class index.
+    """
+    if model.status != ModelStatus.READY.value:
+        public = get_model_public(session, model).model_dump(mode="json")
+        raise ConflictError(
+            f"model {model.id} is {model.status}, not ready: its test points are stored "
+            "when the precompute finishes",
+            extra={"model_status": model.status, "model": public},
+        )
+    if test_id is not None and not (test_id.isprintable() and len(test_id) <= TEST_ID_CHARS):
+        test_id = ""  # no stored id can match (and PostgreSQL refuses NUL parameters)
+    if label is not None and not 0 <= label < model.num_classes:
+        raise InvalidRequestError(
+            f"label must be a class index in 0..{model.num_classes - 1}, got {label}",
+            errors=[FieldError("label", f"not in 0..{model.num_classes - 1}", "query")],
+        )
+    points = repository.test_points_page(
+        session,
+        model.id,
+        label=label,
+        correct=correct,
+        test_id=test_id,
+        limit=limit,
+        offset=offset,
+    )
+    return TestPointPage(
+        model_id=model.id,
+        total=repository.count_test_points(
+            session, model.id, label=label, correct=correct, test_id=test_id
+        ),
+        limit=limit,
+        offset=offset,
+        items=[_test_point_public(point) for point in points],
+    )

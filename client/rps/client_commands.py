@@ -1,4 +1,5 @@
-"""Client subcommands of the ``rps`` console script: register, wait, status, explain, suspicious.
+"""Client subcommands of the ``rps`` console script: register, wait, status, test-points,
+explain, suspicious.
 
 ``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
 running service: the URL comes from ``--url`` or ``RPS_URL`` (default
@@ -13,7 +14,9 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +24,7 @@ import httpx
 import numpy as np
 
 from rps.client import Client, ServiceError, WaitTimeoutError
+from rps.spec import Method, leaves
 
 __all__ = ["add_client_commands"]
 
@@ -28,11 +32,14 @@ DEFAULT_URL = "http://127.0.0.1:8000"
 WAIT_TIMEOUT_S = 3600.0
 RECORD_WIDTH = 60
 
+_METHODS = [method.value for method in Method]
+
 Handler = Callable[[argparse.Namespace], int]
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``register``, ``wait``, ``status``, ``explain`` and ``suspicious`` to ``subparsers``.
+    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain`` and ``suspicious``
+    to ``subparsers``.
 
     Each parser gets ``func`` set to its handler, which returns the exit code.
     """
@@ -51,6 +58,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_register(subparsers, common)
     _add_wait(subparsers, common)
     _add_status(subparsers, common)
+    _add_test_points(subparsers, common)
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
 
@@ -67,17 +75,12 @@ def _add_register(subparsers, common) -> None:
         "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
     )
     parser.add_argument(
-        "--spec", type=Path, help="spec JSON file (docs/api.md); flags below override its fields"
+        "--spec",
+        type=_spec_argument,
+        help="the spec (rps.spec.ModelSpec) as inline JSON or a JSON file; every field is "
+        "sent unchanged, and the flags below override its fields",
     )
-    parser.add_argument("--name")
-    parser.add_argument("--class-names", help="comma-separated class names")
-    parser.add_argument("--methods", help="comma-separated methods, e.g. lje,l2,influence")
-    parser.add_argument("--lje-lr", type=float)
-    parser.add_argument("--lje-damping", type=float)
-    parser.add_argument("--l2-lambda", type=float)
-    parser.add_argument(
-        "--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding"
-    )
+    _add_spec_flags(parser)
     parser.add_argument("--weights", type=Path, help="(k, d) .npy: linear head weights")
     parser.add_argument("--bias", type=Path, help="(k,) .npy")
     parser.add_argument("--train-features", type=Path, help="(n, d) .npy: the head's inputs")
@@ -113,6 +116,24 @@ def _add_status(subparsers, common) -> None:
     parser.set_defaults(func=_status)
 
 
+def _add_test_points(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "test-points", parents=[common], help="stored test points with label and prediction"
+    )
+    parser.add_argument("model_id")
+    parser.add_argument("--label", type=int, help="only points with this label")
+    outcome = parser.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--correct", dest="correct", action="store_const", const=True, help="only right ones"
+    )
+    outcome.add_argument(
+        "--wrong", dest="correct", action="store_const", const=False, help="only wrong ones"
+    )
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.set_defaults(func=_test_points)
+
+
 def _add_explain(subparsers, common) -> None:
     parser = subparsers.add_parser(
         "explain", parents=[common], help="explain a stored test point or rows of a .npy"
@@ -125,7 +146,7 @@ def _add_explain(subparsers, common) -> None:
     parser.add_argument(
         "-k", "--k", type=int, default=10, help="points per side (default %(default)s)"
     )
-    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
     parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
     parser.set_defaults(func=_explain)
 
@@ -135,7 +156,7 @@ def _add_suspicious(subparsers, common) -> None:
         "suspicious", parents=[common], help="training points most likely mislabelled"
     )
     parser.add_argument("model_id")
-    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--offset", type=int, default=0)
     parser.set_defaults(func=_suspicious)
@@ -188,30 +209,97 @@ def _load_json(path: Path | None) -> Any:
     return None if path is None else json.loads(path.read_text())
 
 
-def _split(text: str | None) -> list[str] | None:
-    return None if text is None else [piece.strip() for piece in text.split(",") if piece.strip()]
+def _spec_argument(text: str) -> dict[str, Any]:
+    """``--spec``: inline JSON (``{...}``) or the path of a JSON file holding an object."""
+    raw = text if text.lstrip().startswith("{") else Path(text).read_text()
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("the spec must be a JSON object")
+    return value
+
+
+_FLAG_ALIASES = {"xgboost.embedding": ("--embedding",)}
+
+
+def _spec_flag(path: str) -> str:
+    return "--" + path.replace(".", "-").replace("_", "-")
+
+
+def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per spec setting (``--lje-lr``, ``--queue``, ...), from ``rps.spec``.
+
+    A setting added to the spec gets its flag here with no change to this file.
+    """
+    for leaf in leaves():
+        if leaf.path == "kind":
+            continue  # --booster or --weights says it
+        described = f"{leaf.description} (spec {leaf.path}; default {json.dumps(leaf.default)})"
+        options: dict[str, Any] = {
+            "dest": f"spec:{leaf.path}",
+            "metavar": leaf.path.rsplit(".", 1)[-1].upper(),
+            "help": described.replace("%", "%%"),
+        }
+        if typing.get_origin(leaf.annotation) in (tuple, list):
+            options.update(type=_comma_list, metavar="A,B,...")
+        elif isinstance(leaf.annotation, type) and issubclass(leaf.annotation, Enum):
+            choices = [choice.value for choice in leaf.annotation]
+            options.update(choices=choices, metavar="{" + ",".join(choices) + "}")
+        elif leaf.annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif leaf.annotation in (int, float):
+            options["type"] = leaf.annotation
+        parser.add_argument(_spec_flag(leaf.path), *_FLAG_ALIASES.get(leaf.path, ()), **options)
+    for name, paths in _shared_settings().items():
+        leaf = next(leaf for leaf in leaves() if leaf.path == paths[0])
+        shared: dict[str, Any] = {
+            "dest": f"shared:{name}",
+            "metavar": name.upper(),
+            "help": f"sets {', '.join(paths)} at once (their own flags win)",
+        }
+        if isinstance(leaf.annotation, type) and issubclass(leaf.annotation, Enum):
+            shared["choices"] = [choice.value for choice in leaf.annotation]
+        elif leaf.annotation in (int, float):
+            shared["type"] = leaf.annotation
+        parser.add_argument(_spec_flag(name), **shared)
+
+
+def _shared_settings() -> dict[str, list[str]]:
+    """Settings that several method sections have (``hessian``: lje and influence)."""
+    by_name: dict[str, list[str]] = {}
+    methods = {method.value for method in Method}
+    for leaf in leaves():
+        section, _, name = leaf.path.rpartition(".")
+        if section in methods:
+            by_name.setdefault(name, []).append(leaf.path)
+    return {name: paths for name, paths in by_name.items() if len(paths) > 1}
+
+
+def _comma_list(text: str) -> list[str]:
+    return [piece.strip() for piece in text.split(",") if piece.strip()]
 
 
 def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
-    spec = dict(_load_json(args.spec) or {})
-    for key, value in (
-        ("name", args.name),
-        ("class_names", _split(args.class_names)),
-        ("methods", _split(args.methods)),
-    ):
-        if value is not None:
-            spec[key] = value
-    lje = dict(spec.get("lje") or {})
-    if args.lje_lr is not None:
-        lje["lr"] = args.lje_lr
-    if args.lje_damping is not None:
-        lje["damping"] = args.lje_damping
-    l2 = dict(spec.get("l2") or {})
-    if args.l2_lambda is not None:
-        l2["lambda"] = args.l2_lambda
-    spec["lje"], spec["l2"] = lje or None, l2 or None
-    if args.embedding:
-        spec["xgboost"] = {**(spec.get("xgboost") or {}), "embedding": args.embedding}
+    """``--spec`` with every given spec flag over it; nothing is dropped or defaulted."""
+    spec = json.loads(json.dumps(args.spec or {}))
+    given = [
+        (path, getattr(args, f"shared:{name}", None))
+        for name, paths in _shared_settings().items()
+        for path in paths
+    ]
+    given += [(leaf.path, getattr(args, f"spec:{leaf.path}", None)) for leaf in leaves()]
+    for path, value in given:
+        if value is None:
+            continue
+        *sections, name = path.split(".")
+        target = spec
+        for section in sections:
+            if not isinstance(target.get(section), dict):
+                target[section] = {}
+            target = target[section]
+        target[name] = value
     return spec
 
 
@@ -219,11 +307,7 @@ def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
 def _register(args: argparse.Namespace) -> int:
     spec = _merged_spec(args)
     common = dict(
-        name=spec.get("name"),
-        class_names=spec.get("class_names"),
-        methods=spec.get("methods"),
-        lje=spec.get("lje"),
-        l2=spec.get("l2"),
+        spec=spec,
         test_labels=_load_npy(args.test_labels),
         train_ids=_load_json(args.train_ids),
         train_records=_load_json(args.train_records),
@@ -240,7 +324,6 @@ def _register(args: argparse.Namespace) -> int:
                 _require_npy(args.train_inputs, "--train-inputs"),
                 _require_npy(args.train_labels, "--train-labels"),
                 test_inputs=_load_npy(args.test_inputs),
-                embedding=(spec.get("xgboost") or {}).get("embedding"),
                 **common,
             )
         else:
@@ -293,6 +376,34 @@ def _status(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
+    return 0
+
+
+@_guarded
+def _test_points(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.test_points(
+            args.model_id,
+            limit=args.limit,
+            offset=args.offset,
+            label=args.label,
+            correct=args.correct,
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    items = body.get("items") or []
+    print(f"model {body.get('model_id')}  {len(items)} of {body.get('total')} test points")
+    rows = [
+        [
+            item.get("test_id"),
+            item.get("label"),
+            item.get("predicted_class"),
+            _short(item.get("record")),
+        ]
+        for item in items
+    ]
+    print(_table(["test_id", "label", "predicted", "record"], rows))
     return 0
 
 

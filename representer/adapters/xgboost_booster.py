@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -28,18 +27,12 @@ from representer.adapters.xgboost_checks import (
 from representer.adapters.xgboost_trees import TreeTable
 from representer.errors import InvalidInputError
 from representer.head import LinearHead
+from rps.spec import Embedding  # how the trees become φ(x); the spec's choices
 
 __all__ = ["BoosterEmbedding", "Embedding", "load_booster"]
 
 _MODEL_SUFFIXES = (".json", ".ubj")
 _XGBOOST_LOCATION = re.compile(r"^\[[^\]]*\]\s+\S+:\d+:\s*")  # "[12:00:00] /src/c_api.cc:1532: "
-
-
-class Embedding(str, Enum):
-    """How a booster's trees become the feature vector φ(x)."""
-
-    TREE_MARGINS = "tree_margins"
-    LEAF_ONEHOT = "leaf_onehot"
 
 
 @dataclass(frozen=True, eq=False)
