@@ -24,6 +24,7 @@ def make_runner(settings: Settings) -> JobRunner:
             min_s=settings.label_refit_min_s, share=settings.label_refit_share
         ),
         memory_budget_bytes=settings.memory_budget_bytes,
+        booster_limits=settings.booster_limits,
     )
 
 

@@ -26,6 +26,7 @@ from representer import (
     engine_config,
     fit,
 )
+from representer.adapters.xgboost_checks import BoosterLimits
 from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
 from representer.likelihood import predicted_class_from_logits
 from rps.spec import ModelSpec
@@ -108,8 +109,10 @@ def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
     return LinearHead(weights, bias)
 
 
-def _booster_features(files: ModelFiles, result: ResultFiles, spec: ModelSpec) -> LinearHead:
-    embedding = files.load_embedding(spec)
+def _booster_features(
+    files: ModelFiles, result: ResultFiles, spec: ModelSpec, limits: BoosterLimits | None
+) -> LinearHead:
+    embedding = files.load_embedding(spec, limits=limits)
     train_inputs = files.store.load_array(files.input("train_inputs.npy"))
     files.store.save_array(
         result.train_features,
@@ -143,6 +146,7 @@ def compute_result(
     progress: Callable[[float], None],
     refit_budget: RefitBudget | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    booster_limits: BoosterLimits | None = None,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -160,6 +164,7 @@ def compute_result(
             progress=progress,
             refit_budget=refit_budget or RefitBudget(),
             memory_budget_bytes=memory_budget_bytes,
+            booster_limits=booster_limits,
         )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
@@ -175,12 +180,13 @@ def _compute_into(
     progress: Callable[[float], None],
     refit_budget: RefitBudget,
     memory_budget_bytes: int,
+    booster_limits: BoosterLimits | None,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
         head = _linear_features(files, result)
     else:
-        head = _booster_features(files, result, inputs.spec)
+        head = _booster_features(files, result, inputs.spec, booster_limits)
     store.save_array(result.head_weights, head.weights)
     store.save_array(result.head_bias, head.bias)
     for source, target in (

@@ -31,6 +31,7 @@ from models_store import (
     utcnow,
 )
 from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
@@ -51,6 +52,7 @@ class JobRunner:
     device: str = "cpu"
     refit_budget: RefitBudget = RefitBudget()
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -74,6 +76,7 @@ class JobRunner:
                 progress=self._progress_writer(job_id),
                 refit_budget=self.refit_budget,
                 memory_budget_bytes=self.memory_budget_bytes,
+                booster_limits=self.booster_limits,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)

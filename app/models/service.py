@@ -38,6 +38,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
+MAX_NAME_CHARS = 200
+"""Longest class name."""
+MAX_CLASSES = 10_000
+"""Most classes a model may name (boosters are checked against the same bound)."""
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -49,7 +53,7 @@ def parse_spec(upload: Upload) -> ModelSpec:
         )
     raw = load_json_part(part)
     try:
-        return ModelSpec.from_json(raw)
+        spec = ModelSpec.from_json(raw)
     except SpecError as error:
         errors = [
             FieldError(f"spec.{path}" if path else "spec", message, "spec")
@@ -58,6 +62,20 @@ def parse_spec(upload: Upload) -> ModelSpec:
         raise InvalidRequestError(
             "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
         ) from error
+    _check_class_names(spec.class_names)
+    return spec
+
+
+def _check_class_names(names: tuple[str, ...] | None) -> None:
+    """At most ``MAX_CLASSES`` names of 1..``MAX_NAME_CHARS`` characters (every listing shows them)."""
+    if names is None:
+        return
+    if len(names) > MAX_CLASSES or any(not 1 <= len(name) <= MAX_NAME_CHARS for name in names):
+        message = f"at most {MAX_CLASSES} names of 1..{MAX_NAME_CHARS} characters"
+        raise InvalidRequestError(
+            f"spec.class_names: {message}",
+            errors=[FieldError("spec.class_names", message, "spec")],
+        )
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
@@ -113,7 +131,9 @@ def register(
     session: Session, upload: Upload, *, tenant: str, context: ServiceContext
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
-    plan = plan_registration(upload, parse_spec(upload))
+    plan = plan_registration(
+        upload, parse_spec(upload), booster_limits=context.settings.booster_limits
+    )
     check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
