@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.core.errors import FieldError, UnavailableError
+from app.core.errors import DEPENDENCY_RETRY_AFTER_S, FieldError, UnavailableError
 from app.dependencies import ContextDep
 from app.ops import service
 
@@ -26,7 +26,7 @@ def readyz(context: ContextDep) -> dict[str, object]:
         raise UnavailableError(
             "not ready: " + ", ".join(failures),
             errors=[FieldError(part, reason, "dependency") for part, reason in failures.items()],
-            extra={"failing": sorted(failures)},
+            extra={"failing": sorted(failures), "retry_after_s": DEPENDENCY_RETRY_AFTER_S},
         )
     return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
 

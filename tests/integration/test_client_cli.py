@@ -19,8 +19,8 @@ from tests.helpers.expected_answers import (
     assert_prediction_matches,
     assert_suspicious_matches,
     fitted_states,
-    make_linear_problem,
 )
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
@@ -92,7 +92,7 @@ def test_client_registers_explains_and_deletes(embedded_server, problem):
             )
 
         assert_suspicious_matches(
-            client.suspicious(queued["id"], limit=20), states["lje"], n_train=240
+            client.suspicious(queued["id"], method="lje", limit=20), states["lje"], n_train=240
         )
 
         client.delete_model(queued["id"])
@@ -162,9 +162,26 @@ def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, t
     assert table.returncode == 0 and "positive" in table.stdout and "negative" in table.stdout
     assert f"{body['positive'][0]['contribution']:.6g}" in table.stdout
 
-    suspicious = _rps(embedded_server, "suspicious", model["id"], "--limit", "4", "--json")
+    suspicious = _rps(
+        embedded_server, "suspicious", model["id"], "--method", "lje", "--limit", "4", "--json"
+    )
     assert suspicious.returncode == 0
     assert_suspicious_matches(json.loads(suspicious.stdout), state, n_train=240)
+
+    predicted = problem.head.logits(problem.test_features).argmax(axis=1)
+    wrong = [str(i) for i in np.flatnonzero(predicted != problem.test_labels)]
+    points = _rps(embedded_server, "test-points", model["id"], "--wrong", "--json")
+    assert points.returncode == 0, points.stderr
+    page = json.loads(points.stdout)
+    assert [item["test_id"] for item in page["items"]] == wrong and page["total"] == len(wrong)
+    assert [item["predicted_class"] for item in page["items"]] == [
+        int(predicted[int(i)]) for i in wrong
+    ]
+    label = int(problem.test_labels[0])
+    points_table = _rps(embedded_server, "test-points", model["id"], "--label", str(label))
+    expected_total = int(np.sum(problem.test_labels == label))
+    assert points_table.returncode == 0
+    assert f"of {expected_total} test points" in points_table.stdout
 
     missing = _rps(embedded_server, "status", "no-such-model")
     assert missing.returncode == 1 and "404" in missing.stderr

@@ -11,7 +11,11 @@ import pytest
 from sqlalchemy import update
 
 from models_store import Job, Model
-from tests.helpers.service import linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    linear_parts,
+    wait_ready,
+)
 from workers import make_runner, requeue_unfinished_jobs
 
 

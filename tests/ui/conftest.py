@@ -157,7 +157,7 @@ def _small_problem(seed: int, *, n: int = 80, m: int = 8, d: int = 4) -> dict[st
     }
 
 
-def _register_records(client: Client, name: str, seed: int, make_record) -> str:
+def register_records(client: Client, name: str, seed: int, make_record) -> str:
     problem = _small_problem(seed)
     rng = np.random.default_rng(seed + 100)
     return client.register_linear(
@@ -174,7 +174,7 @@ def _register_records(client: Client, name: str, seed: int, make_record) -> str:
     )["id"]
 
 
-def _tabular_record(rng, row) -> dict[str, Any]:
+def tabular_record(rng, row) -> dict[str, Any]:
     return {
         "colour": str(rng.choice(["red", "green"])),
         "size": int(rng.integers(0, 3)),
@@ -182,7 +182,7 @@ def _tabular_record(rng, row) -> dict[str, Any]:
     }
 
 
-def _text_record(rng, row) -> str:
+def text_record(rng, row) -> str:
     return " ".join(str(word) for word in rng.choice(WORDS, size=6, replace=False))
 
 
@@ -216,9 +216,9 @@ def viewer(tmp_path_factory) -> Iterator[Viewer]:
         ):
             ids = {
                 "digits_id": _register_digits(alice),
-                "tabular_id": _register_records(alice, "ui-tabular", 1, _tabular_record),
-                "text_id": _register_records(alice, "ui-text", 2, _text_record),
-                "bob_id": _register_records(bob, "ui-bob-only", 3, _tabular_record),
+                "tabular_id": register_records(alice, "ui-tabular", 1, tabular_record),
+                "text_id": register_records(alice, "ui-text", 2, text_record),
+                "bob_id": register_records(bob, "ui-bob-only", 3, tabular_record),
                 "failed_id": _register_failing(alice),
             }
             for name, model_id in ids.items():

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.ui.conftest import ALICE_KEY, BOB_KEY
+from tests.ui.conftest import ALICE_KEY, BOB_KEY, register_records, text_record
 
 pytestmark = pytest.mark.slow
 
@@ -160,6 +160,17 @@ def test_click_through_model_point_explanation_suspicious(page, viewer, output_d
     check_explanation(page, viewer, first["test_id"], method="l2")
     page.screenshot(path=output_dir / "explanation-l2.png", full_page=True)
 
+    # the target-class and k switches (Enter in the k field applies it)
+    page.select_option("#switch-target", "label")
+    page.wait_for_selector("body[data-loaded='l2/label/5']", state="attached")
+    wait_loaded(page)
+    page.fill("#switch-k", "3")
+    page.press("#switch-k", "Enter")
+    page.wait_for_selector("body[data-loaded='l2/label/3']", state="attached")
+    wait_loaded(page)
+    assert "target=label" in page.url and "k=3" in page.url
+    check_explanation(page, viewer, first["test_id"], method="l2", target="label", k=3)
+
     # suspicious labels, export and a review action
     page.click("#nav-suspicious")
     page.wait_for_url("**/suspicious")
@@ -188,7 +199,9 @@ def test_click_through_model_point_explanation_suspicious(page, viewer, output_d
     page.screenshot(path=output_dir / "suspicious.png", full_page=True)
 
 
-def check_explanation(page, viewer, test_id: str, *, method: str) -> None:
+def check_explanation(
+    page, viewer, test_id: str, *, method: str, target: str = "predicted", k: int = 5
+) -> None:
     """Every number on the explanation page equals ``GET /explain``'s for the same query."""
     body = api_get(
         viewer,
@@ -196,9 +209,10 @@ def check_explanation(page, viewer, test_id: str, *, method: str) -> None:
         model_id=viewer.digits_id,
         test_id=test_id,
         method=method,
-        target="predicted",
-        k=5,
+        target=target,
+        k=k,
     )
+    assert int(page.get_attribute("#target-class", "data-value")) == body["target_class"]
     for name, value in body["decomposition"].items():
         assert_shown(page.locator(f"#decomposition-{name} .number"), value)
     prediction = body["prediction"]
@@ -223,7 +237,7 @@ def check_explanation(page, viewer, test_id: str, *, method: str) -> None:
     assert charted == sorted(p["contribution"] for p in body["positive"] + body["negative"])
 
 
-def test_tabular_and_text_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
+def test_tabular_andtext_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
     page.goto(f"{viewer.base_url}/ui")
     enter_key(page)
     wait_loaded(page)
@@ -277,3 +291,20 @@ def test_key_stays_in_the_tab_and_another_tenant_sees_only_its_models(browser, v
         other.screenshot(path=output_dir / "key-prompt.png")
     finally:
         context.close()
+
+
+def test_models_page_follows_a_new_registration_live(page, viewer, output_dir):
+    page.goto(f"{viewer.base_url}/ui")
+    enter_key(page)
+    wait_loaded(page)
+    with viewer.api() as client:
+        model_id = register_records(client, "ui-live", 4, text_record)
+        try:
+            row = page.locator(f'#models tr[data-model-id="{model_id}"]')
+            row.wait_for()  # appears without a reload
+            page.screenshot(path=output_dir / "models-live.png", full_page=True)
+            page.wait_for_selector(f'#models tr[data-model-id="{model_id}"][data-status="ready"]')
+            assert client.get_model(model_id)["status"] == "ready"
+        finally:
+            client.delete_model(model_id)
+    page.wait_for_selector(f'#models tr[data-model-id="{model_id}"]', state="detached")

@@ -226,8 +226,13 @@ function statusNode(model) {
   return badge;
 }
 
+let shownModels = null;
+
 async function renderModels() {
   const body = await api("/models?limit=1000");
+  const seen = JSON.stringify(body.items);
+  if (seen === shownModels) return true; // nothing changed: keep the DOM (and any open details)
+  shownModels = seen;
   const rows = body.items.map((model) =>
     el(
       "tr",
@@ -244,7 +249,7 @@ async function renderModels() {
   );
   document.querySelector("#models tbody").replaceChildren(...rows);
   $("models-empty").hidden = rows.length > 0;
-  return body.items.some((model) => model.status === "queued" || model.status === "running");
+  return true; // keep polling: new models and progress appear without a reload
 }
 
 // -- one model -----------------------------------------------------------------------------
@@ -438,10 +443,15 @@ function setUpSwitches(rerender) {
     setQuery({ target: $("switch-target").value });
     rerender();
   });
-  $("switch-k").addEventListener("change", () => {
-    const k = Math.min(50, Math.max(1, Number($("switch-k").value) || 5));
+  const applyK = () => {
+    const k = Math.min(50, Math.max(1, Math.round(Number($("switch-k").value)) || 5));
     setQuery({ k });
     rerender();
+  };
+  $("switch-k").addEventListener("change", applyK);
+  $("switches").addEventListener("submit", (event) => {
+    event.preventDefault(); // Enter in the k field: apply it, do not reload the page
+    applyK();
   });
 }
 
@@ -494,7 +504,11 @@ async function renderSuspicious(modelId) {
   const model = await api(`/models/${encodeURIComponent(modelId)}`);
   $("page-title").textContent = `Suspicious labels of ${model.name}`;
   const method = params.get("method") || "";
-  const options = [["", "default"], ...model.methods.map((name) => [name, name])];
+  const labelRankings = Object.entries(model.rankings || {})
+    .filter(([, state]) => state && state.status === "ready")
+    .map(([name]) => name);
+  const rankings = [...new Set([...model.methods, ...labelRankings])];
+  const options = [["", "default"], ...rankings.map((name) => [name, name])];
   fillSelect($("filter-method"), options, method);
   fillLabelFilter($("filter-label"), model, params.get("label") || "");
   $("filter-disagree").checked = params.get("disagree") === "1";
@@ -521,6 +535,9 @@ async function renderSuspicious(modelId) {
         ? el("div", { class: "caption" }, "suggested ", el("span", { class: "suggested" }, className(model, item.suggested_label)))
         : null,
       el("div", { class: "caption" }, "score ", numberSpan(item.score, "score")),
+      item.label_error_probability !== undefined && item.label_error_probability !== null
+        ? el("div", { class: "caption" }, "P(label wrong) ", numberSpan(item.label_error_probability, "label_error_probability"))
+        : null,
     );
     if (withReviews) card.append(reviewButtons(modelId, item, card, model));
     return card;
@@ -560,7 +577,7 @@ function setUpSuspiciousControls(modelId, rerender) {
   });
   $("export-csv").addEventListener("click", () => {
     if (!lastRanking) return;
-    const columns = ["rank", "train_id", "train_index", "label", "predicted_class", "suggested_label", "score", "record"];
+    const columns = ["rank", "train_id", "train_index", "label", "predicted_class", "suggested_label", "label_error_probability", "score", "record"];
     const lines = [columns.join(","), ...lastRanking.items.map((item) => columns.map((name) => csvCell(item[name])).join(","))];
     download(`suspicious-${modelId}.csv`, "text/csv", lines.join("\n") + "\n");
   });
