@@ -237,7 +237,14 @@ def check_explanation(
     assert charted == sorted(p["contribution"] for p in body["positive"] + body["negative"])
 
 
-def test_tabular_andtext_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
+def differs(value: Any, reference: Any) -> bool:
+    """The page's rule: numbers more than 10% apart (of the larger), other values unequal."""
+    if isinstance(value, (int, float)) and isinstance(reference, (int, float)):
+        return abs(value - reference) > 0.1 * max(abs(value), abs(reference))
+    return value != reference
+
+
+def test_tabular_and_text_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
     page.goto(f"{viewer.base_url}/ui")
     enter_key(page)
     wait_loaded(page)
@@ -253,7 +260,7 @@ def test_tabular_andtext_records_mark_what_differs_or_is_shared(page, viewer, ou
                 differing = {
                     field
                     for field, value in train_point["record"].items()
-                    if point["record"][field] != value
+                    if differs(value, point["record"][field])
                 }
                 marked = card.locator("tr.differs th")
                 assert {marked.nth(i).inner_text() for i in range(marked.count())} == differing

@@ -179,13 +179,24 @@ function textNode(text, reference) {
   return node;
 }
 
+// Numbers differ when they are more than 10% apart (relative to the larger); others when unequal.
+const RELATIVE_DIFFERENCE = 0.1;
+
+function differs(value, reference) {
+  if (typeof value === "number" && typeof reference === "number") {
+    return Math.abs(value - reference) > RELATIVE_DIFFERENCE * Math.max(Math.abs(value), Math.abs(reference));
+  }
+  return JSON.stringify(value) !== JSON.stringify(reference);
+}
+
 function tableNode(record, reference) {
   const table = el("table", { class: "record-table" });
   const compare = reference && typeof reference === "object" && !Array.isArray(reference);
   for (const [name, value] of Object.entries(record)) {
-    const differs = compare && JSON.stringify(reference[name]) !== JSON.stringify(value);
+    const marked = compare && differs(value, reference[name]);
     const cell = isImage(value) ? imageNode(value) : String(value);
-    table.append(el("tr", { class: differs ? "differs" : null }, el("th", {}, name), el("td", {}, cell)));
+    const title = marked ? `test point: ${JSON.stringify(reference[name])}` : null;
+    table.append(el("tr", { class: marked ? "differs" : null, title }, el("th", {}, name), el("td", {}, cell)));
   }
   return table;
 }
