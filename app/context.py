@@ -59,7 +59,9 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
         store=store,
         broker=broker if broker is not None else make_broker(settings),
         keys=KeyRing(settings.env_api_keys, sessions),
-        models=ModelCache(store, capacity=settings.model_cache_size),
+        models=ModelCache(
+            store, capacity=settings.model_cache_size, booster_limits=settings.booster_limits
+        ),
         results=(
             ResultCache(
                 settings.redis_url,

@@ -24,16 +24,16 @@ from models_store import (
     JobStatus,
     Model,
     ModelFiles,
-    ModelKind,
     ModelStatus,
     Score,
     TestPoint,
     TrainPoint,
     utcnow,
 )
-from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
-from workers.computation import ModelInputs, PrecomputeResult, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
@@ -50,7 +50,9 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    refit_budget: RefitBudget = RefitBudget()
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -72,7 +74,9 @@ class JobRunner:
                 inputs,
                 device=self.device,
                 progress=self._progress_writer(job_id),
+                refit_budget=self.refit_budget,
                 memory_budget_bytes=self.memory_budget_bytes,
+                booster_limits=self.booster_limits,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
@@ -110,12 +114,7 @@ class JobRunner:
             )
             model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
             logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
-            return ModelInputs(
-                model_id=model.id,
-                kind=ModelKind(model.kind),
-                methods=tuple(Method(name) for name in model.methods),
-                spec=dict(model.spec),
-            )
+            return ModelInputs.of(model)
 
     def _progress_writer(self, job_id: str):
         last = [0.0]
@@ -162,6 +161,7 @@ class JobRunner:
             )
             model.result_dir, model.version = str(result.directory), model.version + 1
             model.diagnostics = result.diagnostics
+            model.rankings = result.rankings
             job.status, job.progress, job.finished_at, job.error = (
                 JobStatus.DONE.value,
                 1.0,
@@ -192,16 +192,30 @@ class JobRunner:
             for index in range(len(train_ids))
         ]
         _insert_batches(session, TrainPoint, rows)
-        for method, scores in result.self_scores.items():
-            if not np.all(np.isfinite(scores)):
-                raise RuntimeError(f"the engine returned non-finite {method.value} self-scores")
-            values = scores.tolist()
+        for name, values in result.label_scores.items():
+            for array in (values.scores, values.label_error_probability):
+                if not np.all(np.isfinite(array)):
+                    raise RuntimeError(f"the engine returned non-finite {name} scores")
             _insert_batches(
                 session,
                 Score,
                 [
-                    {"model_id": model_id, "method": method.value, "train_index": i, "score": v}
-                    for i, v in enumerate(values)
+                    {
+                        "model_id": model_id,
+                        "method": name,
+                        "train_index": i,
+                        "score": score,
+                        "suggested_label": suggested,
+                        "label_error_probability": probability,
+                    }
+                    for i, (score, suggested, probability) in enumerate(
+                        zip(
+                            values.scores.tolist(),
+                            values.suggested_label.tolist(),
+                            values.label_error_probability.tolist(),
+                            strict=True,
+                        )
+                    )
                 ],
             )
         _insert_batches(session, TestPoint, self._test_rows(model_id, result))

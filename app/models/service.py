@@ -7,7 +7,6 @@ import uuid
 from datetime import UTC, datetime
 
 import numpy as np
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
@@ -25,6 +24,7 @@ from app.models.schemas import (
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
 from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus, TestPoint
+from rps.spec import SpecError
 from rps_server.broker import enqueue_precompute
 
 __all__ = [
@@ -38,6 +38,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
+MAX_NAME_CHARS = 200
+"""Longest class name."""
+MAX_CLASSES = 10_000
+"""Most classes a model may name (boosters are checked against the same bound)."""
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -49,15 +53,29 @@ def parse_spec(upload: Upload) -> ModelSpec:
         )
     raw = load_json_part(part)
     try:
-        return ModelSpec.model_validate(raw)
-    except ValidationError as error:
+        spec = ModelSpec.from_json(raw)
+    except SpecError as error:
         errors = [
-            FieldError(".".join(["spec", *(str(p) for p in item["loc"])]), item["msg"], "spec")
-            for item in error.errors()
+            FieldError(f"spec.{path}" if path else "spec", message, "spec")
+            for path, message in error.errors
         ]
         raise InvalidRequestError(
             "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
         ) from error
+    _check_class_names(spec.class_names)
+    return spec
+
+
+def _check_class_names(names: tuple[str, ...] | None) -> None:
+    """At most ``MAX_CLASSES`` names of 1..``MAX_NAME_CHARS`` characters (every listing shows them)."""
+    if names is None:
+        return
+    if len(names) > MAX_CLASSES or any(not 1 <= len(name) <= MAX_NAME_CHARS for name in names):
+        message = f"at most {MAX_CLASSES} names of 1..{MAX_NAME_CHARS} characters"
+        raise InvalidRequestError(
+            f"spec.class_names: {message}",
+            errors=[FieldError("spec.class_names", message, "spec")],
+        )
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
@@ -95,7 +113,7 @@ def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
         n_train=plan.n_train,
         n_test=plan.n_test,
         methods=[method.value for method in spec.methods],
-        spec=spec.model_dump(mode="json", by_alias=True),
+        spec=spec.to_json(),
         queue=spec.queue.value,
         version=0,
     )
@@ -113,7 +131,9 @@ def register(
     session: Session, upload: Upload, *, tenant: str, context: ServiceContext
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
-    plan = plan_registration(upload, parse_spec(upload))
+    plan = plan_registration(
+        upload, parse_spec(upload), booster_limits=context.settings.booster_limits
+    )
     check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
@@ -161,6 +181,7 @@ def to_public(model: Model, job: Job | None) -> ModelPublic:
         created_at=_utc(model.created_at),
         ready_at=_utc(model.ready_at),
         diagnostics=model.diagnostics,
+        rankings=model.rankings,
         attempts=job.attempts if job else 0,
         job_status=job.status if job else None,
         version=model.version,

@@ -27,6 +27,7 @@ from app.core.errors import (
 __all__ = ["UploadedPart", "Upload", "receive_multipart"]
 
 MAX_PARTS = 32
+MAX_BOUNDARY_CHARS = 70  # RFC 2046 §5.1.1
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,12 @@ def _boundary(content_type: str | None) -> bytes:
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaTypeError("POST /models takes multipart/form-data with a boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise InvalidRequestError(
+            f"the multipart boundary has {len(boundary)} characters; at most "
+            f"{MAX_BOUNDARY_CHARS} are allowed (RFC 2046)",
+            errors=[FieldError("content-type", "boundary longer than 70 characters", "header")],
+        )
     return boundary
 
 

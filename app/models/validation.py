@@ -40,6 +40,7 @@ def reject(part: str, message: str) -> InvalidRequestError:
 
 
 def _read_header(part: UploadedPart) -> np.dtype:
+    """The array's dtype, after checking that the file holds exactly the array (no more bytes)."""
     with open(part.path, "rb") as handle:
         if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
             raise reject(part.name, "not a .npy file (pickles and other formats are refused)")
@@ -53,11 +54,20 @@ def _read_header(part: UploadedPart) -> np.dtype:
                 if version == (1, 0)
                 else npy_format.read_array_header_2_0
             )
-            _, _, dtype = reader(handle)
+            shape, _, dtype = reader(handle)
         except (ValueError, EOFError) as error:
             raise reject(part.name, f"unreadable .npy header: {error}") from error
+        data_offset = handle.tell()
     if dtype.hasobject:
         raise reject(part.name, "pickled object arrays are refused (allow_pickle=False)")
+    expected = data_offset + dtype.itemsize * math.prod(shape)
+    size = part.path.stat().st_size
+    if size != expected:
+        raise reject(
+            part.name,
+            f"the file holds {size} bytes; a {dtype} array of shape {shape} needs "
+            f"{expected} (nothing may follow the array)",
+        )
     return dtype
 
 
