@@ -138,6 +138,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
+    min_free_disk_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Free space the data directory must keep: below it /readyz is 503 and "
+        "uploads are refused with 507 (0: no check).",
+    )
     booster_max_nodes: int = Field(
         default=2_097_152,
         ge=1,
@@ -148,6 +154,18 @@ class Settings(BaseSettings):
         default=64, ge=1, le=100_000, description="Deepest root-to-leaf path of a booster tree."
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    label_refit_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds the K-fold head refits behind the out-of-fold label rankings may "
+        "always take.",
+    )
+    label_refit_share: float = Field(
+        default=0.5,
+        ge=0,
+        description="Beyond RPS_LABEL_REFIT_MIN_S, the refits may take this share of the time the "
+        "methods' precompute took; estimated over it, the out-of-fold rankings are skipped.",
+    )
     memory_budget_bytes: int = Field(
         default=8 * 1024**3,
         gt=0,

@@ -24,6 +24,7 @@ async def register_model(
     context: ContextDep,
 ) -> ModelPublic:
     """Register a model from multipart parts (docs/api.md); 202 with its status."""
+    await run_in_threadpool(service.check_free_space, context)
     upload = await receive_multipart(
         request.stream(),
         request.headers.get("content-type"),

@@ -31,6 +31,9 @@ class ModelPublic(BaseModel):
     created_at: datetime
     ready_at: datetime | None
     diagnostics: dict[str, Any] | None
+    rankings: dict[str, Any] | None = None
+    """Label-error rankings of the precompute: name -> {"status": "ready"} or
+    {"status": "skipped", "reason": ...} (``/debug/suspicious?method=``)."""
     attempts: int
     job_status: str | None
     version: int

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.core.errors import FieldError, UnavailableError
+from app.core.errors import DEPENDENCY_RETRY_AFTER_S, FieldError, UnavailableError
 from app.dependencies import ContextDep
 from app.ops import service
 
@@ -38,7 +38,7 @@ def readyz(
                 FieldError(part, reason if detailed else "failing", "dependency")
                 for part, reason in sorted(failures.items())
             ],
-            extra={"failing": sorted(failures)},
+            extra={"failing": sorted(failures), "retry_after_s": DEPENDENCY_RETRY_AFTER_S},
         )
     return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
 
