@@ -12,6 +12,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from dramatiq.middleware import Interrupt
@@ -28,6 +29,7 @@ from models_store import (
     Score,
     TestPoint,
     TrainPoint,
+    is_storage_error,
     utcnow,
 )
 from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
@@ -92,6 +94,7 @@ class JobRunner:
 
     def _fail(self, job_id: str, error: BaseException, started: float) -> None:
         self._record_failure(job_id, error)
+        self._remove_unpublished_runs(job_id)
         JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
         JOB_OUTCOMES.labels("failed").inc()
 
@@ -258,6 +261,16 @@ class JobRunner:
                 .values(status=ModelStatus.FAILED.value, error=problem)
             )
 
+    def _remove_unpublished_runs(self, job_id: str) -> None:
+        """A failed run keeps nothing: remove result runs other than the published one."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            model = session.get(Model, job.model_id) if job is not None else None
+            if job is None or model is None or job.status != JobStatus.FAILED.value:
+                return
+            published = Path(model.result_dir) if model.result_dir else None
+        self.store.delete_other_results(model.id, keep=published)
+
 
 def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
     for start in range(0, len(rows), INSERT_BATCH):
@@ -278,6 +291,15 @@ def _problem_body(error: BaseException) -> dict:
                 {"field": error.argument, "location": "engine", "message": str(error)}
             ]
         return body
+    if is_storage_error(error):
+        assert isinstance(error, OSError)
+        return {
+            "type": "urn:rps:problem:insufficient-storage",
+            "title": "Insufficient Storage",
+            "status": 507,
+            "detail": f"the artifact store refused the results ({error.strerror or error}); "
+            "nothing was kept; free space and register the model again",
+        }
     if isinstance(error, Interrupt):
         return {
             "type": "urn:rps:problem:precompute-interrupted",

@@ -10,7 +10,12 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.core.errors import ConflictError, FieldError, InvalidRequestError
+from app.core.errors import (
+    ConflictError,
+    FieldError,
+    InsufficientStorageError,
+    InvalidRequestError,
+)
 from app.core.transactions import after_commit, on_rollback
 from app.models import repository
 from app.models.plans import RegistrationPlan, check_capacity_of_plan, plan_registration
@@ -29,6 +34,7 @@ from rps_server.broker import enqueue_precompute
 
 __all__ = [
     "parse_spec",
+    "check_free_space",
     "register",
     "to_public",
     "list_models",
@@ -75,6 +81,20 @@ def _check_class_names(names: tuple[str, ...] | None) -> None:
         raise InvalidRequestError(
             f"spec.class_names: {message}",
             errors=[FieldError("spec.class_names", message, "spec")],
+        )
+
+
+def check_free_space(context: ServiceContext) -> None:
+    """507 before reading an upload when the store is below ``RPS_MIN_FREE_DISK_MB``."""
+    minimum = context.settings.min_free_disk_mb * 1024**2
+    if minimum == 0:
+        return
+    free = context.store.free_bytes()
+    if free < minimum:
+        raise InsufficientStorageError(
+            f"the artifact store has {free // 1024**2} MiB free, below RPS_MIN_FREE_DISK_MB="
+            f"{context.settings.min_free_disk_mb}; nothing was stored",
+            errors=[FieldError("artifact_store", f"{free} bytes free", "storage")],
         )
 
 
@@ -182,6 +202,7 @@ def to_public(model: Model, job: Job | None) -> ModelPublic:
         ready_at=_utc(model.ready_at),
         diagnostics=model.diagnostics,
         rankings=model.rankings,
+        parent_id=model.parent_id,
         attempts=job.attempts if job else 0,
         job_status=job.status if job else None,
         version=model.version,
@@ -202,13 +223,31 @@ def list_models(session: Session, *, tenant: str, limit: int, offset: int) -> Mo
 
 
 def delete_model(session: Session, model: Model, *, context: ServiceContext) -> None:
-    """Delete the model's rows now and its files once the deletion committed."""
+    """Delete the model's rows and files, or neither.
+
+    The folder is moved aside first (one rename): if the store refuses, 507 and the rows
+    stay. If the deletion then fails to commit, the folder moves back. Once it committed,
+    the moved folder, the loaded copy and the cached explanations go.
+    """
     model_id = model.id
     repository.delete_model_rows(session, model_id)
+    try:
+        retired = context.store.retire_model(model_id)
+    except OSError as error:
+        raise InsufficientStorageError(
+            f"could not remove the files of model {model_id} ({error.strerror or error}); "
+            "the model is kept",
+            errors=[FieldError("artifact_store", str(error.strerror or error), "storage")],
+        ) from error
+    if retired is not None:
+        on_rollback(session, lambda: context.store.restore_model(model_id, retired))
 
     def remove_files() -> None:
         context.models.forget(model_id)
-        context.store.delete_model(model_id)
+        if retired is not None:
+            context.store.purge(retired)
+        if context.results is not None:
+            context.results.forget_model(model_id)
 
     after_commit(session, remove_files)
 
