@@ -6,7 +6,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, true
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFoundError
-from models_store import Job, Model, Score, TestPoint, TrainPoint
+from models_store import Job, Model, Review, Score, TestPoint, TrainPoint
 
 __all__ = [
     "get_tenant_model",
@@ -72,7 +72,7 @@ def count_tenant_models(session: Session, *, tenant: str) -> int:
 
 def delete_model_rows(session: Session, model_id: str) -> None:
     """Delete a model and every row that hangs off it."""
-    for table in (Score, TrainPoint, TestPoint, Job):
+    for table in (Review, Score, TrainPoint, TestPoint, Job):
         session.execute(delete(table).where(table.model_id == model_id))
     session.execute(delete(Model).where(Model.id == model_id))
     session.flush()
