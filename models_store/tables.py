@@ -64,6 +64,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Set by ``rps keys revoke``; a revoked key is refused (within RPS_KEY_CACHE_TTL_S)."""
 
 
 class Model(Base):

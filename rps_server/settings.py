@@ -66,7 +66,39 @@ class Settings(BaseSettings):
         default=None, description="Unset: in-memory broker, no result cache."
     )
     api_keys: str | None = Field(default=None, description="Comma list 'tenant:key'.")
-    max_upload_bytes: int = Field(default=1024**3, gt=0, description="Per multipart part.")
+    max_upload_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Per multipart part (.npy arrays, the booster): 1 GiB holds 10 million "
+        "training rows of 25 float32 features.",
+    )
+    max_json_part_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Per JSON part of ids or records (parsed in memory at about 5x its size); "
+        "10 million ids of 20 characters are 240 MB.",
+    )
+    max_spec_bytes: int = Field(
+        default=4 * 1024**2,
+        gt=0,
+        description="The spec part (10,000 class names of 200 characters fit).",
+    )
+    max_multipart_parts: int = Field(
+        default=16, ge=1, le=1000, description="Parts of one POST /models (at most 11 are used)."
+    )
+    max_explain_body_bytes: int = Field(
+        default=32 * 1024**2,
+        gt=0,
+        description="A JSON request body (POST /explain, /explain/batch), refused with 413 "
+        "before parsing: 1,000 rows of 1,000 numbers fit.",
+    )
+    key_cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long an API process trusts a resolved key and the key count; a "
+        "revoked or deleted key stops working within this time.",
+    )
     redis_namespace: str = Field(
         default="rps",
         min_length=1,
