@@ -6,7 +6,7 @@ from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFoundError
-from models_store import Job, Model, Score, TestPoint, TrainPoint, utcnow
+from models_store import Job, Model, Review, Score, TestPoint, TrainPoint, utcnow
 
 __all__ = [
     "get_tenant_model",
@@ -73,7 +73,7 @@ def count_tenant_models(session: Session, *, tenant: str) -> int:
 
 def delete_model_rows(session: Session, model_id: str) -> None:
     """Delete a model and every row that hangs off it."""
-    for table in (Score, TrainPoint, TestPoint, Job):
+    for table in (Review, Score, TrainPoint, TestPoint, Job):
         session.execute(delete(table).where(table.model_id == model_id))
     session.execute(delete(Model).where(Model.id == model_id))
     session.flush()

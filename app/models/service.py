@@ -213,6 +213,7 @@ def to_public(model: Model, job: Job | None) -> ModelPublic:
         ready_at=_utc(model.ready_at),
         diagnostics=model.diagnostics,
         rankings=model.rankings,
+        parent_id=model.parent_id,
         attempts=job.attempts if job else 0,
         job_status=job.status if job else None,
         version=model.version,

@@ -2,16 +2,16 @@
 the outbox (a job whose message was never sent, or got lost, is sent again) and a running job
 whose worker stopped beating is handed to another worker.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-06
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
