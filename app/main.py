@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from app.context import ServiceContext, build_context
 from app.core.metrics import MetricsMiddleware
 from app.core.problems import install_problem_handlers
+from app.core.request_ids import RequestIdMiddleware
 from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
@@ -20,7 +21,7 @@ from rps_server.settings import Environment, Settings, get_settings
 
 __all__ = ["create_app", "check_startup"]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def check_startup(context: ServiceContext) -> None:
@@ -70,6 +71,7 @@ def create_app(
     app.state.context = context
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has its id
     for router in (models_router, explain_router, debug_router, ops_router):
         app.include_router(router)
     return app

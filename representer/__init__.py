@@ -11,6 +11,8 @@ Typical use::
 """
 
 from representer.config import (
+    DEFAULT_CG_TOLERANCE,
+    HessianMode,
     InfluenceConfig,
     L2Config,
     LJEConfig,
@@ -25,15 +27,17 @@ from representer.errors import (
     RepresenterError,
     SingularSystemError,
 )
-from representer.explanation import Explanation
+from representer.explanation import Explanation, SolverReport
 from representer.fitting import fit
 from representer.head import LinearHead
 from representer.query import contributions, explain
 from representer.state import FittedState
 
 __all__ = [
+    "DEFAULT_CG_TOLERANCE",
     "Explanation",
     "FittedState",
+    "HessianMode",
     "InfluenceConfig",
     "InvalidInputError",
     "L2Config",
@@ -44,6 +48,7 @@ __all__ = [
     "MethodConfig",
     "RepresenterError",
     "SingularSystemError",
+    "SolverReport",
     "WeightLayout",
     "contributions",
     "default_config",

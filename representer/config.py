@@ -11,6 +11,7 @@ from representer.errors import InvalidInputError
 __all__ = [
     "Method",
     "WeightLayout",
+    "HessianMode",
     "LJEConfig",
     "L2Config",
     "InfluenceConfig",
@@ -19,6 +20,9 @@ __all__ = [
 ]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
+DEFAULT_CG_TOLERANCE = 1e-6
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (MATH.md §9.4); float64 products reach
+it in about 20 iterations on the benchmark heads and the rankings then equal dense ones."""
 
 
 class Method(str, Enum):
@@ -46,6 +50,44 @@ class WeightLayout(str, Enum):
     MATERIALISED = "materialised"  # W (k, n, D) float32: a query is one (n, D) matvec
 
 
+class HessianMode(str, Enum):
+    """How H⁺ is applied (MATH.md §9).
+
+    ``DENSE`` factorises the (k_out·D)² Hessian once (queries are one product with its
+    inverse); ``BLOCKS`` keeps k per-class D×D factors and solves every query by
+    preconditioned conjugate gradients on the exact, matrix-free H (queries cost a few
+    passes over the features, the precompute and the memory are about k times smaller).
+    ``AUTO`` takes dense while its predicted precompute and memory are small
+    (``hessian_solver.choose_hessian``) and blocks beyond; a binary head is always dense.
+    """
+
+    AUTO = "auto"
+    DENSE = "dense"
+    BLOCKS = "blocks"
+
+
+def _parse_enum(enum: type[Enum], name: str, value: object) -> Enum:
+    try:
+        return enum(value)
+    except ValueError:
+        choices = ", ".join(repr(member.value) for member in enum)
+        raise InvalidInputError(
+            f"{name} must be one of {choices}, got {value!r}", argument=name
+        ) from None
+
+
+def _check_tolerance(value: float) -> None:
+    if not (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value < 1
+    ):
+        raise InvalidInputError(
+            f"cg_tolerance must be a number in (0, 1), got {value!r}", argument="cg_tolerance"
+        )
+
+
 def _check_non_negative(name: str, value: float) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
         raise InvalidInputError(
@@ -70,16 +112,23 @@ class LJEConfig:
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
     weight_layout: WeightLayout = WeightLayout.AUTO
     """Kernel form or materialised per-class weights (see ``WeightLayout``)."""
+    hessian: HessianMode = HessianMode.AUTO
+    """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
+    cg_tolerance: float = DEFAULT_CG_TOLERANCE
+    """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "weight_layout", WeightLayout(self.weight_layout))
-        except ValueError:
-            choices = ", ".join(repr(layout.value) for layout in WeightLayout)
+        object.__setattr__(
+            self, "weight_layout", _parse_enum(WeightLayout, "weight_layout", self.weight_layout)
+        )
+        object.__setattr__(self, "hessian", _parse_enum(HessianMode, "hessian", self.hessian))
+        _check_tolerance(self.cg_tolerance)
+        if self.hessian is HessianMode.BLOCKS and self.weight_layout is WeightLayout.MATERIALISED:
             raise InvalidInputError(
-                f"weight_layout must be one of {choices}, got {self.weight_layout!r}",
+                "weight_layout 'materialised' needs the dense inverse; use hessian 'dense' "
+                "or weight_layout 'kernel'/'auto' with hessian 'blocks'",
                 argument="weight_layout",
-            ) from None
+            )
         _check_non_negative("lr", self.lr)
         _check_non_negative("damping", self.damping)
         _check_positive("memory_budget_bytes", self.memory_budget_bytes)
@@ -114,8 +163,14 @@ class InfluenceConfig:
     """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
+    hessian: HessianMode = HessianMode.AUTO
+    """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
+    cg_tolerance: float = DEFAULT_CG_TOLERANCE
+    """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "hessian", _parse_enum(HessianMode, "hessian", self.hessian))
+        _check_tolerance(self.cg_tolerance)
         _check_non_negative("damping", self.damping)
         _check_positive("memory_budget_bytes", self.memory_budget_bytes)
 

@@ -6,7 +6,30 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Explanation"]
+__all__ = ["DENSE_SOLVE", "Explanation", "SolverReport"]
+
+
+@dataclass(frozen=True)
+class SolverReport:
+    """How the H⁺ term of an explanation was solved (MATH.md §9.4).
+
+    Attributes
+    ----------
+    name : str
+        ``"dense"`` (a product with the factorised inverse, or no Hessian at all: RPS-l2)
+        or ``"pcg"`` (block-preconditioned conjugate gradients on the exact H).
+    iterations : int
+        PCG iterations (0 for dense).
+    relative_residual : float
+        ‖b − Hx‖/‖b‖ reached by PCG; 0.0 for dense (a direct solve, not measured).
+    """
+
+    name: str
+    iterations: int
+    relative_residual: float
+
+
+DENSE_SOLVE = SolverReport(name="dense", iterations=0, relative_residual=0.0)
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,8 @@ class Explanation:
         Training rows with the largest / smallest contributions, best first.
     positive_contributions, negative_contributions : ndarray of shape (top_k,), float64
         Their signed contributions toward ``target_class``.
+    solver : SolverReport
+        Which solver produced the contributions, with its iterations and residual.
     """
 
     target_class: int
@@ -46,3 +71,4 @@ class Explanation:
     positive_contributions: np.ndarray
     negative_indices: np.ndarray
     negative_contributions: np.ndarray
+    solver: SolverReport

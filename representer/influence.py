@@ -14,16 +14,23 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from representer.config import InfluenceConfig
-from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.block_hessian import NEGLIGIBLE_WEIGHT, block_quadratic_forms
+from representer.config import HessianMode, InfluenceConfig
+from representer.explanation import DENSE_SOLVE, SolverReport
+from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
 from representer.head import LinearHead
-from representer.hessian import HessianFactor, check_hessian_memory, factorize_hessian
+from representer.hessian import HessianFactor, factorize_hessian
+from representer.hessian_solver import BlockSystem, choose_hessian, pcg_reports
 from representer.kernel import directions_from_rows, kernel_scores
-from representer.likelihood import predicted_class_from_logits, target_scores
+from representer.likelihood import (
+    predicted_class_from_logits,
+    probabilities_from_residuals,
+    target_scores,
+)
 from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
 from representer.state import FittedState
-from representer.training_pass import run_training_pass
+from representer.training_pass import TrainingPass, run_training_pass
 
 __all__ = ["fit_influence", "influence_contributions"]
 
@@ -51,17 +58,62 @@ def fit_influence(
         |(mat(H†⁺ vec ḡ(Θ†)) φ̃_i)| at the predicted class, the Newton-step size of §2.5
         that measures how far Θ† is from stationary; ``theta_shift`` = 0 (no step).
     """
+    n = train_features.shape[0]
     num_outputs, dim = head.num_outputs, head.feature_dim + 1
-    check_hessian_memory(num_outputs, dim, memory_budget_bytes=config.memory_budget_bytes)
+    hessian = choose_hessian(
+        config.hessian,
+        n=n,
+        num_outputs=num_outputs,
+        dim=dim,
+        memory_budget_bytes=config.memory_budget_bytes,
+    )
     theta_dagger = head.theta
+    blocks = hessian is HessianMode.BLOCKS
     at_dagger = run_training_pass(
         train_features,
         train_labels,
         theta_dagger,
         device=device,
-        with_hessian=True,
-        progress=stage_progress(progress, 0.0, 0.5),
+        with_hessian=not blocks,
+        progress=stage_progress(progress, 0.0, 0.3 if blocks else 0.5),
     )
+    solve = _blocks_solve if blocks else _dense_solve
+    query_arrays, self_influence, shift_logits, solver_diagnostics = solve(
+        train_features,
+        train_labels,
+        at_dagger,
+        config,
+        device=device,
+        progress=stage_progress(progress, 0.3 if blocks else 0.5, 1.0),
+    )
+    predicted = predicted_class_from_logits(at_dagger.logits)
+    arrays = {
+        "theta_dagger": theta_dagger,
+        "residuals": at_dagger.residuals,
+        **query_arrays,
+        "self_scores": self_influence.astype(np.float32),
+        "train_predicted_class": predicted,
+    }
+    diagnostics = {
+        "train_accuracy": float(np.mean(predicted == train_labels)),
+        "mean_abs_residual": float(np.mean(np.abs(target_scores(shift_logits, predicted)))),
+        "theta_shift": relative_shift(theta_dagger, theta_dagger),
+        **solver_diagnostics,
+    }
+    return MethodFit(arrays=arrays, diagnostics=diagnostics, meta={"hessian_used": hessian.value})
+
+
+def _dense_solve(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    at_dagger: TrainingPass,
+    config: InfluenceConfig,
+    *,
+    device: torch.device,
+    progress: ProgressCallback,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
+    """M, the exact self-influence (n,) and Φ̃ mat(H⁺ḡ)ᵀ (n, k_out) from the dense factor."""
+    num_outputs = at_dagger.residuals.shape[1]
     assert at_dagger.hessian is not None  # asked for with_hessian=True
     factor = factorize_hessian(
         at_dagger.hessian,
@@ -70,30 +122,54 @@ def fit_influence(
         second_moment=at_dagger.second_moment,
     )
     newton_shift = factor.solve(at_dagger.mean_gradient.reshape(1, -1)).reshape(
-        num_outputs, dim
+        num_outputs, -1
     )  # mat(H⁺ vec ḡ)
     self_influence, shift_logits = _self_influence(
         train_features,
         at_dagger.residuals,
         factor,
         newton_shift,
-        progress=stage_progress(progress, 0.55, 1.0),
+        progress=stage_progress(progress, 0.1, 1.0),
     )
     inverse = factor.inverse()  # (k_out·D, k_out·D)
-    predicted = predicted_class_from_logits(at_dagger.logits)
-    arrays = {
-        "theta_dagger": theta_dagger,
-        "residuals": at_dagger.residuals,
-        "hessian_inverse": inverse.cpu().numpy(),
-        "self_scores": self_influence.astype(np.float32),
-        "train_predicted_class": predicted,
-    }
+    return {"hessian_inverse": inverse.cpu().numpy()}, self_influence, shift_logits, {}
+
+
+def _blocks_solve(
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    at_dagger: TrainingPass,
+    config: InfluenceConfig,
+    *,
+    device: torch.device,
+    progress: ProgressCallback,
+) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
+    """Blocks + PCG (MATH.md §9): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
+    n = train_features.shape[0]
+    residuals = at_dagger.residuals  # r† (n, k)
+    system = BlockSystem.fit(
+        train_features,
+        probabilities_from_residuals(residuals, train_labels),
+        damping=config.damping,
+        tolerance=config.cg_tolerance,
+        device=device,
+        progress=stage_progress(progress, 0.0, 0.5),
+    )
+    newton = system.solve(at_dagger.mean_gradient[None])  # mat(H⁺ vec ḡ) (1, k, D)
+    forms = block_quadratic_forms(
+        train_features,
+        system.preconditioner.cholesky,
+        np.abs(residuals) > NEGLIGIBLE_WEIGHT,
+        progress=stage_progress(progress, 0.5, 1.0),
+    )  # q_ic (n, k)
+    self_influence = (residuals * residuals * forms).sum(axis=1) / n  # (n,)
+    shift_logits = augmented_product(train_features, newton.solution[0].cpu().numpy().T)
+    [report] = pcg_reports(newton)
     diagnostics = {
-        "train_accuracy": float(np.mean(predicted == train_labels)),
-        "mean_abs_residual": float(np.mean(np.abs(target_scores(shift_logits, predicted)))),
-        "theta_shift": relative_shift(theta_dagger, theta_dagger),
+        "newton_cg_iterations": float(report.iterations),
+        "newton_cg_relative_residual": report.relative_residual,
     }
-    return MethodFit(arrays=arrays, diagnostics=diagnostics)
+    return system.to_arrays(), self_influence, shift_logits, diagnostics
 
 
 def _self_influence(
@@ -134,7 +210,7 @@ def influence_contributions(
     train_features: np.ndarray,
     test_features: np.ndarray,
     target_classes: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[SolverReport]]:
     """I(i, t) toward each test row's target class.
 
     Parameters
@@ -146,7 +222,8 @@ def influence_contributions(
 
     Returns
     -------
-    ndarray of shape (m, n), float64.
+    values : ndarray of shape (m, n), float64
+    reports : list of m ``SolverReport``
     """
     arrays = state.arrays
     theta_dagger = np.asarray(arrays["theta_dagger"])  # (k_out, D)
@@ -160,10 +237,22 @@ def influence_contributions(
         shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
         test_residuals = shifted / shifted.sum(axis=1, keepdims=True)
         test_residuals[np.arange(m), target_classes] -= 1.0  # P_t − e_target (m, k)
-    test_gradients = (test_residuals[:, :, None] * test_augmented[:, None, :]).reshape(
-        m, -1
-    )  # g_t (m, k_out·D)
-    directions = directions_from_rows(
-        np.asarray(arrays["hessian_inverse"]), test_gradients, num_outputs=num_outputs
-    )
-    return kernel_scores(train_features, np.asarray(arrays["residuals"]), directions) / n
+    test_gradients = test_residuals[:, :, None] * test_augmented[:, None, :]  # g_t (m, k_out, D)
+    reports = [DENSE_SOLVE] * m
+    if "block_cholesky" in arrays:
+        system = BlockSystem.from_arrays(
+            arrays,
+            train_features,
+            damping=float(state.meta["damping"]),
+            tolerance=float(state.meta["cg_tolerance"]),
+        )
+        result = system.solve(torch.from_numpy(test_gradients))
+        directions, reports = result.solution.numpy(), pcg_reports(result)
+    else:
+        directions = directions_from_rows(
+            np.asarray(arrays["hessian_inverse"]),
+            test_gradients.reshape(m, -1),
+            num_outputs=num_outputs,
+        )
+    scores = kernel_scores(train_features, np.asarray(arrays["residuals"]), directions) / n
+    return scores, reports

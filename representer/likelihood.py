@@ -15,6 +15,7 @@ __all__ = [
     "output_probabilities",
     "one_hot_targets",
     "predicted_class_from_logits",
+    "probabilities_from_residuals",
     "target_scores",
 ]
 
@@ -86,3 +87,20 @@ def target_scores(logits: np.ndarray, target_classes: np.ndarray) -> np.ndarray:
     if logits.shape[1] == 1:
         return np.where(target_classes == 1, logits[:, 0], -logits[:, 0])
     return logits[np.arange(logits.shape[0]), target_classes]
+
+
+def probabilities_from_residuals(residuals: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """P = R + T for a softmax head (T one-hot at the labels).
+
+    Parameters
+    ----------
+    residuals : ndarray of shape (n, k), float64
+    labels : ndarray of shape (n,), int64
+
+    Returns
+    -------
+    ndarray of shape (n, k), float64, clipped to [0, 1].
+    """
+    probabilities = np.array(residuals, dtype=np.float64)
+    probabilities[np.arange(labels.shape[0]), labels] += 1.0
+    return np.clip(probabilities, 0.0, 1.0)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from representer.config import LJEConfig, WeightLayout
+from representer.block_hessian import NEGLIGIBLE_WEIGHT, block_quadratic_forms
+from representer.config import HessianMode, LJEConfig, WeightLayout
+from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import (
     augmented_product,
     augmented_row_blocks,
@@ -24,14 +26,19 @@ from representer.feature_blocks import (
     rows_per_block,
 )
 from representer.head import LinearHead
-from representer.hessian import check_hessian_memory, factorize_hessian
+from representer.hessian import factorize_hessian
+from representer.hessian_solver import BlockSystem, choose_hessian, pcg_reports
 from representer.kernel import kernel_scores
-from representer.likelihood import predicted_class_from_logits, target_scores
+from representer.likelihood import (
+    predicted_class_from_logits,
+    probabilities_from_residuals,
+    target_scores,
+)
 from representer.lje_weights import choose_layout, materialise_weights, materialised_contributions
 from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
 from representer.state import FittedState
-from representer.training_pass import run_training_pass
+from representer.training_pass import TrainingPass, run_training_pass
 
 __all__ = ["fit_lje", "lje_contributions"]
 
@@ -72,8 +79,20 @@ def fit_lje(
     """
     n = train_features.shape[0]
     num_outputs, dim = head.num_outputs, head.feature_dim + 1
-    check_hessian_memory(num_outputs, dim, memory_budget_bytes=config.memory_budget_bytes)
-    layout = choose_layout(config, n=n, num_outputs=num_outputs, dim=dim)
+    hessian = choose_hessian(
+        HessianMode.DENSE
+        if config.weight_layout is WeightLayout.MATERIALISED  # W needs the dense M
+        else config.hessian,
+        n=n,
+        num_outputs=num_outputs,
+        dim=dim,
+        memory_budget_bytes=config.memory_budget_bytes,
+    )
+    layout = (
+        choose_layout(config, n=n, num_outputs=num_outputs, dim=dim)
+        if hessian is HessianMode.DENSE
+        else WeightLayout.KERNEL
+    )
     theta_dagger = head.theta  # (k_out, D)
     at_dagger = run_training_pass(
         train_features,
@@ -89,33 +108,22 @@ def fit_lje(
         train_labels,
         theta_star,
         device=device,
-        with_hessian=True,
-        progress=stage_progress(progress, 0.1, 0.6),
+        with_hessian=hessian is HessianMode.DENSE,
+        progress=stage_progress(progress, 0.1, 0.4 if hessian is HessianMode.BLOCKS else 0.6),
     )
-    assert at_star.hessian is not None  # asked for with_hessian=True
-    factor = factorize_hessian(
-        at_star.hessian,
-        num_outputs=num_outputs,
-        damping=config.damping,
-        second_moment=at_star.second_moment,
-    )
-    newton_shift = factor.solve(at_star.mean_gradient.reshape(1, -1)).reshape(
-        num_outputs, dim
-    )  # mat(H*⁺ vec ḡ*)
-    newton_theta = theta_star - newton_shift.cpu().numpy()  # (k_out, D)
-    inverse = factor.inverse()  # M (k_out·D, k_out·D)
-    del factor
-    stage_progress(progress, 0.6, 0.65)(1.0)
     own_class = train_labels if num_outputs > 1 else np.zeros_like(train_labels)
-    query_arrays, self_contribution = _query_arrays(
-        layout,
+    solve = _dense_solve if hessian is HessianMode.DENSE else _blocks_solve
+    newton_shift, query_arrays, self_contribution, solver_diagnostics = solve(
         train_features,
         own_class,
         theta_star,
-        at_star.residuals,
-        inverse,
-        progress=stage_progress(progress, 0.65, 1.0),
+        at_star,
+        config,
+        layout=layout,
+        device=device,
+        progress=stage_progress(progress, 0.4 if hessian is HessianMode.BLOCKS else 0.6, 1.0),
     )
+    newton_theta = theta_star - newton_shift  # (k_out, D)
     arrays = {
         "theta_dagger": theta_dagger,
         "theta_star": theta_star,
@@ -136,10 +144,101 @@ def fit_lje(
             np.mean(np.abs(target_scores(at_dagger.logits - newton_logits, predicted)))
         ),
         "theta_shift": relative_shift(theta_star, theta_dagger),
+        **solver_diagnostics,
     }
     return MethodFit(
-        arrays=arrays, diagnostics=diagnostics, meta={"weight_layout_used": layout.value}
+        arrays=arrays,
+        diagnostics=diagnostics,
+        meta={"weight_layout_used": layout.value, "hessian_used": hessian.value},
     )
+
+
+def _dense_solve(
+    train_features: np.ndarray,
+    own_class: np.ndarray,
+    theta_star: np.ndarray,
+    at_star: TrainingPass,
+    config: LJEConfig,
+    *,
+    layout: WeightLayout,
+    device: torch.device,
+    progress: ProgressCallback,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+    """The dense factor: mat(H*⁺ḡ*) (k_out, D), M or W, and the self-contributions (n,)."""
+    num_outputs, dim = theta_star.shape
+    assert at_star.hessian is not None  # asked for with_hessian=True
+    factor = factorize_hessian(
+        at_star.hessian,
+        num_outputs=num_outputs,
+        damping=config.damping,
+        second_moment=at_star.second_moment,
+    )
+    newton_shift = factor.solve(at_star.mean_gradient.reshape(1, -1)).reshape(
+        num_outputs, dim
+    )  # mat(H*⁺ vec ḡ*)
+    inverse = factor.inverse()  # M (k_out·D, k_out·D)
+    del factor
+    progress(0.15)
+    query_arrays, self_contribution = _query_arrays(
+        layout,
+        train_features,
+        own_class,
+        theta_star,
+        at_star.residuals,
+        inverse,
+        progress=stage_progress(progress, 0.15, 1.0),
+    )
+    return newton_shift.cpu().numpy(), query_arrays, self_contribution, {}
+
+
+def _blocks_solve(
+    train_features: np.ndarray,
+    own_class: np.ndarray,
+    theta_star: np.ndarray,
+    at_star: TrainingPass,
+    config: LJEConfig,
+    *,
+    layout: WeightLayout,
+    device: torch.device,
+    progress: ProgressCallback,
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, float]]:
+    """Blocks + PCG (MATH.md §9): the Newton step by PCG, self-contributions from the blocks."""
+    n = train_features.shape[0]
+    probabilities = probabilities_from_residuals(at_star.residuals, own_class)  # P* (n, k)
+    system = BlockSystem.fit(
+        train_features,
+        probabilities,
+        damping=config.damping,
+        tolerance=config.cg_tolerance,
+        device=device,
+        progress=stage_progress(progress, 0.0, 0.5),
+    )
+    newton = system.solve(at_star.mean_gradient[None])  # mat(H*⁺ vec ḡ*) (1, k, D)
+    residuals = at_star.residuals  # r* (n, k)
+    needed = np.abs(residuals) > NEGLIGIBLE_WEIGHT
+    needed[np.arange(n), own_class] = True
+    forms = block_quadratic_forms(
+        train_features,
+        system.preconditioner.cholesky,
+        needed,
+        progress=stage_progress(progress, 0.5, 1.0),
+    )  # q_ic (n, k)
+    rows = np.arange(n)
+    hessian_term = residuals[rows, own_class] * forms[rows, own_class] - (residuals * forms).mean(
+        axis=1
+    )  # r_iỹ q_iỹ − (1/k) Σ_c r_ic q_ic (n,)
+    self_contribution = (at_star_scores(at_star, own_class) - hessian_term) / n
+    [report] = pcg_reports(newton)
+    diagnostics = {
+        "newton_cg_iterations": float(report.iterations),
+        "newton_cg_relative_residual": report.relative_residual,
+    }
+    return newton.solution[0].cpu().numpy(), system.to_arrays(), self_contribution, diagnostics
+
+
+def at_star_scores(at_star: TrainingPass, own_class: np.ndarray) -> np.ndarray:
+    """Θ*_ỹ φ̃_i for every training point, shape (n,), float64."""
+    return at_star.logits[np.arange(own_class.shape[0]), own_class]
 
 
 def _query_arrays(
@@ -214,7 +313,7 @@ def lje_contributions(
     train_features: np.ndarray,
     test_features: np.ndarray,
     target_classes: np.ndarray,
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[SolverReport]]:
     """c_i(t) toward each test row's target class.
 
     Parameters
@@ -226,7 +325,8 @@ def lje_contributions(
 
     Returns
     -------
-    ndarray of shape (m, n), float64.
+    values : ndarray of shape (m, n), float64
+    reports : list of m ``SolverReport``
     """
     arrays = state.arrays
     theta_star = np.asarray(arrays["theta_star"])  # (k_out, D)
@@ -235,22 +335,54 @@ def lje_contributions(
     test_augmented = np.hstack([test_features, np.ones((m, 1))])  # (m, D)
     # Binary heads compute the class-1 (logit) contribution and flip it for class 0.
     rows_class = target_classes if num_outputs > 1 else np.zeros_like(target_classes)
+    reports = [DENSE_SOLVE] * m
     if "lje_weights" in arrays:
         values = materialised_contributions(arrays["lje_weights"], test_augmented, rows_class)
     else:
-        inverse = arrays["hessian_inverse"]  # (k_out·D, k_out·D), maybe memory-mapped
-        directions = np.empty((m, num_outputs * dim))
-        for c in np.unique(rows_class):
-            members = np.flatnonzero(rows_class == c)
-            row_block = np.asarray(inverse[c * dim : (c + 1) * dim, :])  # (D, k·D) = [B_c1 … B_ck]
-            directions[members] = test_augmented[members] @ row_block  # (m_c, k·D)
+        if "block_cholesky" in arrays:
+            directions, reports = _pcg_directions(state, train_features, test_augmented, rows_class)
+        else:
+            directions = _dense_directions(arrays["hessian_inverse"], test_augmented, rows_class)
         scores = kernel_scores(
-            train_features,
-            np.asarray(arrays["residuals_star"]),
-            directions.reshape(m, num_outputs, dim),
+            train_features, np.asarray(arrays["residuals_star"]), directions
         )  # (m, n)
         spread = np.einsum("md,md->m", test_augmented, theta_star[rows_class])  # Θ*_c φ̃_t (m,)
         values = (spread[:, None] - scores) / n
     if num_outputs == 1:
         values[target_classes == 0] *= -1.0
-    return values
+    return values, reports
+
+
+def _dense_directions(
+    inverse: np.ndarray, test_augmented: np.ndarray, rows_class: np.ndarray
+) -> np.ndarray:
+    """Row block c_t of M times φ̃_t, shape (m, k_out, D), float64."""
+    m, dim = test_augmented.shape
+    num_outputs = inverse.shape[0] // dim
+    directions = np.empty((m, num_outputs * dim))
+    for c in np.unique(rows_class):
+        members = np.flatnonzero(rows_class == c)
+        row_block = np.asarray(inverse[c * dim : (c + 1) * dim, :])  # (D, k·D) = [B_c1 … B_ck]
+        directions[members] = test_augmented[members] @ row_block  # (m_c, k·D)
+    return directions.reshape(m, num_outputs, dim)
+
+
+def _pcg_directions(
+    state: FittedState,
+    train_features: np.ndarray,
+    test_augmented: np.ndarray,
+    rows_class: np.ndarray,
+) -> tuple[np.ndarray, list[SolverReport]]:
+    """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (MATH.md §9.3), shape (m, k, D), float64."""
+    m, dim = test_augmented.shape
+    num_classes = state.arrays["theta_star"].shape[0]
+    rhs = torch.zeros((m, num_classes, dim), dtype=torch.float64)
+    rhs[torch.arange(m), torch.from_numpy(rows_class)] = torch.from_numpy(test_augmented)
+    system = BlockSystem.from_arrays(
+        state.arrays,
+        train_features,
+        damping=float(state.meta["damping"]),
+        tolerance=float(state.meta["cg_tolerance"]),
+    )
+    result = system.solve(rhs)
+    return result.solution.numpy(), pcg_reports(result)

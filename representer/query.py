@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import numpy as np
 
 from representer.config import Method
 from representer.errors import InvalidInputError
-from representer.explanation import Explanation
+from representer.explanation import DENSE_SOLVE, Explanation, SolverReport
 from representer.influence import influence_contributions
 from representer.l2 import l2_contributions
 from representer.likelihood import predicted_class_from_logits, target_scores
@@ -20,9 +20,21 @@ from representer.validation import check_class_array, check_features, check_stat
 
 __all__ = ["contributions", "explain"]
 
-_CONTRIBUTIONS = {
+
+def _l2_scored(
+    state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray
+) -> tuple[np.ndarray, list[SolverReport]]:
+    return l2_contributions(state, train, test, targets), [DENSE_SOLVE] * test.shape[0]
+
+
+_CONTRIBUTIONS: dict[
+    Method,
+    Callable[
+        [FittedState, np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, list[SolverReport]]
+    ],
+] = {
     Method.LJE: lje_contributions,
-    Method.L2: l2_contributions,
+    Method.L2: _l2_scored,
     Method.INFLUENCE: influence_contributions,
 }
 
@@ -61,7 +73,8 @@ def contributions(
         length=test.shape[0],
         num_classes=state.meta["num_classes"],
     )
-    return _contributions(state, train, test, targets)
+    values, _ = _contributions(state, train, test, targets)
+    return values
 
 
 def explain(
@@ -93,7 +106,7 @@ def explain(
     logits = test @ theta_dagger[:, :-1].T + theta_dagger[:, -1]  # (m, k_out)
     predicted = predicted_class_from_logits(logits)
     targets = _resolve_targets(target, predicted, num_classes=state.meta["num_classes"])
-    values = _contributions(state, train, test, targets)  # (m, n)
+    values, reports = _contributions(state, train, test, targets)  # (m, n)
     model_output = target_scores(logits, targets)
     probabilities = _probabilities(logits)
     positives = top_indices_rows(values, top_k, largest=True)  # (m, top_k)
@@ -115,6 +128,7 @@ def explain(
                 positive_contributions=values[row, positive],
                 negative_indices=negative,
                 negative_contributions=values[row, negative],
+                solver=reports[row],
             )
         )
     return explanations
@@ -141,14 +155,15 @@ def _check_query_features(
 
 def _contributions(
     state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray
-) -> np.ndarray:
+) -> tuple[np.ndarray, list[SolverReport]]:
+    """Contributions (m, n) float64 and how each row's H⁺ term was solved."""
     if test.shape[0] == 0:
-        return np.empty((0, train.shape[0]))
+        return np.empty((0, train.shape[0])), []
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the culprit
-        values = _CONTRIBUTIONS[state.method](state, train, test, targets)  # (m, n)
+        values, reports = _CONTRIBUTIONS[state.method](state, train, test, targets)  # (m, n)
     if not np.isfinite(values).all():
         raise _non_finite_culprit(train, test, values)
-    return values
+    return values, reports
 
 
 def _non_finite_culprit(

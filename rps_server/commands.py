@@ -14,19 +14,19 @@ import sys
 from collections.abc import Callable
 
 from rps_server.broker import QUEUES
+from rps_server.logs import configure_logging
 from rps_server.settings import Settings, get_settings
 
 __all__ = ["add_server_commands"]
 
 Handler = Callable[[argparse.Namespace], int]
 
-logger = logging.getLogger("rps")
+logger = logging.getLogger(__name__)
 
 
 def _configure_logging() -> None:
-    level = get_settings().log_level.upper()
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -54,7 +54,13 @@ def _serve(args: argparse.Namespace) -> int:
     if args.demo:
         _start_demo(f"http://{args.host}:{args.port}", settings)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level=settings.log_level.lower())
+        uvicorn.run(
+            app,
+            host=args.host,
+            port=args.port,
+            log_level=settings.log_level.lower(),
+            log_config=None,  # keep the handlers of rps_server.logs (text or JSON)
+        )
     finally:
         if worker is not None:
             worker.stop(timeout=5000)
@@ -76,9 +82,12 @@ def _worker(args: argparse.Namespace) -> int:
     from workers import run_worker_forever, run_worker_processes
 
     queues = tuple(args.queues)
+    settings = get_settings()
     if args.processes > 1:
-        return run_worker_processes(processes=args.processes, queues=queues, threads=args.threads)
-    run_worker_forever(get_settings(), queues=queues, threads=args.threads)
+        return run_worker_processes(
+            settings, processes=args.processes, queues=queues, threads=args.threads
+        )
+    run_worker_forever(settings, queues=queues, threads=args.threads)
     return 0
 
 

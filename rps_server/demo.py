@@ -32,7 +32,7 @@ DEMO_TEST_FRACTION = 0.25
 HEALTH_WAIT_S = 120.0
 READY_WAIT_S = 900.0
 
-logger = logging.getLogger("rps_server.demo")
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,15 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Environment", "Settings", "get_settings", "parse_api_keys"]
+
+
+LogFormat = Literal["text", "json"]
 
 
 class Environment(str, Enum):
@@ -67,6 +71,17 @@ class Settings(BaseSettings):
         description="Prefix of every Redis key (broker and cache).",
     )
     worker_heartbeat_timeout_ms: int = Field(default=60_000, gt=0)
+    worker_metrics_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port on which `rps worker` serves Prometheus metrics (job outcomes and "
+        "durations, Dramatiq message counts), summed over its processes; unset: none.",
+    )
+    worker_metrics_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker metrics server binds (0.0.0.0 in containers).",
+    )
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
     explain_cache_ttl_s: int = Field(default=600, ge=0)
@@ -89,7 +104,12 @@ class Settings(BaseSettings):
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
-    log_level: str = "INFO"
+    log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
+    log_format: LogFormat = Field(
+        default="text",
+        description="text (for people) or json (one object a line, with request, job and model "
+        "ids, for log collectors).",
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -15,7 +15,16 @@ from typing import Any
 import numpy as np
 
 from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
-from representer import FittedState, InfluenceConfig, L2Config, LinearHead, LJEConfig, Method, fit
+from representer import (
+    DEFAULT_CG_TOLERANCE,
+    FittedState,
+    InfluenceConfig,
+    L2Config,
+    LinearHead,
+    LJEConfig,
+    Method,
+    fit,
+)
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -56,10 +65,17 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
             lr=options.get("lr", 0.01),
             damping=options.get("damping", 0.0),
             weight_layout=options.get("weight_layout", "auto"),
+            hessian=options.get("hessian", "auto"),
+            cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
         )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
-    return InfluenceConfig(damping=spec.get("influence", {}).get("damping", 0.0))
+    options = spec.get("influence", {})
+    return InfluenceConfig(
+        damping=options.get("damping", 0.0),
+        hessian=options.get("hessian", "auto"),
+        cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+    )
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:

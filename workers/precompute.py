@@ -32,12 +32,13 @@ from models_store import (
     utcnow,
 )
 from representer import Method, RepresenterError
+from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
-logger = logging.getLogger("rps.worker")
+logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
 INSERT_BATCH = 5000
 
@@ -51,10 +52,18 @@ class JobRunner:
     device: str = "cpu"
 
     def run(self, job_id: str) -> None:
-        """Run job ``job_id`` once (a no-op if it is finished or its model is gone)."""
-        inputs = self._claim(job_id)
-        if inputs is None:
-            return
+        """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
+
+        Every line logged meanwhile carries the job id and, once known, the model id.
+        """
+        with log_context(job_id=job_id):
+            inputs = self._claim(job_id)
+            if inputs is None:
+                return
+            with log_context(model_id=inputs.model_id):
+                self._compute_and_publish(job_id, inputs)
+
+    def _compute_and_publish(self, job_id: str, inputs: ModelInputs) -> None:
         started = time.perf_counter()
         try:
             result = compute_result(

@@ -13,7 +13,7 @@ from rps_server.broker import enqueue_precompute
 
 __all__ = ["requeue_unfinished_jobs"]
 
-logger = logging.getLogger("rps.worker")
+logger = logging.getLogger(__name__)
 
 
 def requeue_unfinished_jobs(

@@ -1,12 +1,21 @@
-"""Run Dramatiq workers: in this process (a thread pool), or N supervised processes."""
+"""Run Dramatiq workers: in this process (a thread pool), or N processes under Dramatiq's own
+command line (``dramatiq workers.dramatiq_app``), which supervises and restarts them.
+
+Metrics: with ``RPS_WORKER_METRICS_PORT`` set, one process serves the default registry
+(``workers.metrics``) itself; N processes write to a shared multi-process directory that
+Dramatiq's Prometheus exposition server sums (its message metrics included).
+"""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import signal
-import subprocess
 import sys
+import tempfile
 import threading
+from pathlib import Path
 
 import dramatiq
 from dramatiq import Worker
@@ -17,7 +26,7 @@ from workers.actors import declare_actors
 
 __all__ = ["start_worker", "run_worker_forever", "run_worker_processes"]
 
-logger = logging.getLogger("rps.worker")
+logger = logging.getLogger(__name__)
 
 
 def start_worker(
@@ -45,6 +54,7 @@ def run_worker_forever(settings: Settings, *, queues: tuple[str, ...], threads: 
         )
     broker = setup_broker(settings)
     declare_actors(broker, settings=settings)
+    serve_worker_metrics(settings)
     worker = start_worker(broker, queues=queues, threads=threads)
     logger.info(
         "worker started: queues=%s threads=%d broker=%s",
@@ -61,27 +71,55 @@ def run_worker_forever(settings: Settings, *, queues: tuple[str, ...], threads: 
     broker.close()
 
 
-def run_worker_processes(*, processes: int, queues: tuple[str, ...], threads: int) -> int:
-    """Start ``processes`` single-process workers and wait; SIGTERM/SIGINT stops them all."""
-    command = [
+def serve_worker_metrics(settings: Settings) -> None:
+    """Serve this process's Prometheus registry on the configured port (if any)."""
+    if settings.worker_metrics_port is None:
+        return
+    from prometheus_client import start_http_server
+
+    start_http_server(settings.worker_metrics_port, addr=settings.worker_metrics_host)
+    logger.info(
+        "worker metrics on http://%s:%d/metrics",
+        settings.worker_metrics_host,
+        settings.worker_metrics_port,
+    )
+
+
+def dramatiq_command(*, processes: int, queues: tuple[str, ...], threads: int) -> list[str]:
+    """The Dramatiq command line that runs ``processes`` worker processes of this service."""
+    return [
         sys.executable,
         "-m",
-        "rps.cli",
-        "worker",
+        "dramatiq",
+        "workers.dramatiq_app",
         "--processes",
-        "1",
+        str(processes),
         "--threads",
         str(threads),
         "--queues",
         *queues,
+        "--skip-logging",  # workers.dramatiq_app configures logging from the settings
     ]
-    children = [subprocess.Popen(command) for _ in range(processes)]
 
-    def forward(signum, _frame) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
 
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, forward)
-    return max(child.wait() for child in children)
+def run_worker_processes(
+    settings: Settings, *, processes: int, queues: tuple[str, ...], threads: int
+) -> int:
+    """Replace this process by Dramatiq's supervisor of ``processes`` worker processes."""
+    env = dict(os.environ)
+    if settings.worker_metrics_port is not None:
+        # every process writes its metrics here; Dramatiq's exposition server sums them
+        metrics_dir = Path(tempfile.gettempdir()) / f"rps-worker-metrics-{os.getpid()}"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        env.update(
+            PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+            dramatiq_prom_db=str(metrics_dir),
+            dramatiq_prom_host=settings.worker_metrics_host,
+            dramatiq_prom_port=str(settings.worker_metrics_port),
+        )
+    command = dramatiq_command(processes=processes, queues=queues, threads=threads)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(command[0], command, env)
+    return 1  # not reached

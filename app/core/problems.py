@@ -17,7 +17,7 @@ from representer import RepresenterError
 __all__ = ["install_problem_handlers", "problem_response", "PROBLEM_MEDIA_TYPE"]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def problem_response(

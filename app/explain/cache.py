@@ -11,7 +11,7 @@ import redis
 
 __all__ = ["ResultCache", "cache_key"]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def cache_key(model_id: str, version: int, query: dict[str, Any], *, namespace: str = "rps") -> str:

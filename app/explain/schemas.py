@@ -20,6 +20,7 @@ __all__ = [
     "Prediction",
     "Decomposition",
     "RepresenterPoint",
+    "Solver",
     "ExplanationPublic",
     "ExplainRequest",
     "ExplanationList",
@@ -46,6 +47,15 @@ class Decomposition(BaseModel):
     residual: float
 
 
+class Solver(BaseModel):
+    """How the H⁺ term was solved: ``dense`` (a direct factor; 0 iterations, residual not
+    measured, 0.0) or ``pcg`` (block-preconditioned CG, MATH.md §9)."""
+
+    name: str
+    iterations: int
+    relative_residual: float
+
+
 class RepresenterPoint(BaseModel):
     rank: int
     train_id: str
@@ -64,6 +74,7 @@ class ExplanationPublic(BaseModel):
     target_class: int
     prediction: Prediction
     decomposition: Decomposition
+    solver: Solver
     positive: list[RepresenterPoint]
     negative: list[RepresenterPoint]
 

@@ -143,6 +143,11 @@ def _to_public(
                 "model_output": _finite(explanation.model_output),
                 "residual": _finite(explanation.residual),
             },
+            "solver": {
+                "name": explanation.solver.name,
+                "iterations": int(explanation.solver.iterations),
+                "relative_residual": _finite(explanation.solver.relative_residual),
+            },
             "positive": _points(
                 rows, explanation.positive_indices, explanation.positive_contributions
             ),

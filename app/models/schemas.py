@@ -6,10 +6,18 @@ from datetime import datetime
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from models_store import ModelKind
-from representer import InfluenceConfig, L2Config, LJEConfig, Method, WeightLayout
+from representer import (
+    DEFAULT_CG_TOLERANCE,
+    HessianMode,
+    InfluenceConfig,
+    L2Config,
+    LJEConfig,
+    Method,
+    WeightLayout,
+)
 
 __all__ = ["ModelSpec", "ModelPublic", "ModelList", "EmbeddingName", "QueueName"]
 
@@ -28,6 +36,13 @@ class QueueName(str, Enum):
     GPU = "gpu"
 
 
+HESSIAN_DESCRIPTION = (
+    "dense: one (kD)² factor, fastest queries; blocks: per-class factors and PCG on the exact "
+    "Hessian at query time (k times less memory and precompute); auto picks (binary: dense)"
+)
+CG_TOLERANCE_DESCRIPTION = "relative residual at which PCG stops (hessian blocks)"
+
+
 class LJESpec(BaseModel):
     model_config = _STRICT
     lr: float = Field(default=0.01, ge=0)
@@ -36,9 +51,25 @@ class LJESpec(BaseModel):
         default=WeightLayout.AUTO,
         description="kernel: small state, slower queries; materialised: k·n·D floats, queries at one pass; auto picks",
     )
+    hessian: HessianMode = Field(default=HessianMode.AUTO, description=HESSIAN_DESCRIPTION)
+    cg_tolerance: float = Field(
+        default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
+    )
+
+    @model_validator(mode="after")
+    def _materialised_needs_dense(self) -> LJESpec:
+        if self.hessian is HessianMode.BLOCKS and self.weight_layout is WeightLayout.MATERIALISED:
+            raise ValueError("weight_layout 'materialised' needs hessian 'dense' or 'auto'")
+        return self
 
     def to_config(self) -> LJEConfig:
-        return LJEConfig(lr=self.lr, damping=self.damping, weight_layout=self.weight_layout)
+        return LJEConfig(
+            lr=self.lr,
+            damping=self.damping,
+            weight_layout=self.weight_layout,
+            hessian=self.hessian,
+            cg_tolerance=self.cg_tolerance,
+        )
 
 
 class L2Spec(BaseModel):
@@ -52,9 +83,15 @@ class L2Spec(BaseModel):
 class InfluenceSpec(BaseModel):
     model_config = _STRICT
     damping: float = Field(default=0.0, ge=0)
+    hessian: HessianMode = Field(default=HessianMode.AUTO, description=HESSIAN_DESCRIPTION)
+    cg_tolerance: float = Field(
+        default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
+    )
 
     def to_config(self) -> InfluenceConfig:
-        return InfluenceConfig(damping=self.damping)
+        return InfluenceConfig(
+            damping=self.damping, hessian=self.hessian, cg_tolerance=self.cg_tolerance
+        )
 
 
 class XGBoostSpec(BaseModel):

@@ -23,7 +23,7 @@ from rps_server.broker import enqueue_precompute
 
 __all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
 
-logger = logging.getLogger("rps.app")
+logger = logging.getLogger(__name__)
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -112,6 +112,7 @@ def register(
     def enqueue() -> None:
         try:
             enqueue_precompute(context.broker, job.id, queue=model.queue)
+            logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
         except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
             logger.exception("could not enqueue job %s of model %s", job.id, model.id)
 

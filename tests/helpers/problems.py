@@ -166,3 +166,36 @@ def memmapped_problem(
         bias=np.zeros(outputs),
     )
     return np.memmap(path, dtype=np.float32, mode="r", shape=(n, d)), labels, head
+
+
+def clustered_problem(
+    *,
+    n_train: int,
+    n_test: int,
+    dim: int,
+    num_classes: int,
+    separation: float = 2.0,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Class centres plus unit Gaussian noise, with the head of the generating model.
+
+    The head is the posterior of equal-prior isotropic Gaussian classes (what logistic
+    regression converges to on such data): W_c = μ_c, b_c = −‖μ_c‖²/2, so its probabilities
+    are peaked as in real classifiers and about ``separation`` sets how peaked. Features are
+    float32 (as the service stores them).
+    """
+    rng = np.random.default_rng(seed)
+    total = n_train + n_test
+    centres = separation * rng.standard_normal((num_classes, dim)) / np.sqrt(dim) * 2.0
+    labels = rng.integers(0, num_classes, total).astype(np.int64)  # (n + m,)
+    features = (centres[labels] + rng.standard_normal((total, dim))).astype(np.float32)
+    weights = centres.astype(np.float64)  # (k, d)
+    bias = -0.5 * (centres**2).sum(axis=1)  # (k,)
+    return {
+        "weights": weights,
+        "bias": bias,
+        "train_features": features[:n_train],
+        "train_labels": labels[:n_train],
+        "test_features": features[n_train:],
+        "test_labels": labels[n_train:],
+    }

@@ -213,3 +213,61 @@ async def test_unknown_weight_layout_is_a_422_naming_it(service):
     assert response.headers["content-type"].startswith("application/problem+json")
     assert any("weight_layout" in str(error) for error in response.json()["errors"])
     assert after == before
+
+
+async def _register_ready(client, spec: dict, problem) -> dict:
+    created = (await client.post("/models", files=linear_parts(problem, spec))).json()
+    return await wait_ready(client, created["id"])
+
+
+async def test_spec_hessian_blocks_answers_the_dense_ranking_with_its_solver(service):
+    """lje/influence.hessian reach the engine; every answer says which solver produced it."""
+    problem = linear_problem(n=60, d=4, k=4, m=2)
+    answers = {}
+    async with service.client() as client:
+        for hessian in ("dense", "blocks"):
+            options = {"hessian": hessian, "cg_tolerance": 1e-7}
+            spec = {
+                "kind": "linear",
+                "methods": ["lje", "influence"],
+                "lje": {**options, "weight_layout": "kernel"},
+                "influence": options,
+            }
+            ready = await _register_ready(client, spec, problem)
+            assert ready["status"] == "ready", ready
+            for method in ("lje", "influence"):
+                params = {"model_id": ready["id"], "test_id": "0", "k": 5, "method": method}
+                response = await client.get("/explain", params=params)
+                assert response.status_code == 200, response.text
+                answers[hessian, method] = response.json()
+            await client.delete(f"/models/{ready['id']}")
+    for method in ("lje", "influence"):
+        dense, blocks = answers["dense", method], answers["blocks", method]
+        assert dense["solver"] == {"name": "dense", "iterations": 0, "relative_residual": 0.0}
+        assert blocks["solver"]["name"] == "pcg" and blocks["solver"]["iterations"] > 0
+        assert 0 <= blocks["solver"]["relative_residual"] <= 1e-6
+        for side in ("positive", "negative"):
+            assert [p["train_index"] for p in blocks[side]] == [
+                p["train_index"] for p in dense[side]
+            ]
+
+
+@pytest.mark.parametrize(
+    ("section", "options", "field"),
+    [
+        ("lje", {"hessian": "kfac"}, "hessian"),
+        ("influence", {"hessian": 3}, "hessian"),
+        ("lje", {"cg_tolerance": 0}, "cg_tolerance"),
+        ("influence", {"cg_tolerance": 2.0}, "cg_tolerance"),
+        ("lje", {"hessian": "blocks", "weight_layout": "materialised"}, "lje"),
+    ],
+)
+async def test_bad_solver_settings_are_a_422_naming_them(service, section, options, field):
+    spec = {"kind": "linear", "methods": ["lje", "influence"], section: options}
+    async with service.client() as client:
+        response = await client.post(
+            "/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec)
+        )
+    assert response.status_code == 422
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert any(field in str(error) for error in response.json()["errors"])

@@ -1,0 +1,265 @@
+"""Per-class blocks + preconditioned CG (MATH.md §9) against the dense H⁺ and brute force."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import spearmanr
+from sklearn.datasets import load_digits
+from sklearn.linear_model import LogisticRegression
+
+from representer import (
+    HessianMode,
+    InfluenceConfig,
+    InvalidInputError,
+    LinearHead,
+    LJEConfig,
+    MemoryLimitError,
+    Method,
+    contributions,
+    explain,
+    fit,
+)
+from representer.block_hessian import BlockPreconditioner, factor_blocks
+from representer.hessian_solver import choose_hessian
+from representer.pcg import HessianProduct, project
+from tests.helpers.problems import brute_hessian, clustered_problem, probabilities
+
+CONTRIBUTION_RTOL = 1e-4
+"""max |c_blocks − c_dense| / max |c_dense| at the default cg_tolerance (1e-6)."""
+PRODUCT_RTOL = 1e-12
+"""The matrix-free product against the explicit Kronecker Hessian (float64)."""
+SELF_SCORE_SPEARMAN = 0.9
+"""Block self-scores (§9.5) are an estimate; their ranking must still follow the dense one."""
+TOP_K = 10
+GERMAN = Path(__file__).resolve().parents[3] / "shared" / "data" / "german_credit"
+CONFIGS = {Method.LJE: LJEConfig, Method.INFLUENCE: InfluenceConfig}
+
+
+def _head(problem) -> LinearHead:
+    return LinearHead(problem["weights"], problem["bias"])
+
+
+def _both(head, train, labels, method, **fields):
+    config = CONFIGS[method]
+    dense = fit(head, train, labels, method=method, config=config(hessian="dense", **fields))
+    blocks = fit(head, train, labels, method=method, config=config(hessian="blocks", **fields))
+    assert dense.meta["hessian_used"] == "dense" and blocks.meta["hessian_used"] == "blocks"
+    return dense, blocks
+
+
+def _assert_same_answers(dense, blocks, train, test):
+    targets = np.arange(test.shape[0]) % dense.meta["num_classes"]
+    exact = contributions(dense, train, test, target_classes=targets)
+    solved = contributions(blocks, train, test, target_classes=targets)
+    assert np.abs(solved - exact).max() <= CONTRIBUTION_RTOL * np.abs(exact).max()
+    for d_row, b_row in zip(
+        explain(dense, train, test, top_k=TOP_K),
+        explain(blocks, train, test, top_k=TOP_K),
+        strict=True,
+    ):
+        assert set(d_row.positive_indices) == set(b_row.positive_indices)
+        assert set(d_row.negative_indices) == set(b_row.negative_indices)
+        assert d_row.solver.name == "dense" and b_row.solver.name == "pcg"
+        assert b_row.solver.iterations > 0
+        assert b_row.solver.relative_residual <= blocks.meta["cg_tolerance"] * 10
+
+
+@pytest.fixture(scope="module")
+def clustered():
+    return clustered_problem(n_train=800, n_test=6, dim=12, num_classes=5, seed=3)
+
+
+@pytest.mark.parametrize("method", [Method.LJE, Method.INFLUENCE])
+def test_blocks_answers_equal_dense_on_synthetic_heads(clustered, method):
+    train = clustered["train_features"]
+    dense, blocks = _both(_head(clustered), train, clustered["train_labels"], method)
+    _assert_same_answers(dense, blocks, train, clustered["test_features"])
+    rho = spearmanr(dense.self_scores, blocks.self_scores)[0]
+    assert rho >= SELF_SCORE_SPEARMAN
+
+
+def test_blocks_newton_step_keeps_the_decomposition(clustered):
+    """MATH.md §8.2 to the solver's tolerance: Σ_i c_i(t) is the Newton step from Θ*."""
+    train, test = clustered["train_features"], clustered["test_features"]
+    dense, blocks = _both(_head(clustered), train, clustered["train_labels"], Method.LJE)
+    exact = dense.arrays["newton_theta"]
+    np.testing.assert_allclose(
+        blocks.arrays["newton_theta"], exact, rtol=0, atol=CONTRIBUTION_RTOL * np.abs(exact).max()
+    )
+    targets = np.zeros(test.shape[0], dtype=np.int64)
+    total = contributions(blocks, train, test, target_classes=targets).sum(axis=1)
+    newton = np.hstack([test, np.ones((test.shape[0], 1))]) @ blocks.arrays["newton_theta"][0]
+    np.testing.assert_allclose(total, newton, rtol=1e-4)
+
+
+def _german_multiclass():
+    """German credit features with the credit history (5 one-hot classes) as the label."""
+    path = GERMAN / "X_train_clean.csv"
+    header = path.read_text().splitlines()[0].split(",")  # first column: the row number
+    table = np.loadtxt(path, delimiter=",", skiprows=1)
+    history = [j for j, name in enumerate(header) if name.startswith("credithistory")]
+    kept = [j for j, name in enumerate(header) if name not in ("", "id") and j not in history]
+    features = table[:, kept]
+    labels = np.argmax(table[:, history], axis=1)
+    features = (features - features.mean(axis=0)) / (features.std(axis=0) + 1e-12)
+    return features.astype(np.float32), labels.astype(np.int64)
+
+
+@pytest.mark.parametrize("method", [Method.LJE, Method.INFLUENCE])
+def test_blocks_answers_equal_dense_on_german_credit(method):
+    """Real one-hot features (collinear groups: both sides damped) and a 5-class head."""
+    features, labels = _german_multiclass()
+    train, train_labels, test = features[:700], labels[:700], features[700:706]
+    model = LogisticRegression(C=1.0, max_iter=2000).fit(train, train_labels)
+    head = LinearHead(model.coef_, model.intercept_)
+    dense, blocks = _both(head, train, train_labels, method, damping=1e-3)
+    _assert_same_answers(dense, blocks, train, test)
+
+
+def test_dead_features_are_the_pseudo_inverse():
+    """Digits: pixels never lit are dead; blocks (no damping) equal dense without them."""
+    digits = load_digits()
+    features = (digits.data / 16.0).astype(np.float32)
+    live = np.flatnonzero(np.abs(features).sum(axis=0) > 0)
+    assert live.size < features.shape[1]  # the data set really has dead pixels
+    labels = digits.target.astype(np.int64)
+    train, test = features[:900], features[900:904]
+    model = LogisticRegression(C=0.05, max_iter=3000).fit(train[:, live], labels[:900])
+    weights = np.zeros((10, features.shape[1]))
+    weights[:, live] = model.coef_
+    blocks = fit(
+        LinearHead(weights, model.intercept_),
+        train,
+        labels[:900],
+        config=LJEConfig(hessian="blocks"),
+    )
+    dense = fit(
+        LinearHead(model.coef_, model.intercept_),
+        train[:, live],
+        labels[:900],
+        config=LJEConfig(hessian="dense"),
+    )
+    targets = np.arange(4)
+    exact = contributions(dense, train[:, live], test[:, live], target_classes=targets)
+    solved = contributions(blocks, train, test, target_classes=targets)
+    assert np.abs(solved - exact).max() <= CONTRIBUTION_RTOL * np.abs(exact).max()
+
+
+def test_few_points_per_class_are_handled_by_the_ridge():
+    problem = clustered_problem(n_train=300, n_test=4, dim=10, num_classes=4, seed=5)
+    train, labels = problem["train_features"], problem["train_labels"].copy()
+    rare = np.flatnonzero(labels == 3)
+    labels[rare[2:]] = 0  # class 3 keeps two training points: its block is singular
+    dense, blocks = _both(_head(problem), train, labels, Method.LJE)
+    _assert_same_answers(dense, blocks, train, problem["test_features"])
+
+
+def test_matrix_free_product_is_the_exact_hessian(clustered):
+    train = clustered["train_features"].astype(np.float64)[:200]
+    theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    product = HessianProduct(train, probs, 0.0, live)
+    directions = torch.from_numpy(np.random.default_rng(0).normal(size=(3, *theta.shape)))
+    expected = directions.reshape(3, -1).numpy() @ brute_hessian(theta, train)  # H symmetric
+    actual = product(directions).reshape(3, -1).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=PRODUCT_RTOL * np.abs(expected).max())
+    np.testing.assert_allclose(actual.reshape(3, *theta.shape).sum(axis=1), 0.0, atol=1e-12)
+
+
+def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered):
+    train = clustered["train_features"]
+    theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
+    cholesky, _ = factor_blocks(
+        train,
+        probabilities(theta, train.astype(np.float64)),
+        damping=0.0,
+        device=torch.device("cpu"),
+        progress=lambda fraction: None,
+    )
+    precondition = BlockPreconditioner(cholesky)
+    rng = np.random.default_rng(1)
+    left, right = (project(torch.from_numpy(rng.normal(size=(4, *theta.shape)))) for _ in "lr")
+    applied_right, applied_left = precondition(right), precondition(left)
+    np.testing.assert_allclose(applied_right.sum(dim=1).numpy(), 0.0, atol=1e-9)
+    cross = (left * applied_right).sum(dim=(1, 2))
+    mirrored = (applied_left * right).sum(dim=(1, 2))
+    np.testing.assert_allclose(cross.numpy(), mirrored.numpy(), rtol=1e-5)
+    assert bool(((left * applied_left).sum(dim=(1, 2)) > 0).all())
+
+
+def test_binary_heads_stay_dense():
+    problem = clustered_problem(n_train=200, n_test=2, dim=5, num_classes=2, seed=1)
+    head = LinearHead(problem["weights"][1:] - problem["weights"][:1], problem["bias"][1:])
+    state = fit(
+        head, problem["train_features"], problem["train_labels"], config=LJEConfig(hessian="blocks")
+    )
+    assert state.meta["hessian_used"] == "dense"
+    [answer] = explain(state, problem["train_features"], problem["test_features"][:1])
+    assert answer.solver.name == "dense" and answer.solver.iterations == 0
+
+
+def test_auto_is_dense_for_small_heads_and_blocks_for_large_ones():
+    small = choose_hessian(
+        HessianMode.AUTO, n=1000, num_outputs=10, dim=65, memory_budget_bytes=8 * 1024**3
+    )
+    large = choose_hessian(
+        HessianMode.AUTO, n=50_000, num_outputs=10, dim=513, memory_budget_bytes=8 * 1024**3
+    )
+    unaffordable = choose_hessian(
+        HessianMode.AUTO, n=1000, num_outputs=100, dim=769, memory_budget_bytes=8 * 1024**3
+    )
+    assert (small, large, unaffordable) == (
+        HessianMode.DENSE,
+        HessianMode.BLOCKS,
+        HessianMode.BLOCKS,
+    )
+
+
+def test_blocks_beyond_the_memory_budget_are_refused(clustered):
+    with pytest.raises(MemoryLimitError) as error:
+        fit(
+            _head(clustered),
+            clustered["train_features"],
+            clustered["train_labels"],
+            config=LJEConfig(hessian="blocks", memory_budget_bytes=10_000),
+        )
+    assert error.value.argument == "memory_budget_bytes"
+
+
+@pytest.mark.parametrize(
+    ("build", "argument"),
+    [
+        (lambda: LJEConfig(hessian="sparse"), "hessian"),
+        (lambda: InfluenceConfig(hessian="kfac"), "hessian"),
+        (lambda: LJEConfig(cg_tolerance=0.0), "cg_tolerance"),
+        (lambda: LJEConfig(cg_tolerance=1.0), "cg_tolerance"),
+        (lambda: InfluenceConfig(cg_tolerance=float("nan")), "cg_tolerance"),
+        (lambda: InfluenceConfig(cg_tolerance=True), "cg_tolerance"),
+        (lambda: LJEConfig(hessian="blocks", weight_layout="materialised"), "weight_layout"),
+    ],
+)
+def test_bad_solver_settings_name_the_setting(build, argument):
+    with pytest.raises(InvalidInputError) as error:
+        build()
+    assert error.value.argument == argument
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_blocks_precompute_on_cuda_equals_cpu(clustered):
+    train, labels = clustered["train_features"], clustered["train_labels"]
+    config = LJEConfig(hessian="blocks")
+    on_cpu = fit(_head(clustered), train, labels, config=config)
+    on_cuda = fit(_head(clustered), train, labels, config=config, device="cuda")
+    test = clustered["test_features"]
+    targets = np.zeros(test.shape[0], dtype=np.int64)
+    np.testing.assert_allclose(
+        contributions(on_cuda, train, test, target_classes=targets),
+        contributions(on_cpu, train, test, target_classes=targets),
+        rtol=1e-4,
+        atol=1e-8,
+    )
