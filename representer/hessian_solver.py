@@ -1,4 +1,4 @@
-"""Which Hessian solver a head gets, and the block + PCG solver itself (MATH.md §9).
+"""Which Hessian solver a head gets, and the block + PCG solver itself (docs/math.md §9).
 
 ``choose_hessian`` resolves ``HessianMode.AUTO``; ``BlockSystem`` bundles the matrix-free
 product, the block preconditioner and the tolerance, is built at precompute

@@ -144,7 +144,7 @@ def _blocks_solve(
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
-    """Blocks + PCG (MATH.md §9): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
+    """Blocks + PCG (docs/math.md §9): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
     n = train_features.shape[0]
     residuals = at_dagger.residuals  # r† (n, k)
     system = BlockSystem.fit(

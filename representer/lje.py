@@ -202,7 +202,7 @@ def _blocks_solve(
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, float]]:
-    """Blocks + PCG (MATH.md §9): the Newton step by PCG, self-contributions from the blocks."""
+    """Blocks + PCG (docs/math.md §9): the Newton step by PCG, self-contributions from the blocks."""
     n = train_features.shape[0]
     probabilities = probabilities_from_residuals(at_star.residuals, own_class)  # P* (n, k)
     system = BlockSystem.fit(
@@ -373,7 +373,7 @@ def _pcg_directions(
     test_augmented: np.ndarray,
     rows_class: np.ndarray,
 ) -> tuple[np.ndarray, list[SolverReport]]:
-    """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (MATH.md §9.3), shape (m, k, D), float64."""
+    """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (docs/math.md §9.3), shape (m, k, D), float64."""
     m, dim = test_augmented.shape
     num_classes = state.arrays["theta_star"].shape[0]
     rhs = torch.zeros((m, num_classes, dim), dtype=torch.float64)
