@@ -17,6 +17,7 @@ from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
 from app.ops.endpoints import router as ops_router
+from app.ui import router as ui_router
 from rps_server.settings import Environment, Settings, get_settings
 
 __all__ = ["create_app", "check_startup"]
@@ -72,6 +73,6 @@ def create_app(
     install_problem_handlers(app)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has its id
-    for router in (models_router, explain_router, debug_router, ops_router):
+    for router in (models_router, explain_router, debug_router, ops_router, ui_router):
         app.include_router(router)
     return app

@@ -44,13 +44,13 @@ import httpx
 import numpy as np
 
 from rps.client import Client
-from tests.helpers.backing_services import fresh_postgres_database
+from tests.helpers.backing_services import fresh_postgres_database, redis_url_for
 from tests.helpers.problems import sampled_head_problem
 from tests.helpers.processes import RPS_SCRIPT, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUT_DIR = REPO_ROOT / "benchmarks" / "out"
-REDIS_URL = os.environ.get("RPS_BENCH_REDIS", "redis://127.0.0.1:6379/12")
+REDIS_URL = os.environ.get("RPS_BENCH_REDIS", redis_url_for("benchmarks"))
 TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
 TARGET_P99_16_MS = 200.0

@@ -129,7 +129,8 @@ class TrainPoint(Base):
 
 
 class TestPoint(Base):
-    """One stored test point; ``(model_id, test_id)`` is unique and indexed."""
+    """One stored test point with its label and predicted class; ``(model_id, test_id)`` is
+    unique and indexed."""
 
     __tablename__ = "test_points"
     __test__ = False  # not a pytest test class
@@ -141,6 +142,8 @@ class TestPoint(Base):
     test_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     test_id: Mapped[str] = mapped_column(String(200))
     label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    predicted_class: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    """The registered head's prediction (None for points stored before it was kept)."""
     record: Mapped[Any] = mapped_column(JSON, nullable=True)
 
 

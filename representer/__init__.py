@@ -12,6 +12,7 @@ Typical use::
 
 from representer.config import (
     DEFAULT_CG_TOLERANCE,
+    DEFAULT_MEMORY_BUDGET_BYTES,
     HessianMode,
     InfluenceConfig,
     L2Config,
@@ -30,11 +31,13 @@ from representer.errors import (
 from representer.explanation import Explanation, SolverReport
 from representer.fitting import fit
 from representer.head import LinearHead
+from representer.hessian_solver import check_capacity
 from representer.query import contributions, explain
 from representer.state import FittedState
 
 __all__ = [
     "DEFAULT_CG_TOLERANCE",
+    "DEFAULT_MEMORY_BUDGET_BYTES",
     "Explanation",
     "FittedState",
     "HessianMode",
@@ -50,6 +53,7 @@ __all__ = [
     "SingularSystemError",
     "SolverReport",
     "WeightLayout",
+    "check_capacity",
     "contributions",
     "default_config",
     "explain",

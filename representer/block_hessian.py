@@ -1,4 +1,4 @@
-"""Per-class Hessian blocks: the PCG preconditioner and the block self-scores (docs/math.md §9.2-§9.5).
+"""Per-class Hessian blocks: the PCG preconditioner and the block self-scores (docs/math.md §10.2, §10.4).
 
 H_cc = (1/n) Σ_i P_ic(1 − P_ic) φ̃_i φ̃_iᵀ + (ε_c + δ) I, with a ridge ε_c = ``BLOCK_RIDGE`` ·
 tr(H_cc)/D (at least that fraction of the mean block's) so every block is positive definite

@@ -21,7 +21,7 @@ __all__ = [
 
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
 DEFAULT_CG_TOLERANCE = 1e-6
-"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §9.4); float64 products reach
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §10.3); float64 products reach
 it in about 20 iterations on the benchmark heads and the rankings then equal dense ones."""
 
 
@@ -51,7 +51,7 @@ class WeightLayout(str, Enum):
 
 
 class HessianMode(str, Enum):
-    """How H⁺ is applied (docs/math.md §9).
+    """How H⁺ is applied (docs/math.md §10).
 
     ``DENSE`` factorises the (k_out·D)² Hessian once (queries are one product with its
     inverse); ``BLOCKS`` keeps k per-class D×D factors and solves every query by

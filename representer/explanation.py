@@ -11,7 +11,7 @@ __all__ = ["DENSE_SOLVE", "Explanation", "SolverReport"]
 
 @dataclass(frozen=True)
 class SolverReport:
-    """How the H⁺ term of an explanation was solved (docs/math.md §9.4).
+    """How the H⁺ term of an explanation was solved (docs/math.md §10.3).
 
     Attributes
     ----------

@@ -1,4 +1,4 @@
-"""Which Hessian solver a head gets, and the block + PCG solver itself (docs/math.md §9).
+"""Which Hessian solver a head gets, and the block + PCG solver itself (docs/math.md §10).
 
 ``choose_hessian`` resolves ``HessianMode.AUTO``; ``BlockSystem`` bundles the matrix-free
 product, the block preconditioner and the tolerance, is built at precompute
@@ -8,24 +8,30 @@ product, the block preconditioner and the tolerance, is built at precompute
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from representer.block_hessian import BlockPreconditioner, block_bytes, factor_blocks
-from representer.config import HessianMode
+from representer.config import HessianMode, InfluenceConfig, LJEConfig, MethodConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.explanation import SolverReport
 from representer.hessian import FACTOR_COPIES, check_hessian_memory
 from representer.pcg import HessianProduct, PCGResult, solve_pcg
 from representer.progress import ProgressCallback
+from representer.state import FittedState
 
 __all__ = [
     "AUTO_DENSE_MAX_FLOPS",
     "BlockSystem",
     "blocks_memory_bytes",
+    "check_capacity",
+    "SolvedVectors",
+    "solve_with_state",
     "choose_hessian",
     "pcg_reports",
 ]
@@ -36,6 +42,11 @@ about 1.4·(kD)³ to factor and invert, stays below this (tens of seconds on a s
 ``benchmarks/large_heads.py`` measured n=50,000, d=512, k=10, 1.5e12 flops, several times
 slower to precompute dense than with blocks). Dense queries are one product with M,
 PCG queries a few passes over the features, so small heads stay dense."""
+
+
+SOLVED_VECTORS_BYTES = 256 * 1024**2
+"""How much of recently solved H⁺b a state keeps for repeated queries (per method)."""
+_SCRATCH_LOCK = threading.Lock()
 
 
 def blocks_memory_bytes(n: int, num_classes: int, dim: int) -> int:
@@ -70,6 +81,28 @@ def choose_hessian(
             argument="memory_budget_bytes",
         )
     return HessianMode.BLOCKS
+
+
+def check_capacity(
+    config: MethodConfig, *, n: int, num_outputs: int, feature_dim: int
+) -> HessianMode | None:
+    """The Hessian a head will get under ``config``, known from the shapes alone.
+
+    Raises ``MemoryLimitError`` (naming ``memory_budget_bytes``) when no solver the config
+    allows fits its ``memory_budget_bytes``; None for RPS-l2, which has no Hessian.
+    """
+    if not isinstance(config, (LJEConfig, InfluenceConfig)):
+        return None
+    mode = config.hessian
+    if isinstance(config, LJEConfig) and config.weight_layout is WeightLayout.MATERIALISED:
+        mode = HessianMode.DENSE
+    return choose_hessian(
+        mode,
+        n=n,
+        num_outputs=num_outputs,
+        dim=feature_dim + 1,
+        memory_budget_bytes=config.memory_budget_bytes,
+    )
 
 
 def pcg_reports(result: PCGResult) -> list[SolverReport]:
@@ -145,3 +178,99 @@ class BlockSystem:
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
         return solve_pcg(self.product, self.preconditioner, rhs, tolerance=self.tolerance)
+
+
+class SolvedVectors:
+    """A bounded, thread-safe LRU of solved directions X = mat(H⁺ Π b) by query key."""
+
+    def __init__(self, max_bytes: int = SOLVED_VECTORS_BYTES) -> None:
+        self._entries: OrderedDict[Hashable, tuple[np.ndarray, SolverReport]] = OrderedDict()
+        self._bytes = 0
+        self._max_bytes = max_bytes
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> tuple[np.ndarray, SolverReport] | None:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is not None:
+                self._entries.move_to_end(key)
+            return entry
+
+    def put(self, key: Hashable, solution: np.ndarray, report: SolverReport) -> None:
+        if solution.nbytes > self._max_bytes:
+            return
+        with self._lock:
+            if key in self._entries:
+                return
+            self._entries[key] = (solution, report)
+            self._bytes += solution.nbytes
+            while self._bytes > self._max_bytes:
+                _, (evicted, _) = self._entries.popitem(last=False)
+                self._bytes -= evicted.nbytes
+
+
+def _state_solver(state: FittedState, train_features: np.ndarray) -> BlockSystem:
+    """The block system of ``state`` over ``train_features`` (factors copied once per state)."""
+    with _SCRATCH_LOCK:
+        if "block_system" not in state.scratch:
+            state.scratch["block_system"] = BlockSystem.from_arrays(
+                state.arrays,
+                train_features,
+                damping=float(state.meta["damping"]),
+                tolerance=float(state.meta["cg_tolerance"]),
+            )
+            state.scratch["solved_vectors"] = SolvedVectors()
+        system: BlockSystem = state.scratch["block_system"]
+    if system.product.train_features is not train_features:
+        product = system.product
+        system = BlockSystem(
+            HessianProduct(train_features, product.probabilities, product.damping, product.live),
+            system.preconditioner,
+            system.tolerance,
+        )
+    return system
+
+
+def solve_with_state(
+    state: FittedState,
+    train_features: np.ndarray,
+    right_hand_sides: np.ndarray,
+    keys: list[Hashable],
+) -> tuple[np.ndarray, list[SolverReport]]:
+    """X_j = mat(H⁺ Π b_j) for every j by PCG, reusing vectors solved for the same key.
+
+    Parameters
+    ----------
+    state : FittedState with block arrays
+    train_features : ndarray of shape (n, d)
+    right_hand_sides : ndarray of shape (m, k, D), float64
+    keys : list of m hashables
+        What determines b_j (target class and test row): equal keys, equal b.
+
+    Returns
+    -------
+    directions : ndarray of shape (m, k, D), float64
+    reports : list of m ``SolverReport`` (a reused vector repeats its solve's report)
+    """
+    system = _state_solver(state, train_features)
+    solved: SolvedVectors = state.scratch["solved_vectors"]
+    directions = np.empty(right_hand_sides.shape)
+    reports: list[SolverReport | None] = [None] * len(keys)
+    missing: dict[Hashable, list[int]] = {}
+    for row, key in enumerate(keys):
+        hit = solved.get(key)
+        if hit is None:
+            missing.setdefault(key, []).append(row)
+        else:
+            directions[row], reports[row] = hit
+    if missing:
+        firsts = [rows[0] for rows in missing.values()]
+        result = system.solve(torch.from_numpy(right_hand_sides[firsts]))
+        solutions = result.solution.cpu().numpy()
+        for position, ((key, rows), report) in enumerate(
+            zip(missing.items(), pcg_reports(result), strict=True)
+        ):
+            solved.put(key, solutions[position], report)
+            for row in rows:
+                directions[row], reports[row] = solutions[position], report
+    return directions, [report for report in reports if report is not None]

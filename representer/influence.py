@@ -11,6 +11,8 @@ is the suspicious-label score.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 import torch
 
@@ -20,7 +22,12 @@ from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
 from representer.head import LinearHead
 from representer.hessian import HessianFactor, factorize_hessian
-from representer.hessian_solver import BlockSystem, choose_hessian, pcg_reports
+from representer.hessian_solver import (
+    BlockSystem,
+    choose_hessian,
+    pcg_reports,
+    solve_with_state,
+)
 from representer.kernel import directions_from_rows, kernel_scores
 from representer.likelihood import (
     predicted_class_from_logits,
@@ -144,7 +151,7 @@ def _blocks_solve(
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, dict[str, float]]:
-    """Blocks + PCG (docs/math.md §9): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
+    """Blocks + PCG (docs/math.md §10): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
     n = train_features.shape[0]
     residuals = at_dagger.residuals  # r† (n, k)
     system = BlockSystem.fit(
@@ -240,14 +247,10 @@ def influence_contributions(
     test_gradients = test_residuals[:, :, None] * test_augmented[:, None, :]  # g_t (m, k_out, D)
     reports = [DENSE_SOLVE] * m
     if "block_cholesky" in arrays:
-        system = BlockSystem.from_arrays(
-            arrays,
-            train_features,
-            damping=float(state.meta["damping"]),
-            tolerance=float(state.meta["cg_tolerance"]),
-        )
-        result = system.solve(torch.from_numpy(test_gradients))
-        directions, reports = result.solution.numpy(), pcg_reports(result)
+        keys: list[Hashable] = [
+            (int(c), row.tobytes()) for c, row in zip(target_classes, test_augmented, strict=True)
+        ]
+        directions, reports = solve_with_state(state, train_features, test_gradients, keys)
     else:
         directions = directions_from_rows(
             np.asarray(arrays["hessian_inverse"]),

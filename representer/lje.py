@@ -13,6 +13,8 @@ toward class 0 the sign flips, §5). Queries use the kernel form or materialised
 
 from __future__ import annotations
 
+from collections.abc import Hashable
+
 import numpy as np
 import torch
 
@@ -27,7 +29,12 @@ from representer.feature_blocks import (
 )
 from representer.head import LinearHead
 from representer.hessian import factorize_hessian
-from representer.hessian_solver import BlockSystem, choose_hessian, pcg_reports
+from representer.hessian_solver import (
+    BlockSystem,
+    choose_hessian,
+    pcg_reports,
+    solve_with_state,
+)
 from representer.kernel import kernel_scores
 from representer.likelihood import (
     predicted_class_from_logits,
@@ -202,7 +209,7 @@ def _blocks_solve(
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray, dict[str, float]]:
-    """Blocks + PCG (docs/math.md §9): the Newton step by PCG, self-contributions from the blocks."""
+    """Blocks + PCG (docs/math.md §10): the Newton step by PCG, self-contributions from the blocks."""
     n = train_features.shape[0]
     probabilities = probabilities_from_residuals(at_star.residuals, own_class)  # P* (n, k)
     system = BlockSystem.fit(
@@ -373,16 +380,12 @@ def _pcg_directions(
     test_augmented: np.ndarray,
     rows_class: np.ndarray,
 ) -> tuple[np.ndarray, list[SolverReport]]:
-    """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (docs/math.md §9.3), shape (m, k, D), float64."""
+    """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (docs/math.md §10.3), shape (m, k, D), float64."""
     m, dim = test_augmented.shape
     num_classes = state.arrays["theta_star"].shape[0]
-    rhs = torch.zeros((m, num_classes, dim), dtype=torch.float64)
-    rhs[torch.arange(m), torch.from_numpy(rows_class)] = torch.from_numpy(test_augmented)
-    system = BlockSystem.from_arrays(
-        state.arrays,
-        train_features,
-        damping=float(state.meta["damping"]),
-        tolerance=float(state.meta["cg_tolerance"]),
-    )
-    result = system.solve(rhs)
-    return result.solution.numpy(), pcg_reports(result)
+    rhs = np.zeros((m, num_classes, dim))
+    rhs[np.arange(m), rows_class] = test_augmented  # e_c ⊗ φ̃_t
+    keys: list[Hashable] = [
+        (int(c), row.tobytes()) for c, row in zip(rows_class, test_augmented, strict=True)
+    ]
+    return solve_with_state(state, train_features, rhs, keys)

@@ -1,4 +1,4 @@
-"""The exact Hessian as a matrix-free product, and batched preconditioned CG (docs/math.md §9).
+"""The exact Hessian as a matrix-free product, and batched preconditioned CG (docs/math.md §10).
 
 For V (k, D): mat(H vec V) = (1/n) Σ_i A_i V φ̃_i φ̃_iᵀ with A_i = diag(P_i) − P_i P_iᵀ, i.e.
 Z = Φ̃ Vᵀ (n, k), Z'_i = P_i ⊙ Z_i − P_i (P_iᵀ Z_i), then Z'ᵀ Φ̃ / n: two GEMMs streamed over

@@ -47,6 +47,9 @@ class FittedState:
     method: Method
     arrays: Mapping[str, np.ndarray]
     meta: Mapping[str, Any] = field(default_factory=dict)
+    scratch: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    """Query-time objects derived from the arrays (the block solver, recently solved
+    vectors), built on first use and never saved."""
 
     @property
     def self_scores(self) -> np.ndarray:

@@ -51,6 +51,7 @@ def _serve(args: argparse.Namespace) -> int:
                 make_sessionmaker(make_engine(settings.resolved_database_url)), broker
             )
     app = create_app(settings, broker=broker)
+    logger.info("viewer: http://%s:%d/ui", args.host, args.port)
     if args.demo:
         _start_demo(f"http://{args.host}:{args.port}", settings)
     try:

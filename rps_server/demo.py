@@ -1,8 +1,10 @@
-"""The demo model `rps serve --demo` registers: XGBoost on the breast-cancer data set.
+"""The demo models `rps serve --demo` registers: XGBoost on the breast-cancer data set, and
+an image model on the 8×8 digits (``rps_server.demo_digits``).
 
-The data ships inside scikit-learn (no download). The booster is trained with a fixed
-seed on a fixed train/test split, registered through the public client like any user's
-model, and a ready-to-paste ``curl`` for ``GET /explain`` is logged once it is ready.
+The data ship inside scikit-learn (no download). The models are trained with a fixed seed
+on fixed train/test splits, registered through the public client like any user's models,
+and the viewer's address and a ready-to-paste ``curl`` for ``GET /explain`` are logged once
+they are ready.
 """
 
 from __future__ import annotations
@@ -111,39 +113,85 @@ def train_demo_booster(data: DemoData, *, seed: int = DEMO_SEED):
     return xgboost.train(params, matrix, num_boost_round=40)
 
 
+def _registered(client: Client, name: str) -> str | None:
+    """The id of this tenant's model called ``name``, if one exists."""
+    for model in client.list_models():
+        if model.get("name") == name:
+            logger.info("demo model %s already registered (%s)", model["id"], model.get("status"))
+            return str(model["id"])
+    return None
+
+
 def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = True) -> str:
-    """Register the demo model unless one named ``DEMO_NAME`` exists; returns its id."""
+    """Register the demo models unless they exist; returns the breast-cancer model's id.
+
+    Both models are trained before either is registered: nothing trains in this process
+    while the in-process worker precomputes (XGBoost and the engine then never share it).
+    """
+    from rps_server.demo_digits import (
+        DIGITS_NAME,
+        DIGITS_OPTIONS,
+        fit_digits_head,
+        load_digits_data,
+    )
+
     with Client(base_url, api_key=api_key) as client:
-        existing = [model for model in client.list_models() if model.get("name") == DEMO_NAME]
-        if existing:
-            model_id = existing[0]["id"]
-            logger.info(
-                "demo model %s already registered (%s)", model_id, existing[0].get("status")
-            )
-            return model_id
+        model_id = _registered(client, DEMO_NAME)
+        digits_id = _registered(client, DIGITS_NAME)
         data = load_demo_data()
-        booster = train_demo_booster(data)
-        model = client.register_xgboost(
-            booster,
-            data.train_inputs,
-            data.train_labels,
-            test_inputs=data.test_inputs,
-            test_labels=data.test_labels,
-            name=DEMO_NAME,
-            class_names=data.class_names,
-            methods=list(DEMO_METHODS),
-            train_ids=data.train_ids,
-            train_records=data.records(data.train_inputs),
-            test_ids=data.test_ids,
-            test_records=data.records(data.test_inputs),
-        )
-        model_id = model["id"]
-        logger.info("demo model %s registered, precomputing %s", model_id, ", ".join(DEMO_METHODS))
+        booster = None if model_id else train_demo_booster(data)
+        digits = None if digits_id else load_digits_data()
+        digits_head = None if digits is None else fit_digits_head(digits)
+        if booster is not None:
+            model_id = client.register_xgboost(
+                booster,
+                data.train_inputs,
+                data.train_labels,
+                test_inputs=data.test_inputs,
+                test_labels=data.test_labels,
+                name=DEMO_NAME,
+                class_names=data.class_names,
+                methods=list(DEMO_METHODS),
+                train_ids=data.train_ids,
+                train_records=data.records(data.train_inputs),
+                test_ids=data.test_ids,
+                test_records=data.records(data.test_inputs),
+            )["id"]
+            logger.info(
+                "demo model %s registered, precomputing %s", model_id, ", ".join(DEMO_METHODS)
+            )
+        if digits is not None and digits_head is not None:
+            digits_id = client.register_linear(
+                *digits_head,
+                digits.train_features,
+                digits.train_labels,
+                name=DIGITS_NAME,
+                class_names=digits.class_names,
+                methods=list(DEMO_METHODS),
+                train_ids=digits.train_ids,
+                train_records=digits.train_records,
+                test_features=digits.test_features,
+                test_labels=digits.test_labels,
+                test_ids=digits.test_ids,
+                test_records=digits.test_records,
+                lje=DIGITS_OPTIONS["lje"],
+                influence=DIGITS_OPTIONS["influence"],
+            )["id"]
+            logger.info(
+                "image demo %s registered (8x8 digits, %d training labels flipped on purpose)",
+                digits_id,
+                len(digits.flipped),
+            )
+        assert model_id is not None and digits_id is not None  # registered or found above
         if wait:
-            client.wait_ready(model_id, timeout=READY_WAIT_S, progress=False)
+            for waited in (model_id, digits_id):
+                client.wait_ready(waited, timeout=READY_WAIT_S, progress=False)
             auth = "" if api_key is None else ' -H "Authorization: Bearer $RPS_API_KEY"'
             logger.info(
-                "demo model ready; try:\n  curl%s '%s/explain?model_id=%s&test_id=%s&k=5'",
+                "demo models ready; open %s/ui/models/%s to see digits explained, or try:\n"
+                "  curl%s '%s/explain?model_id=%s&test_id=%s&k=5'",
+                client.base_url,
+                digits_id,
                 auth,
                 client.base_url,
                 model_id,

@@ -104,6 +104,12 @@ class Settings(BaseSettings):
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    memory_budget_bytes: int = Field(
+        default=8 * 1024**3,
+        gt=0,
+        description="Ceiling on what one method's Hessian may hold; a spec may lower it, not "
+        "raise it, and a head no solver can serve within it is refused at registration.",
+    )
     log_level: str = Field(default="INFO", description="DEBUG | INFO | WARNING | ERROR.")
     log_format: LogFormat = Field(
         default="text",

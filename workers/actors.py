@@ -19,6 +19,7 @@ def make_runner(settings: Settings) -> JobRunner:
         sessions=make_sessionmaker(engine),
         store=ArtifactStore(settings.artifact_dir),
         device=settings.device,
+        memory_budget_bytes=settings.memory_budget_bytes,
     )
 
 

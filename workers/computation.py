@@ -17,6 +17,7 @@ import numpy as np
 from models_store import ArtifactStore, ModelFiles, ModelKind, ResultFiles
 from representer import (
     DEFAULT_CG_TOLERANCE,
+    DEFAULT_MEMORY_BUDGET_BYTES,
     FittedState,
     InfluenceConfig,
     L2Config,
@@ -25,6 +26,7 @@ from representer import (
     Method,
     fit,
 )
+from representer.likelihood import predicted_class_from_logits
 
 __all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
 
@@ -48,6 +50,8 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    test_predicted_class : ndarray of shape (m,), int64, or None
+        The registered head's prediction for each stored test point (None without a test set).
     """
 
     directory: Path
@@ -55,10 +59,13 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    test_predicted_class: np.ndarray | None = None
 
 
-def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-    """The engine config of ``method`` from a stored spec."""
+def method_config(
+    spec: dict[str, Any], method: Method, *, ceiling: int
+) -> LJEConfig | L2Config | InfluenceConfig:
+    """The engine config of ``method`` from a stored spec, within the memory ``ceiling``."""
     if method is Method.LJE:
         options = spec.get("lje", {})
         return LJEConfig(
@@ -67,6 +74,7 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
             weight_layout=options.get("weight_layout", "auto"),
             hessian=options.get("hessian", "auto"),
             cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+            memory_budget_bytes=_budget(options, ceiling),
         )
     if method is Method.L2:
         return L2Config(lam=spec.get("l2", {}).get("lambda", 0.003))
@@ -75,7 +83,13 @@ def method_config(spec: dict[str, Any], method: Method) -> LJEConfig | L2Config 
         damping=options.get("damping", 0.0),
         hessian=options.get("hessian", "auto"),
         cg_tolerance=options.get("cg_tolerance", DEFAULT_CG_TOLERANCE),
+        memory_budget_bytes=_budget(options, ceiling),
     )
+
+
+def _budget(options: dict[str, Any], ceiling: int) -> int:
+    """The spec's memory_budget_bytes, never above the operator's ceiling."""
+    return min(options.get("memory_budget_bytes") or ceiling, ceiling)
 
 
 def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
@@ -103,12 +117,25 @@ def _booster_features(files: ModelFiles, result: ResultFiles, spec: dict[str, An
     return embedding.head
 
 
+def _test_predictions(head: LinearHead, result: ResultFiles) -> np.ndarray | None:
+    """The head's predicted class of every stored test point, shape (m,) int64, or None."""
+    test_features = result.load_optional(result.test_features)
+    if test_features is None or len(test_features) == 0:
+        return None
+    predicted = [  # in blocks: a large memory-mapped test set is never read whole
+        predicted_class_from_logits(head.logits(test_features[start : start + 4096]))
+        for start in range(0, len(test_features), 4096)
+    ]
+    return np.concatenate(predicted).astype(np.int64)
+
+
 def compute_result(
     store: ArtifactStore,
     inputs: ModelInputs,
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -118,7 +145,14 @@ def compute_result(
         )
     result = files.new_result()
     try:
-        return _compute_into(files, inputs, result, device=device, progress=progress)
+        return _compute_into(
+            files,
+            inputs,
+            result,
+            device=device,
+            progress=progress,
+            memory_budget_bytes=memory_budget_bytes,
+        )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
         raise
@@ -131,6 +165,7 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    memory_budget_bytes: int,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
@@ -159,7 +194,7 @@ def _compute_into(
             train_features,
             train_labels,
             method=method,
-            config=method_config(inputs.spec, method),
+            config=method_config(inputs.spec, method, ceiling=memory_budget_bytes),
             device=device,
             progress=report,
         )
@@ -179,4 +214,5 @@ def _compute_into(
             for key, value in primary.diagnostics.items()
             if isinstance(value, (int, float)) and math.isfinite(value)
         },
+        test_predicted_class=_test_predictions(head, result),
     )

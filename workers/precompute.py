@@ -31,7 +31,7 @@ from models_store import (
     TrainPoint,
     utcnow,
 )
-from representer import Method, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES, Method, RepresenterError
 from rps_server.logs import log_context
 from workers.computation import ModelInputs, PrecomputeResult, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
@@ -50,6 +50,7 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -67,7 +68,11 @@ class JobRunner:
         started = time.perf_counter()
         try:
             result = compute_result(
-                self.store, inputs, device=self.device, progress=self._progress_writer(job_id)
+                self.store,
+                inputs,
+                device=self.device,
+                progress=self._progress_writer(job_id),
+                memory_budget_bytes=self.memory_budget_bytes,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
@@ -199,9 +204,9 @@ class JobRunner:
                     for i, v in enumerate(values)
                 ],
             )
-        _insert_batches(session, TestPoint, self._test_rows(model_id))
+        _insert_batches(session, TestPoint, self._test_rows(model_id, result))
 
-    def _test_rows(self, model_id: str) -> list[dict]:
+    def _test_rows(self, model_id: str, result: PrecomputeResult) -> list[dict]:
         files = ModelFiles(self.store, model_id)
         test_ids = self.store.load_json(files.input("test_ids.json"))
         labels_path, records_path = files.input("test_labels.npy"), files.input("test_records.json")
@@ -209,12 +214,18 @@ class JobRunner:
         records = (
             self.store.load_json(records_path) if records_path.exists() else [None] * len(test_ids)
         )
+        predicted = (
+            result.test_predicted_class.tolist()
+            if result.test_predicted_class is not None
+            else [None] * len(test_ids)
+        )
         return [
             {
                 "model_id": model_id,
                 "test_index": i,
                 "test_id": test_id,
                 "label": labels[i],
+                "predicted_class": predicted[i],
                 "record": records[i],
             }
             for i, test_id in enumerate(test_ids)

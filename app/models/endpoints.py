@@ -1,4 +1,4 @@
-"""Routes of the models domain: register, status, list, delete."""
+"""Routes of the models domain: register, status, list, delete, stored test points."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.dependencies import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
 from app.models import service
-from app.models.schemas import ModelList, ModelPublic
+from app.models.schemas import ModelList, ModelPublic, TestPointPage
 from app.models.uploads import receive_multipart
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -59,3 +59,27 @@ def get_model(session: SessionDep, model: ModelDep) -> ModelPublic:
 def delete_model(session: SessionDep, model: ModelDep, context: ContextDep) -> Response:
     service.delete_model(session, model, context=context)
     return Response(status_code=204)
+
+
+@router.get("/{model_id}/test-points", response_model=TestPointPage)
+def list_test_points(
+    session: SessionDep,
+    model: ModelDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: OffsetQuery = 0,
+    label: Annotated[int | None, Query(description="Only points with this label.")] = None,
+    correct: Annotated[
+        bool | None, Query(description="Only points the head predicts right (true) or wrong.")
+    ] = None,
+    test_id: Annotated[str | None, Query(description="Only the point with this id.")] = None,
+) -> TestPointPage:
+    """The model's stored test points: id, label, the head's predicted class, record."""
+    return service.test_points(
+        session,
+        model,
+        label=label,
+        correct=correct,
+        test_id=test_id,
+        limit=limit,
+        offset=offset,
+    )

@@ -23,8 +23,15 @@ from app.models.validation import (
     reject,
 )
 from models_store import ModelKind
+from representer import MemoryLimitError, check_capacity
 
-__all__ = ["StoredFile", "RegistrationPlan", "plan_registration", "MIN_TRAIN_POINTS"]
+__all__ = [
+    "StoredFile",
+    "RegistrationPlan",
+    "plan_registration",
+    "check_capacity_of_plan",
+    "MIN_TRAIN_POINTS",
+]
 
 MIN_TRAIN_POINTS = 2
 _SHARED_PARTS = {
@@ -199,3 +206,32 @@ def _plan_test_set(
         check_labels("test_labels", labels, length=n_test, num_classes=num_classes)
         files.append(StoredFile(upload.parts["test_labels"].path, "test_labels.npy", "int64"))
     return n_test
+
+
+def check_capacity_of_plan(plan: RegistrationPlan, *, ceiling: int) -> None:
+    """Refuse, before anything is stored, a head that no allowed solver serves in memory.
+
+    ``ceiling`` is the operator's ``RPS_MEMORY_BUDGET_BYTES``; a spec's
+    ``<method>.memory_budget_bytes`` may lower it, never raise it.
+    """
+    for method in plan.spec.methods:
+        field = f"spec.{method.value}.memory_budget_bytes"
+        requested = getattr(getattr(plan.spec, method.value), "memory_budget_bytes", None)
+        if requested is not None and requested > ceiling:
+            raise InvalidRequestError(
+                f"{field}={requested} is above the operator's ceiling "
+                f"RPS_MEMORY_BUDGET_BYTES={ceiling}; a spec may only lower it",
+                errors=[FieldError(field, f"at most {ceiling}", "spec")],
+            )
+        try:
+            check_capacity(
+                plan.spec.method_config(method, ceiling=ceiling),
+                n=plan.n_train,
+                num_outputs=plan.num_outputs,
+                feature_dim=plan.feature_dim,
+            )
+        except MemoryLimitError as error:
+            raise InvalidRequestError(
+                f"{method.value}: {error} (the ceiling is RPS_MEMORY_BUDGET_BYTES={ceiling})",
+                errors=[FieldError(field, f"this head needs more than {ceiling} bytes", "spec")],
+            ) from error

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import ColumnElement, and_, delete, func, select, true
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFoundError
@@ -15,6 +15,8 @@ __all__ = [
     "list_tenant_models",
     "count_tenant_models",
     "delete_model_rows",
+    "test_points_page",
+    "count_test_points",
 ]
 
 
@@ -74,3 +76,57 @@ def delete_model_rows(session: Session, model_id: str) -> None:
         session.execute(delete(table).where(table.model_id == model_id))
     session.execute(delete(Model).where(Model.id == model_id))
     session.flush()
+
+
+def _test_point_filter(
+    model_id: str, *, label: int | None, correct: bool | None, test_id: str | None
+) -> ColumnElement[bool]:
+    """Rows of ``model_id`` with ``label``, predicted right or wrong, with id ``test_id``
+    (each only if given)."""
+    conditions: list[ColumnElement[bool]] = [TestPoint.model_id == model_id]
+    if test_id is not None:
+        conditions.append(TestPoint.test_id == test_id)
+    if label is not None:
+        conditions.append(TestPoint.label == label)
+    if correct is not None:
+        known = and_(TestPoint.label.is_not(None), TestPoint.predicted_class.is_not(None))
+        agrees = TestPoint.label == TestPoint.predicted_class
+        conditions.append(and_(known, agrees if correct else ~agrees))
+    return and_(true(), *conditions)
+
+
+def test_points_page(
+    session: Session,
+    model_id: str,
+    *,
+    label: int | None,
+    correct: bool | None,
+    test_id: str | None,
+    limit: int,
+    offset: int,
+) -> list[TestPoint]:
+    """Stored test points of ``model_id`` in stored order, filtered."""
+    query = (
+        select(TestPoint)
+        .where(_test_point_filter(model_id, label=label, correct=correct, test_id=test_id))
+        .order_by(TestPoint.test_index)
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(session.scalars(query).all())
+
+
+def count_test_points(
+    session: Session,
+    model_id: str,
+    *,
+    label: int | None,
+    correct: bool | None,
+    test_id: str | None,
+) -> int:
+    query = (
+        select(func.count())
+        .select_from(TestPoint)
+        .where(_test_point_filter(model_id, label=label, correct=correct, test_id=test_id))
+    )
+    return session.scalar(query) or 0

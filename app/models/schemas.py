@@ -19,7 +19,15 @@ from representer import (
     WeightLayout,
 )
 
-__all__ = ["ModelSpec", "ModelPublic", "ModelList", "EmbeddingName", "QueueName"]
+__all__ = [
+    "ModelSpec",
+    "ModelPublic",
+    "ModelList",
+    "TestPointPublic",
+    "TestPointPage",
+    "EmbeddingName",
+    "QueueName",
+]
 
 _STRICT = ConfigDict(extra="forbid", allow_inf_nan=False, populate_by_name=True)
 
@@ -41,6 +49,9 @@ HESSIAN_DESCRIPTION = (
     "Hessian at query time (k times less memory and precompute); auto picks (binary: dense)"
 )
 CG_TOLERANCE_DESCRIPTION = "relative residual at which PCG stops (hessian blocks)"
+MEMORY_DESCRIPTION = (
+    "lowers the operator's RPS_MEMORY_BUDGET_BYTES for this method (never raises it)"
+)
 
 
 class LJESpec(BaseModel):
@@ -55,6 +66,7 @@ class LJESpec(BaseModel):
     cg_tolerance: float = Field(
         default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
     )
+    memory_budget_bytes: int | None = Field(default=None, gt=0, description=MEMORY_DESCRIPTION)
 
     @model_validator(mode="after")
     def _materialised_needs_dense(self) -> LJESpec:
@@ -62,13 +74,14 @@ class LJESpec(BaseModel):
             raise ValueError("weight_layout 'materialised' needs hessian 'dense' or 'auto'")
         return self
 
-    def to_config(self) -> LJEConfig:
+    def to_config(self, *, ceiling: int) -> LJEConfig:
         return LJEConfig(
             lr=self.lr,
             damping=self.damping,
             weight_layout=self.weight_layout,
             hessian=self.hessian,
             cg_tolerance=self.cg_tolerance,
+            memory_budget_bytes=min(self.memory_budget_bytes or ceiling, ceiling),
         )
 
 
@@ -76,7 +89,7 @@ class L2Spec(BaseModel):
     model_config = _STRICT
     lam: float = Field(default=0.003, gt=0, alias="lambda")
 
-    def to_config(self) -> L2Config:
+    def to_config(self, *, ceiling: int) -> L2Config:
         return L2Config(lam=self.lam)
 
 
@@ -87,10 +100,14 @@ class InfluenceSpec(BaseModel):
     cg_tolerance: float = Field(
         default=DEFAULT_CG_TOLERANCE, gt=0, lt=1, description=CG_TOLERANCE_DESCRIPTION
     )
+    memory_budget_bytes: int | None = Field(default=None, gt=0, description=MEMORY_DESCRIPTION)
 
-    def to_config(self) -> InfluenceConfig:
+    def to_config(self, *, ceiling: int) -> InfluenceConfig:
         return InfluenceConfig(
-            damping=self.damping, hessian=self.hessian, cg_tolerance=self.cg_tolerance
+            damping=self.damping,
+            hessian=self.hessian,
+            cg_tolerance=self.cg_tolerance,
+            memory_budget_bytes=min(self.memory_budget_bytes or ceiling, ceiling),
         )
 
 
@@ -120,14 +137,16 @@ class ModelSpec(BaseModel):
             raise ValueError("methods must be distinct")
         return methods
 
-    def method_config(self, method: Method) -> LJEConfig | L2Config | InfluenceConfig:
-        """The engine config of ``method`` from this spec."""
+    def method_config(
+        self, method: Method, *, ceiling: int
+    ) -> LJEConfig | L2Config | InfluenceConfig:
+        """The engine config of ``method`` from this spec, within the operator's ``ceiling``."""
         specs: dict[Method, LJESpec | L2Spec | InfluenceSpec] = {
             Method.LJE: self.lje,
             Method.L2: self.l2,
             Method.INFLUENCE: self.influence,
         }
-        return specs[method].to_config()
+        return specs[method].to_config(ceiling=ceiling)
 
 
 class ModelPublic(BaseModel):
@@ -157,3 +176,28 @@ class ModelPublic(BaseModel):
 class ModelList(BaseModel):
     items: list[ModelPublic]
     total: int
+
+
+class TestPointPublic(BaseModel):
+    """One stored test point: its id, label, the head's predicted class and its record."""
+
+    __test__ = False  # not a pytest test class
+
+    test_id: str
+    test_index: int
+    label: int | None
+    predicted_class: int | None
+    """None for models precomputed before predicted classes were stored."""
+    record: Any = None
+
+
+class TestPointPage(BaseModel):
+    """A page of ``GET /models/{id}/test-points`` (``total`` counts the filtered points)."""
+
+    __test__ = False
+
+    model_id: str
+    total: int
+    limit: int
+    offset: int
+    items: list[TestPointPublic]

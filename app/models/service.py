@@ -11,19 +11,33 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.core.errors import FieldError, InvalidRequestError
+from app.core.errors import ConflictError, FieldError, InvalidRequestError
 from app.core.transactions import after_commit, on_rollback
 from app.models import repository
-from app.models.plans import RegistrationPlan, plan_registration
-from app.models.schemas import ModelList, ModelPublic, ModelSpec
+from app.models.plans import RegistrationPlan, check_capacity_of_plan, plan_registration
+from app.models.schemas import (
+    ModelList,
+    ModelPublic,
+    ModelSpec,
+    TestPointPage,
+    TestPointPublic,
+)
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
-from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus
+from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus, TestPoint
 from rps_server.broker import enqueue_precompute
 
-__all__ = ["parse_spec", "register", "to_public", "list_models", "delete_model"]
+__all__ = [
+    "parse_spec",
+    "register",
+    "to_public",
+    "list_models",
+    "delete_model",
+    "test_points",
+]
 
 logger = logging.getLogger(__name__)
+TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -100,6 +114,7 @@ def register(
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
     plan = plan_registration(upload, parse_spec(upload))
+    check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
     try:
@@ -175,3 +190,64 @@ def delete_model(session: Session, model: Model, *, context: ServiceContext) -> 
         context.store.delete_model(model_id)
 
     after_commit(session, remove_files)
+
+
+def _test_point_public(point: TestPoint) -> TestPointPublic:
+    return TestPointPublic(
+        test_id=point.test_id,
+        test_index=point.test_index,
+        label=point.label,
+        predicted_class=point.predicted_class,
+        record=point.record,
+    )
+
+
+def test_points(
+    session: Session,
+    model: Model,
+    *,
+    label: int | None,
+    correct: bool | None,
+    test_id: str | None = None,
+    limit: int,
+    offset: int,
+) -> TestPointPage:
+    """A page of the ready ``model``'s stored test points, filtered by label and by whether
+    the head predicted them right (points without a label or prediction match neither), and
+    to the one point ``test_id`` when given.
+
+    Raises 409 with the model's status when it is not ready (its points are stored at the
+    end of the precompute) and 422 naming ``label`` when it is not a class index.
+    """
+    if model.status != ModelStatus.READY.value:
+        public = get_model_public(session, model).model_dump(mode="json")
+        raise ConflictError(
+            f"model {model.id} is {model.status}, not ready: its test points are stored "
+            "when the precompute finishes",
+            extra={"model_status": model.status, "model": public},
+        )
+    if test_id is not None and not (test_id.isprintable() and len(test_id) <= TEST_ID_CHARS):
+        test_id = ""  # no stored id can match (and PostgreSQL refuses NUL parameters)
+    if label is not None and not 0 <= label < model.num_classes:
+        raise InvalidRequestError(
+            f"label must be a class index in 0..{model.num_classes - 1}, got {label}",
+            errors=[FieldError("label", f"not in 0..{model.num_classes - 1}", "query")],
+        )
+    points = repository.test_points_page(
+        session,
+        model.id,
+        label=label,
+        correct=correct,
+        test_id=test_id,
+        limit=limit,
+        offset=offset,
+    )
+    return TestPointPage(
+        model_id=model.id,
+        total=repository.count_test_points(
+            session, model.id, label=label, correct=correct, test_id=test_id
+        ),
+        limit=limit,
+        offset=offset,
+        items=[_test_point_public(point) for point in points],
+    )

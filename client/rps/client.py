@@ -221,7 +221,7 @@ class Client:
         methods: Sequence[str] | None = None,
         lje: Mapping[str, float | str] | None = None,
         l2: Mapping[str, float] | None = None,
-        influence: Mapping[str, float] | None = None,
+        influence: Mapping[str, float | str] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_features: np.ndarray | None = None,
@@ -289,7 +289,7 @@ class Client:
         embedding: str | None = None,
         lje: Mapping[str, float | str] | None = None,
         l2: Mapping[str, float] | None = None,
-        influence: Mapping[str, float] | None = None,
+        influence: Mapping[str, float | str] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_ids: Sequence[str] | None = None,
@@ -461,6 +461,24 @@ class Client:
             "target": target,
         }
         return self._json("POST", "/explain", json=payload)["explanations"]
+
+    def test_points(
+        self,
+        model_id: str,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        label: int | None = None,
+        correct: bool | None = None,
+    ) -> JsonBody:
+        """A page of the model's stored test points (id, label, predicted class, record),
+        optionally only those with ``label`` or predicted right (``correct=True``) or wrong."""
+        params: dict[str, Any] = {"limit": limit, "offset": offset}
+        if label is not None:
+            params["label"] = int(label)
+        if correct is not None:
+            params["correct"] = "true" if correct else "false"
+        return self._json("GET", f"/models/{model_id}/test-points", params=params)
 
     def suspicious(
         self, model_id: str, *, method: str = "lje", limit: int = 50, offset: int = 0

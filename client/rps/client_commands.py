@@ -1,4 +1,5 @@
-"""Client subcommands of the ``rps`` console script: register, wait, status, explain, suspicious.
+"""Client subcommands of the ``rps`` console script: register, wait, status, test-points,
+explain, suspicious.
 
 ``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
 running service: the URL comes from ``--url`` or ``RPS_URL`` (default
@@ -32,7 +33,8 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``register``, ``wait``, ``status``, ``explain`` and ``suspicious`` to ``subparsers``.
+    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain`` and ``suspicious``
+    to ``subparsers``.
 
     Each parser gets ``func`` set to its handler, which returns the exit code.
     """
@@ -51,6 +53,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_register(subparsers, common)
     _add_wait(subparsers, common)
     _add_status(subparsers, common)
+    _add_test_points(subparsers, common)
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
 
@@ -75,6 +78,14 @@ def _add_register(subparsers, common) -> None:
     parser.add_argument("--lje-lr", type=float)
     parser.add_argument("--lje-damping", type=float)
     parser.add_argument("--l2-lambda", type=float)
+    parser.add_argument(
+        "--hessian",
+        choices=["auto", "dense", "blocks"],
+        help="lje and influence: dense factor, per-class blocks + CG (large heads), or auto",
+    )
+    parser.add_argument(
+        "--cg-tolerance", type=float, help="lje and influence: CG stopping residual (blocks)"
+    )
     parser.add_argument(
         "--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding"
     )
@@ -111,6 +122,24 @@ def _add_status(subparsers, common) -> None:
     )
     parser.add_argument("model_id", nargs="?")
     parser.set_defaults(func=_status)
+
+
+def _add_test_points(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "test-points", parents=[common], help="stored test points with label and prediction"
+    )
+    parser.add_argument("model_id")
+    parser.add_argument("--label", type=int, help="only points with this label")
+    outcome = parser.add_mutually_exclusive_group()
+    outcome.add_argument(
+        "--correct", dest="correct", action="store_const", const=True, help="only right ones"
+    )
+    outcome.add_argument(
+        "--wrong", dest="correct", action="store_const", const=False, help="only wrong ones"
+    )
+    parser.add_argument("--limit", type=int, default=20)
+    parser.add_argument("--offset", type=int, default=0)
+    parser.set_defaults(func=_test_points)
 
 
 def _add_explain(subparsers, common) -> None:
@@ -206,10 +235,15 @@ def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
         lje["lr"] = args.lje_lr
     if args.lje_damping is not None:
         lje["damping"] = args.lje_damping
+    influence = dict(spec.get("influence") or {})
+    for key, value in (("hessian", args.hessian), ("cg_tolerance", args.cg_tolerance)):
+        if value is not None:
+            lje[key] = influence[key] = value
     l2 = dict(spec.get("l2") or {})
     if args.l2_lambda is not None:
         l2["lambda"] = args.l2_lambda
     spec["lje"], spec["l2"] = lje or None, l2 or None
+    spec["influence"] = influence or None
     if args.embedding:
         spec["xgboost"] = {**(spec.get("xgboost") or {}), "embedding": args.embedding}
     return spec
@@ -224,6 +258,7 @@ def _register(args: argparse.Namespace) -> int:
         methods=spec.get("methods"),
         lje=spec.get("lje"),
         l2=spec.get("l2"),
+        influence=spec.get("influence"),
         test_labels=_load_npy(args.test_labels),
         train_ids=_load_json(args.train_ids),
         train_records=_load_json(args.train_records),
@@ -293,6 +328,34 @@ def _status(args: argparse.Namespace) -> int:
         for m in models
     ]
     print(_table(["id", "name", "kind", "status", "progress", "n_train", "methods"], rows))
+    return 0
+
+
+@_guarded
+def _test_points(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        body = client.test_points(
+            args.model_id,
+            limit=args.limit,
+            offset=args.offset,
+            label=args.label,
+            correct=args.correct,
+        )
+    if args.json:
+        print(json.dumps(body, indent=2))
+        return 0
+    items = body.get("items") or []
+    print(f"model {body.get('model_id')}  {len(items)} of {body.get('total')} test points")
+    rows = [
+        [
+            item.get("test_id"),
+            item.get("label"),
+            item.get("predicted_class"),
+            _short(item.get("record")),
+        ]
+        for item in items
+    ]
+    print(_table(["test_id", "label", "predicted", "record"], rows))
     return 0
 
 

@@ -6,8 +6,6 @@ service returns over HTTP with ``representer``'s own for the same head, features
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 import representer
@@ -17,81 +15,6 @@ import representer
 CONTRIBUTION_RTOL = 1e-4
 CONTRIBUTION_ATOL_FRACTION = 1e-5  # of the largest |contribution| of that test point
 LOGIT_ATOL = 1e-4
-
-
-@dataclass(frozen=True)
-class LinearProblem:
-    """A trained linear head and its data.
-
-    Attributes
-    ----------
-    weights : ndarray of shape (k_out, d), float64
-    bias : ndarray of shape (k_out,), float64
-    train_features : ndarray of shape (n, d), float32
-    train_labels : ndarray of shape (n,), int64
-    test_features : ndarray of shape (m, d), float32
-    test_labels : ndarray of shape (m,), int64
-    """
-
-    weights: np.ndarray
-    bias: np.ndarray
-    train_features: np.ndarray
-    train_labels: np.ndarray
-    test_features: np.ndarray
-    test_labels: np.ndarray
-
-    @property
-    def head(self) -> representer.LinearHead:
-        return representer.LinearHead(self.weights, self.bias)
-
-
-def make_linear_problem(
-    *, seed: int, n_train: int, n_test: int, dim: int, num_classes: int
-) -> LinearProblem:
-    """Gaussian clusters, 5 % of labels flipped, and a head trained on them.
-
-    The head is trained by plain gradient descent on the cross-entropy: it fits the data
-    well, as a user's would, without being an exact optimum. ``num_classes == 2`` gives a
-    one-logit sigmoid head.
-    """
-    rng = np.random.default_rng(seed)
-    centres = rng.normal(scale=1.5, size=(num_classes, dim))
-    labels = rng.integers(0, num_classes, size=n_train + n_test)
-    features = (centres[labels] + rng.normal(size=(n_train + n_test, dim))).astype(np.float32)
-    flipped = rng.random(labels.shape) < 0.05
-    labels = np.where(flipped, (labels + 1) % num_classes, labels).astype(np.int64)
-    weights, bias = _train_head(
-        features[:n_train].astype(np.float64), labels[:n_train], num_classes
-    )
-    return LinearProblem(
-        weights=weights,
-        bias=bias,
-        train_features=features[:n_train],
-        train_labels=labels[:n_train],
-        test_features=features[n_train:],
-        test_labels=labels[n_train:],
-    )
-
-
-def _train_head(
-    features: np.ndarray, labels: np.ndarray, num_classes: int, *, steps: int = 200, lr: float = 0.5
-):
-    n, dim = features.shape
-    outputs = 1 if num_classes == 2 else num_classes
-    weights = np.zeros((outputs, dim))
-    bias = np.zeros(outputs)
-    targets = labels[:, None].astype(np.float64) if outputs == 1 else np.eye(num_classes)[labels]
-    for _ in range(steps):
-        logits = features @ weights.T + bias  # (n, k_out)
-        if outputs == 1:
-            probabilities = 1.0 / (1.0 + np.exp(-logits))
-        else:
-            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
-        error = (probabilities - targets) / n  # (n, k_out)
-        weights -= lr * error.T @ features
-        bias -= lr * error.sum(axis=0)
-    return weights, bias
 
 
 def head_accuracy(head, features, labels) -> float:

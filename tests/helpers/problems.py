@@ -1,5 +1,11 @@
-"""Synthetic problems and float64 reference maths (MATH.md §1): features, labels drawn from a
-known softmax model (so the maximum-likelihood head exists), and heads fitted to it exactly."""
+"""Every synthetic problem of the tests and benchmarks, and float64 reference maths (docs/math.md):
+
+* ``make_problem``: labels drawn from a known softmax model, head fitted exactly (engine tests);
+* ``linear_problem``: a random head and labels from its logits, 5 % flipped (service tests);
+* ``make_linear_problem``: Gaussian clusters and a head trained by gradient descent
+  (integration tests, which compare the service with the engine);
+* ``sampled_head_problem``, ``memmapped_problem``, ``clustered_problem``: benchmark sizes.
+"""
 
 from __future__ import annotations
 
@@ -199,3 +205,104 @@ def clustered_problem(
         "test_features": features[n_train:],
         "test_labels": labels[n_train:],
     }
+
+
+def linear_problem(
+    *, n: int = 200, d: int = 8, k: int = 3, m: int = 6, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """A small separable-ish problem with a trained-looking head (k=1: binary)."""
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(n, d))
+    weights = rng.normal(size=(k, d))
+    bias = rng.normal(size=k) * 0.1
+    logits = features @ weights.T + bias
+    labels = (
+        (logits[:, 0] > 0).astype(np.int64) if k == 1 else logits.argmax(axis=1).astype(np.int64)
+    )
+    flip = rng.choice(n, size=n // 20, replace=False)  # a few wrong labels
+    labels[flip] = (labels[flip] + 1) % (2 if k == 1 else k)
+    test = rng.normal(size=(m, d))
+    test_labels = rng.integers(0, 2 if k == 1 else k, size=m)
+    return {
+        "weights": weights,
+        "bias": bias,
+        "train_features": features,
+        "train_labels": labels,
+        "test_features": test,
+        "test_labels": test_labels,
+    }
+
+
+@dataclass(frozen=True)
+class LinearProblem:
+    """A trained linear head and its data.
+
+    Attributes
+    ----------
+    weights : ndarray of shape (k_out, d), float64
+    bias : ndarray of shape (k_out,), float64
+    train_features : ndarray of shape (n, d), float32
+    train_labels : ndarray of shape (n,), int64
+    test_features : ndarray of shape (m, d), float32
+    test_labels : ndarray of shape (m,), int64
+    """
+
+    weights: np.ndarray
+    bias: np.ndarray
+    train_features: np.ndarray
+    train_labels: np.ndarray
+    test_features: np.ndarray
+    test_labels: np.ndarray
+
+    @property
+    def head(self) -> LinearHead:
+        return LinearHead(self.weights, self.bias)
+
+
+def make_linear_problem(
+    *, seed: int, n_train: int, n_test: int, dim: int, num_classes: int
+) -> LinearProblem:
+    """Gaussian clusters, 5 % of labels flipped, and a head trained on them.
+
+    The head is trained by plain gradient descent on the cross-entropy: it fits the data
+    well, as a user's would, without being an exact optimum. ``num_classes == 2`` gives a
+    one-logit sigmoid head.
+    """
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(scale=1.5, size=(num_classes, dim))
+    labels = rng.integers(0, num_classes, size=n_train + n_test)
+    features = (centres[labels] + rng.normal(size=(n_train + n_test, dim))).astype(np.float32)
+    flipped = rng.random(labels.shape) < 0.05
+    labels = np.where(flipped, (labels + 1) % num_classes, labels).astype(np.int64)
+    weights, bias = _train_head(
+        features[:n_train].astype(np.float64), labels[:n_train], num_classes
+    )
+    return LinearProblem(
+        weights=weights,
+        bias=bias,
+        train_features=features[:n_train],
+        train_labels=labels[:n_train],
+        test_features=features[n_train:],
+        test_labels=labels[n_train:],
+    )
+
+
+def _train_head(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, *, steps: int = 200, lr: float = 0.5
+):
+    n, dim = features.shape
+    outputs = 1 if num_classes == 2 else num_classes
+    weights = np.zeros((outputs, dim))
+    bias = np.zeros(outputs)
+    targets = labels[:, None].astype(np.float64) if outputs == 1 else np.eye(num_classes)[labels]
+    for _ in range(steps):
+        logits = features @ weights.T + bias  # (n, k_out)
+        if outputs == 1:
+            probabilities = 1.0 / (1.0 + np.exp(-logits))
+        else:
+            shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+            probabilities = shifted / shifted.sum(axis=1, keepdims=True)
+        error = (probabilities - targets) / n  # (n, k_out)
+        weights -= lr * error.T @ features
+        bias -= lr * error.sum(axis=0)
+    return weights, bias

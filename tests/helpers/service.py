@@ -63,32 +63,6 @@ class Service:
             return session.scalar(select(func.count()).select_from(Model))
 
 
-def linear_problem(
-    *, n: int = 200, d: int = 8, k: int = 3, m: int = 6, seed: int = 0
-) -> dict[str, np.ndarray]:
-    """A small separable-ish problem with a trained-looking head (k=1: binary)."""
-    rng = np.random.default_rng(seed)
-    features = rng.normal(size=(n, d))
-    weights = rng.normal(size=(k, d))
-    bias = rng.normal(size=k) * 0.1
-    logits = features @ weights.T + bias
-    labels = (
-        (logits[:, 0] > 0).astype(np.int64) if k == 1 else logits.argmax(axis=1).astype(np.int64)
-    )
-    flip = rng.choice(n, size=n // 20, replace=False)  # a few wrong labels
-    labels[flip] = (labels[flip] + 1) % (2 if k == 1 else k)
-    test = rng.normal(size=(m, d))
-    test_labels = rng.integers(0, 2 if k == 1 else k, size=m)
-    return {
-        "weights": weights,
-        "bias": bias,
-        "train_features": features,
-        "train_labels": labels,
-        "test_features": test,
-        "test_labels": test_labels,
-    }
-
-
 def linear_parts(
     problem: dict[str, np.ndarray], spec: dict[str, Any], **extra: Any
 ) -> dict[str, Any]:

@@ -9,22 +9,20 @@ except under ``CI=true``, where that is a failure.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.helpers.backing_services import fresh_postgres_database, unavailable
+from tests.helpers.backing_services import (
+    REDIS_BASE_URL,
+    claim_redis_database,
+    fresh_postgres_database,
+    unavailable,
+)
 from tests.helpers.processes import REPO_ROOT, Backend, ServiceProcess, clean_env, free_port
 
-REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
-# tests/service uses index 14 and benchmarks/http_bench.py 12; concurrent runs of this suite
-# each claim one of these
-REDIS_DB_INDICES = (13, 11, 10, 9, 8)
-REDIS_CLAIM_KEY = "rps-integration-test:claim"
-REDIS_CLAIM_TTL_S = 900
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
@@ -35,34 +33,13 @@ def postgres_database() -> Iterator[str]:
         yield url
 
 
-def _claim_redis_database(token: str):
-    """A connection to the first database index in ``REDIS_DB_INDICES`` no other run holds.
-
-    The claim is a key set with NX in that database (expiring, so a crashed run frees it);
-    the database is then emptied but for the claim.
-    """
-    import redis
-
-    for index in REDIS_DB_INDICES:
-        connection = redis.Redis.from_url(f"{REDIS_BASE_URL}/{index}", socket_connect_timeout=3)
-        if connection.set(REDIS_CLAIM_KEY, token, nx=True, ex=REDIS_CLAIM_TTL_S):
-            stale = [
-                key for key in connection.scan_iter(count=1000) if key != REDIS_CLAIM_KEY.encode()
-            ]
-            if stale:
-                connection.delete(*stale)
-            return index, connection
-        connection.close()
-    pytest.fail(f"every Redis database in {REDIS_DB_INDICES} is claimed by another integration run")
-
-
 @pytest.fixture
 def redis_url() -> Iterator[str]:
     """A Redis URL on a database index no concurrent run uses, emptied before and after the test."""
     import redis
 
     try:
-        index, connection = _claim_redis_database(uuid.uuid4().hex)
+        index, connection = claim_redis_database("integration", uuid.uuid4().hex)
     except redis.RedisError as error:
         unavailable(f"Redis unreachable at {REDIS_BASE_URL}: {error}")
     try:

@@ -112,3 +112,23 @@ def test_method_settings_go_into_the_spec():
         "lje": {"lr": 1e-3, "weight_layout": "kernel"},
         "influence": {"damping": 0.01},
     }
+
+
+def test_solver_flags_reach_lje_and_influence(tmp_path):
+    from rps.cli import build_parser
+    from rps.client_commands import _merged_spec
+
+    spec_file = tmp_path / "spec.json"
+    spec_file.write_text(json.dumps({"kind": "linear", "influence": {"damping": 0.01}}))
+    args = build_parser().parse_args(
+        [
+            "register",
+            f"--spec={spec_file}",
+            "--train-labels=labels.npy",
+            "--hessian=blocks",
+            "--cg-tolerance=1e-7",
+        ]
+    )
+    spec = _merged_spec(args)
+    assert spec["lje"] == {"hessian": "blocks", "cg_tolerance": 1e-7}
+    assert spec["influence"] == {"damping": 0.01, "hessian": "blocks", "cg_tolerance": 1e-7}

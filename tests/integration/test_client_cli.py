@@ -13,13 +13,14 @@ import xgboost
 
 from rps.client import Client, ModelFailedError, ServiceError
 from rps_server.demo import DEMO_NAME, load_demo_data, train_demo_booster
+from rps_server.demo_digits import DIGITS_NAME
 from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_prediction_matches,
     assert_suspicious_matches,
     fitted_states,
-    make_linear_problem,
 )
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import RPS_SCRIPT, free_port
 
 pytestmark = pytest.mark.slow
@@ -165,6 +166,21 @@ def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, t
     assert suspicious.returncode == 0
     assert_suspicious_matches(json.loads(suspicious.stdout), state, n_train=240)
 
+    predicted = problem.head.logits(problem.test_features).argmax(axis=1)
+    wrong = [str(i) for i in np.flatnonzero(predicted != problem.test_labels)]
+    points = _rps(embedded_server, "test-points", model["id"], "--wrong", "--json")
+    assert points.returncode == 0, points.stderr
+    page = json.loads(points.stdout)
+    assert [item["test_id"] for item in page["items"]] == wrong and page["total"] == len(wrong)
+    assert [item["predicted_class"] for item in page["items"]] == [
+        int(predicted[int(i)]) for i in wrong
+    ]
+    label = int(problem.test_labels[0])
+    points_table = _rps(embedded_server, "test-points", model["id"], "--label", str(label))
+    expected_total = int(np.sum(problem.test_labels == label))
+    assert points_table.returncode == 0
+    assert f"of {expected_total} test points" in points_table.stdout
+
     missing = _rps(embedded_server, "status", "no-such-model")
     assert missing.returncode == 1 and "404" in missing.stderr
 
@@ -195,7 +211,15 @@ def test_serve_demo_becomes_ready_and_explains(embedded_backend):
         assert decomposition["residual"] == pytest.approx(
             decomposition["model_output"] - decomposition["sum_of_contributions"], abs=1e-6
         )
-    assert "curl" in server.log_tail() and model["id"] in server.log_tail()
+        # the image demo: digits whose records are PNG data URLs, and the viewer's address logged
+        _wait_for_log(server, "curl", timeout=DEMO_READY_TIMEOUT_S)
+        digits = [entry for entry in client.list_models() if entry["name"] == DIGITS_NAME]
+        assert [entry["status"] for entry in digits] == ["ready"]
+        points = client.test_points(digits[0]["id"], limit=3)
+        assert all(item["record"].startswith("data:image/png;base64,") for item in points["items"])
+    log = server.log_tail()
+    assert "curl" in log and model["id"] in log
+    assert f"{server.base_url}/ui" in log and digits[0]["id"] in log
 
     # a restart on the same data directory keeps the one demo model instead of adding another
     server.stop()

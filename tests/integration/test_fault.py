@@ -18,8 +18,8 @@ from tests.helpers.expected_answers import (
     assert_explanation_matches,
     assert_suspicious_matches,
     fitted_states,
-    make_linear_problem,
 )
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from rps.client import Client
-from tests.helpers.expected_answers import make_linear_problem
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import ServiceProcess, start_api, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

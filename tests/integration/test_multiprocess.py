@@ -17,8 +17,8 @@ from tests.helpers.expected_answers import (
     assert_suspicious_matches,
     fitted_states,
     head_accuracy,
-    make_linear_problem,
 )
+from tests.helpers.problems import make_linear_problem
 from tests.helpers.processes import start_api, start_worker, wait_ready_while_alive
 
 pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]

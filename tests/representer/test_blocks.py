@@ -263,3 +263,20 @@ def test_blocks_precompute_on_cuda_equals_cpu(clustered):
         rtol=1e-4,
         atol=1e-8,
     )
+
+
+def test_repeated_queries_reuse_the_solved_vector(clustered):
+    train, test = clustered["train_features"], clustered["test_features"]
+    state = fit(
+        _head(clustered), train, clustered["train_labels"], config=LJEConfig(hessian="blocks")
+    )
+    rows = np.vstack([test[:1], test[:1], test[1:2]])
+    first = explain(state, train, rows, target=[0, 0, 0])
+    solved = state.scratch["solved_vectors"]
+    assert len(solved._entries) == 2  # the duplicated (row, target) was solved once
+    again = explain(state, train, rows[:1], target=[0])
+    assert len(solved._entries) == 2
+    np.testing.assert_array_equal(again[0].positive_contributions, first[0].positive_contributions)
+    assert again[0].solver == first[0].solver == first[1].solver
+    other_target = explain(state, train, rows[:1], target=[1])
+    assert len(solved._entries) == 3 and other_target[0].target_class == 1

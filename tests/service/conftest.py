@@ -10,7 +10,6 @@ Auth is on: tenants ``alice`` and ``bob`` have keys from ``RPS_API_KEYS``.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -22,19 +21,21 @@ from app.main import check_startup
 from models_store import upgrade
 from rps_server.broker import make_broker
 from rps_server.settings import Settings
-from tests.helpers.backing_services import fresh_postgres_database, unavailable
+from tests.helpers.backing_services import (
+    REDIS_BASE_URL,
+    fresh_postgres_database,
+    redis_url_for,
+    unavailable,
+)
+from tests.helpers.problems import linear_problem
 from tests.helpers.service import (
     ALICE_KEY,
     BOB_KEY,
     ReadyModel,
     Service,
-    linear_problem,
     register_ready,
 )
 from workers import declare_actors, make_runner, start_worker
-
-REDIS_BASE_URL = os.environ.get("RPS_TEST_REDIS", "redis://127.0.0.1:6379")
-REDIS_DB_INDEX = 14  # tests/integration uses 13
 
 
 @pytest.fixture(scope="session")
@@ -58,7 +59,7 @@ def redis_url(redis_namespace) -> Iterator[str]:
     """
     import redis
 
-    url = f"{REDIS_BASE_URL}/{REDIS_DB_INDEX}"
+    url = redis_url_for("service")
     connection = redis.Redis.from_url(url, socket_connect_timeout=3)
     try:
         connection.ping()

@@ -11,7 +11,11 @@ import numpy as np
 import pytest
 
 from app.dependencies import MAX_OFFSET
-from tests.helpers.service import linear_parts, linear_problem, npy_bytes
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    linear_parts,
+    npy_bytes,
+)
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 PROBLEM_JSON = "application/problem+json"

@@ -8,6 +8,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 
 from models_store import Base, upgrade
+from tests.helpers.backing_services import fresh_postgres_database
 
 
 def schema_differences(url: str) -> list:
@@ -37,33 +38,19 @@ def test_migrations_match_the_tables(backend, tmp_path, request):
     assert "ix_scores_rank" in names
 
 
-def test_processes_migrating_together_do_not_race(postgres_url):
+def test_processes_migrating_together_do_not_race():
     """Four processes upgrade one fresh PostgreSQL database at once; all succeed."""
     import subprocess
     import sys
-    import uuid
 
-    import psycopg
-
-    admin_url = (
-        postgres_url.replace("postgresql+psycopg://", "postgresql://").rsplit("/", 1)[0]
-        + "/postgres"
-    )
-    name = f"rps_test_race_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-        try:
-            url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-            code = f"from models_store import upgrade; upgrade({url!r})"
-            processes = [
-                subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE)
-                for _ in range(4)
-            ]
-            outcomes = [
-                (process.wait(timeout=120), process.stderr.read().decode()[-300:])
-                for process in processes
-            ]
-            assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
-            assert schema_differences(url) == []
-        finally:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(prefix="rps_test_race_") as url:
+        code = f"from models_store import upgrade; upgrade({url!r})"
+        processes = [
+            subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.PIPE) for _ in range(4)
+        ]
+        outcomes = [
+            (process.wait(timeout=120), process.stderr.read().decode()[-300:])
+            for process in processes
+        ]
+        assert [code for code, _ in outcomes] == [0, 0, 0, 0], outcomes
+        assert schema_differences(url) == []

@@ -11,7 +11,12 @@ import pytest
 from sqlalchemy import func, select
 
 from models_store import Score, TrainPoint
-from tests.helpers.service import BOB, linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    BOB,
+    linear_parts,
+    wait_ready,
+)
 
 SMALL = {"n": 20, "d": 4, "k": 3, "m": 3}
 

@@ -11,7 +11,11 @@ import pytest
 from dramatiq.brokers.redis import RedisBroker
 from sqlalchemy import create_engine
 
-from tests.helpers.service import linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    linear_parts,
+    wait_ready,
+)
 
 
 async def test_healthz_and_readyz(service):

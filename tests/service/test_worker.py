@@ -11,7 +11,11 @@ import pytest
 from sqlalchemy import update
 
 from models_store import Job, Model
-from tests.helpers.service import linear_parts, linear_problem, wait_ready
+from tests.helpers.problems import linear_problem
+from tests.helpers.service import (
+    linear_parts,
+    wait_ready,
+)
 from workers import make_runner, requeue_unfinished_jobs
 
 
@@ -240,6 +244,12 @@ async def test_spec_hessian_blocks_answers_the_dense_ranking_with_its_solver(ser
                 response = await client.get("/explain", params=params)
                 assert response.status_code == 200, response.text
                 answers[hessian, method] = response.json()
+                suspicious = await client.get(
+                    "/debug/suspicious", params={"model_id": ready["id"], "method": method}
+                )
+                assert suspicious.status_code == 200, suspicious.text
+                scores = [item["score"] for item in suspicious.json()["items"]]
+                assert scores and all(score >= 0 for score in scores)
             await client.delete(f"/models/{ready['id']}")
     for method in ("lje", "influence"):
         dense, blocks = answers["dense", method], answers["blocks", method]
@@ -271,3 +281,27 @@ async def test_bad_solver_settings_are_a_422_naming_them(service, section, optio
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     assert any(field in str(error) for error in response.json()["errors"])
+
+
+@pytest.mark.parametrize(
+    ("lje", "message"),
+    [
+        ({"memory_budget_bytes": 16 * 1024**3}, "RPS_MEMORY_BUDGET_BYTES"),
+        ({"memory_budget_bytes": 1000}, "memory_budget_bytes=1000"),
+        ({"hessian": "dense", "memory_budget_bytes": 3000}, "memory_budget_bytes=3000"),
+    ],
+)
+async def test_a_head_beyond_the_memory_ceiling_is_a_422_at_registration(service, lje, message):
+    """A spec may lower the ceiling, not raise it; what the shapes tell is refused up front."""
+    spec = {"kind": "linear", "methods": ["lje"], "lje": lje}
+    async with service.client() as client:
+        before = len((await client.get("/models")).json()["items"])
+        response = await client.post(
+            "/models", files=linear_parts(linear_problem(n=40, d=4, k=3, m=2), spec)
+        )
+        after = len((await client.get("/models")).json()["items"])
+    assert response.status_code == 422, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert message in response.json()["detail"]
+    assert any("spec.lje.memory_budget_bytes" in str(error) for error in response.json()["errors"])
+    assert after == before
