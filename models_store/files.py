@@ -22,13 +22,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from models_store.artifacts import ArtifactStore
+from rps.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from representer.adapters import BoosterEmbedding
+    from representer.adapters import BoosterEmbedding, BoosterLimits
 
-__all__ = ["DEFAULT_EMBEDDING", "ModelFiles", "ResultFiles"]
-
-DEFAULT_EMBEDDING = "tree_margins"
+__all__ = ["ModelFiles", "ResultFiles"]
 
 
 @dataclass(frozen=True)
@@ -109,11 +108,20 @@ class ModelFiles:
             return path
         raise FileNotFoundError(f"model {self.model_id} has no stored booster")
 
-    def load_embedding(self, spec: dict[str, Any]) -> BoosterEmbedding:
-        """The tree embedding φ of an XGBoost model, as its spec's ``xgboost.embedding`` says."""
-        from representer.adapters import BoosterEmbedding, Embedding, load_booster
+    def load_embedding(
+        self, spec: ModelSpec | dict[str, Any], *, limits: BoosterLimits | None = None
+    ) -> BoosterEmbedding:
+        """The tree embedding φ of an XGBoost model, as its spec's ``xgboost.embedding`` says.
 
-        name = spec.get("xgboost", {}).get("embedding", DEFAULT_EMBEDDING)
+        The stored booster passes the structural check (``limits``) again before XGBoost
+        reads it: files stored by an older version never reach native code unchecked.
+        """
+        from representer.adapters import BoosterEmbedding, load_booster
+
+        if not isinstance(spec, ModelSpec):
+            spec = ModelSpec.from_json(spec)
         return BoosterEmbedding.from_booster(
-            load_booster(self.booster_path()), embedding=Embedding(name)
+            load_booster(self.booster_path(), limits=limits),
+            embedding=spec.xgboost.embedding,
+            limits=limits,
         )

@@ -21,6 +21,7 @@ from representer.config import (
     MethodConfig,
     WeightLayout,
     default_config,
+    engine_config,
 )
 from representer.errors import (
     InvalidInputError,
@@ -56,6 +57,7 @@ __all__ = [
     "check_capacity",
     "contributions",
     "default_config",
+    "engine_config",
     "explain",
     "fit",
 ]

@@ -1,12 +1,17 @@
-"""Choices and per-method settings, as small frozen dataclasses (docs/math.md §2-§4)."""
+"""Choices and per-method settings, as small frozen dataclasses (docs/math.md §2-§4).
+
+The defaults of the settings a user can choose are the spec's (``rps.spec.DEFAULT_SPEC``);
+only engine-side limits (memory budget, iteration caps) are defined here. A config field with
+the name of a spec field receives it (``rps.spec.engine_settings``)."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from enum import Enum
 
 from representer.errors import InvalidInputError
+from rps.spec import DEFAULT_SPEC, HessianMode, Method, ModelSpec, WeightLayout, engine_settings
 
 __all__ = [
     "Method",
@@ -17,53 +22,24 @@ __all__ = [
     "InfluenceConfig",
     "MethodConfig",
     "default_config",
+    "engine_config",
 ]
 
 DEFAULT_MEMORY_BUDGET_BYTES = 8 * 1024**3
-DEFAULT_CG_TOLERANCE = 1e-6
-"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (docs/math.md §10.3); float64 products reach
-it in about 20 iterations on the benchmark heads and the rankings then equal dense ones."""
+DEFAULT_CG_TOLERANCE = DEFAULT_SPEC.lje.cg_tolerance
+"""Relative residual ‖b − Hx‖/‖b‖ at which PCG stops (the spec's default; docs/math.md §10.3)."""
 
 
-class Method(str, Enum):
-    """The explanation methods the engine offers."""
-
-    LJE = "lje"  # RPS-LJE, docs/math.md §2
-    L2 = "l2"  # RPS-l2 (Yeh et al. 2018), docs/math.md §3
-    INFLUENCE = "influence"  # last-layer influence function, docs/math.md §4
-
-
-class WeightLayout(str, Enum):
-    """How RPS-LJE keeps what a query needs (docs/math.md §2.4); chosen by measurement.
-
-    ``benchmarks/engine_bench.py`` measured (n=50,000, d=512, k=10, float32 features,
-    2 shared cores) one explain query at 4.6x one streaming f32 pass over the features in
-    the kernel form (its GEMM has k columns) and 1.0x with materialised weights, which
-    cost 2.2x the precompute flops (3.2x the time: 156 s vs 49 s) and k·n·D·4 bytes
-    (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises for
-    k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
-    otherwise (binary heads: the kernel query is already one matvec, 1.0x).
-    """
-
-    AUTO = "auto"
-    KERNEL = "kernel"  # R* (n, k) and M: a query is one (n, D) x (D, k) GEMM
-    MATERIALISED = "materialised"  # W (k, n, D) float32: a query is one (n, D) matvec
-
-
-class HessianMode(str, Enum):
-    """How H⁺ is applied (docs/math.md §10).
-
-    ``DENSE`` factorises the (k_out·D)² Hessian once (queries are one product with its
-    inverse); ``BLOCKS`` keeps k per-class D×D factors and solves every query by
-    preconditioned conjugate gradients on the exact, matrix-free H (queries cost a few
-    passes over the features, the precompute and the memory are about k times smaller).
-    ``AUTO`` takes dense while its predicted precompute and memory are small
-    (``hessian_solver.choose_hessian``) and blocks beyond; a binary head is always dense.
-    """
-
-    AUTO = "auto"
-    DENSE = "dense"
-    BLOCKS = "blocks"
+# Method, WeightLayout and HessianMode are the spec's enums (rps.spec), so the API, the
+# worker and the engine share one list of choices.
+#
+# WeightLayout is chosen by measurement: ``benchmarks/engine_bench.py`` measured (n=50,000,
+# d=512, k=10, float32 features, 2 shared cores) one explain query at 4.6x one streaming f32
+# pass over the features in the kernel form (its GEMM has k columns) and 1.0x with
+# materialised weights, which cost 2.2x the precompute flops (3.2x the time: 156 s vs 49 s)
+# and k·n·D·4 bytes (983 MiB). Queries dominate a service's life, so ``AUTO`` materialises
+# for k_out >= 3 when the weights fit ``memory_budget_bytes`` and keeps the kernel form
+# otherwise (binary heads: the kernel query is already one matvec, 1.0x).
 
 
 def _parse_enum(enum: type[Enum], name: str, value: object) -> Enum:
@@ -104,17 +80,17 @@ def _check_positive(name: str, value: float) -> None:
 class LJEConfig:
     """Settings of RPS-LJE (docs/math.md §2)."""
 
-    lr: float = 0.01
+    lr: float = DEFAULT_SPEC.lje.lr
     """Step size γ of the single gradient-ascent step Θ* = Θ† + γ ḡ(Θ†)."""
-    damping: float = 0.0
+    damping: float = DEFAULT_SPEC.lje.damping
     """δ added to the Hessian's diagonal (H + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
-    weight_layout: WeightLayout = WeightLayout.AUTO
+    weight_layout: WeightLayout = DEFAULT_SPEC.lje.weight_layout
     """Kernel form or materialised per-class weights (see ``WeightLayout``)."""
-    hessian: HessianMode = HessianMode.AUTO
+    hessian: HessianMode = DEFAULT_SPEC.lje.hessian
     """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
-    cg_tolerance: float = DEFAULT_CG_TOLERANCE
+    cg_tolerance: float = DEFAULT_SPEC.lje.cg_tolerance
     """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
@@ -138,7 +114,7 @@ class LJEConfig:
 class L2Config:
     """Settings of RPS-l2 (docs/math.md §3)."""
 
-    lam: float = 0.003
+    lam: float = DEFAULT_SPEC.l2.lam
     """Weight λ of the ridge penalty λ‖Θ‖²_F in the fine-tuning objective."""
     max_iter: int = 1000
     """Iteration cap of the L-BFGS fine-tuning."""
@@ -159,13 +135,13 @@ class L2Config:
 class InfluenceConfig:
     """Settings of the last-layer influence function (docs/math.md §4)."""
 
-    damping: float = 0.0
+    damping: float = DEFAULT_SPEC.influence.damping
     """δ added to the Hessian's diagonal (H† + δI); raise it when the solve is singular."""
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     """Refuse problems whose exact Hessian (plus its factor) would need more than this."""
-    hessian: HessianMode = HessianMode.AUTO
+    hessian: HessianMode = DEFAULT_SPEC.influence.hessian
     """Dense inverse or per-class blocks + PCG (see ``HessianMode``)."""
-    cg_tolerance: float = DEFAULT_CG_TOLERANCE
+    cg_tolerance: float = DEFAULT_SPEC.influence.cg_tolerance
     """Relative residual at which PCG stops (``hessian`` blocks only)."""
 
     def __post_init__(self) -> None:
@@ -183,3 +159,19 @@ def default_config(method: Method) -> MethodConfig:
     return {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[
         Method(method)
     ]()
+
+
+def engine_config(spec: ModelSpec, method: Method, *, ceiling: int) -> MethodConfig:
+    """The config of ``method`` from a model spec: every setting named like a config field.
+
+    ``memory_budget_bytes`` is the spec's (when set) but never above ``ceiling``, the
+    operator's ``RPS_MEMORY_BUDGET_BYTES``.
+    """
+    config = {Method.LJE: LJEConfig, Method.L2: L2Config, Method.INFLUENCE: InfluenceConfig}[
+        Method(method)
+    ]
+    settings = engine_settings(spec.method_settings(method), [f.name for f in fields(config)])
+    if "memory_budget_bytes" in {f.name for f in fields(config)}:
+        requested = settings.get("memory_budget_bytes")
+        settings["memory_budget_bytes"] = min(requested or ceiling, ceiling)
+    return config(**settings)

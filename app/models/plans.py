@@ -23,7 +23,8 @@ from app.models.validation import (
     reject,
 )
 from models_store import ModelKind
-from representer import MemoryLimitError, check_capacity
+from representer import MemoryLimitError, check_capacity, engine_config
+from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = [
     "StoredFile",
@@ -112,8 +113,9 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
     return num_outputs, feature_dim, files
 
 
-def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
-    from representer.adapters import BoosterEmbedding, Embedding, load_booster
+def _booster_head(upload: Upload, spec: ModelSpec, limits: BoosterLimits) -> tuple[int, int, int]:
+    from representer import InvalidInputError
+    from representer.adapters import BoosterEmbedding, load_booster
 
     part = _require(upload, "booster")
     if not part.filename or not part.filename.lower().endswith(BOOSTER_SUFFIXES):
@@ -121,10 +123,14 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
             "booster", "must be an XGBoost model saved as .json or .ubj (file name suffix)"
         )
     try:
-        booster = load_booster(part.path)
+        booster = load_booster(part.path, limits=limits)
         embedding = BoosterEmbedding.from_booster(
-            booster, embedding=Embedding(spec.xgboost.embedding.value)
+            booster, embedding=spec.xgboost.embedding, limits=limits
         )
+    except InvalidInputError as error:  # the structural check names the tree and field
+        named = error.argument or ""
+        field = named if named.startswith("booster") else "booster"
+        raise reject(field, str(error)) from error
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
@@ -139,14 +145,16 @@ def _rows_part(upload: Upload, kind: ModelKind) -> tuple[str, str]:
     )
 
 
-def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
+def plan_registration(
+    upload: Upload, spec: ModelSpec, *, booster_limits: BoosterLimits
+) -> RegistrationPlan:
     """Check every part of ``upload`` for a model of ``spec.kind``; nothing is stored."""
     _check_parts(upload, spec.kind)
     if spec.kind is ModelKind.LINEAR:
         num_outputs, feature_dim, files = _linear_head(upload)
         input_dim, width = None, feature_dim
     else:
-        num_outputs, feature_dim, input_dim = _booster_head(upload, spec)
+        num_outputs, feature_dim, input_dim = _booster_head(upload, spec, booster_limits)
         booster = upload.parts["booster"]
         files, width = (
             [StoredFile(booster.path, f"booster{Path(booster.filename or '').suffix.lower()}")],
@@ -225,7 +233,7 @@ def check_capacity_of_plan(plan: RegistrationPlan, *, ceiling: int) -> None:
             )
         try:
             check_capacity(
-                plan.spec.method_config(method, ceiling=ceiling),
+                engine_config(plan.spec, method, ceiling=ceiling),
                 n=plan.n_train,
                 num_outputs=plan.num_outputs,
                 feature_dim=plan.feature_dim,

@@ -13,15 +13,19 @@ service answers (``application/problem+json``) is raised as one ``ServiceError``
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
 import httpx
 import numpy as np
+
+from rps.spec import Method, ModelSpec, as_json, json_name
 
 __all__ = ["Client", "ServiceError", "ModelFailedError", "WaitTimeoutError"]
 
@@ -128,6 +132,8 @@ def _json_list(values: Iterable[Any]) -> str:
 
 def _plain(value: Any) -> Any:
     """Numpy scalars and arrays inside records turned into JSON-ready Python values."""
+    if isinstance(value, Enum) or (dataclasses.is_dataclass(value) and not isinstance(value, type)):
+        return as_json(value)
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, np.ndarray):
@@ -139,22 +145,33 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _build_spec(kind: str, *, name, class_names, methods, lje, l2, influence, extra) -> str:
-    spec: JsonBody = {"kind": kind}
-    if name is not None:
-        spec["name"] = name
-    if class_names is not None:
-        spec["class_names"] = [str(label) for label in class_names]
-    if methods is not None:
-        spec["methods"] = [getattr(method, "value", method) for method in methods]
-    if lje is not None:
-        spec["lje"] = dict(lje)
-    if l2 is not None:
-        spec["l2"] = dict(l2)
-    if influence is not None:
-        spec["influence"] = dict(influence)
-    spec.update(extra)
-    return json.dumps(spec)
+SPEC_FIELDS = tuple(json_name(item) for item in dataclasses.fields(ModelSpec))
+"""The top-level spec fields ``register_*`` take as keyword arguments."""
+
+
+def _build_spec(
+    kind: str, spec: ModelSpec | Mapping[str, Any] | None, settings: Mapping[str, Any]
+) -> str:
+    """The ``spec`` part: ``spec`` with ``settings`` (top-level fields) over it, unchanged.
+
+    Nothing is dropped or defaulted here: the service validates the spec (``rps.spec``) and
+    answers 422 naming the field. A section given both ways is merged key by key.
+    """
+    document: dict[str, Any] = (
+        spec.to_json() if isinstance(spec, ModelSpec) else dict(_plain(spec or {}))
+    )
+    for key, value in settings.items():
+        if key not in SPEC_FIELDS:
+            raise TypeError(f"unknown spec field {key!r}; the spec has {', '.join(SPEC_FIELDS)}")
+        if value is None:
+            continue
+        value = _plain(value)
+        if isinstance(value, Mapping) and isinstance(document.get(key), Mapping):
+            value = {**document[key], **value}
+        document[key] = value
+    if document.get("kind", kind) != kind:
+        raise ValueError(f"spec kind {document['kind']!r} does not fit a {kind} registration")
+    return json.dumps({"kind": kind, **document})
 
 
 class Client:
@@ -216,18 +233,14 @@ class Client:
         train_features: np.ndarray,
         train_labels: np.ndarray,
         *,
-        name: str | None = None,
-        class_names: Sequence[str] | None = None,
-        methods: Sequence[str] | None = None,
-        lje: Mapping[str, float | str] | None = None,
-        l2: Mapping[str, float] | None = None,
-        influence: Mapping[str, float | str] | None = None,
+        spec: ModelSpec | Mapping[str, Any] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_features: np.ndarray | None = None,
         test_labels: np.ndarray | None = None,
         test_ids: Sequence[str] | None = None,
         test_records: Sequence[Any] | None = None,
+        **settings: Any,
     ) -> JsonBody:
         """Register a linear head over given features; returns the status body (queued).
 
@@ -243,6 +256,12 @@ class Client:
             A stored test set, so ``explain(test_id=...)`` works; with ``test_labels`` (m,).
         train_ids, test_ids : sequences of distinct str, optional
         train_records, test_records : sequences of JSON values, optional
+        spec : rps.spec.ModelSpec or its JSON dict, optional
+            The model spec; ``kind`` is set for you.
+        **settings
+            Top-level spec fields over ``spec`` (``name``, ``class_names``, ``methods``,
+            ``lje``, ``l2``, ``influence``, ``queue``, ... see ``rps.spec.ModelSpec``),
+            sent unchanged; a section given here and in ``spec`` is merged key by key.
         """
         files = [
             _npy_part("weights", weights),
@@ -253,18 +272,8 @@ class Client:
             files.append(_npy_part("bias", bias))
         if test_features is not None:
             files.append(_npy_part("test_features", test_features))
-        spec = _build_spec(
-            "linear",
-            name=name,
-            class_names=class_names,
-            methods=methods,
-            lje=lje,
-            l2=l2,
-            influence=influence,
-            extra={},
-        )
         return self._register(
-            spec,
+            _build_spec("linear", spec, settings),
             files,
             test_labels=test_labels,
             ids_and_records={
@@ -283,17 +292,13 @@ class Client:
         *,
         test_inputs: np.ndarray | None = None,
         test_labels: np.ndarray | None = None,
-        name: str | None = None,
-        class_names: Sequence[str] | None = None,
-        methods: Sequence[str] | None = None,
+        spec: ModelSpec | Mapping[str, Any] | None = None,
         embedding: str | None = None,
-        lje: Mapping[str, float | str] | None = None,
-        l2: Mapping[str, float] | None = None,
-        influence: Mapping[str, float | str] | None = None,
         train_ids: Sequence[str] | None = None,
         train_records: Sequence[Any] | None = None,
         test_ids: Sequence[str] | None = None,
         test_records: Sequence[Any] | None = None,
+        **settings: Any,
     ) -> JsonBody:
         """Register an XGBoost booster; the service computes φ from the raw rows itself.
 
@@ -304,7 +309,10 @@ class Client:
             The raw rows the booster takes.
         train_labels : array of shape (n,), int
         test_inputs : array of shape (m, p), float, optional; with ``test_labels`` (m,)
-        embedding : "tree_margins" (default on the service) or "leaf_onehot"
+        embedding : "tree_margins" (the default) or "leaf_onehot"
+            Shorthand of ``xgboost={"embedding": ...}``.
+        spec, **settings
+            As in ``register_linear``.
         """
         files = [
             _booster_part(booster),
@@ -313,21 +321,13 @@ class Client:
         ]
         if test_inputs is not None:
             files.append(_npy_part("test_inputs", test_inputs))
-        extra = (
-            {"xgboost": {"embedding": getattr(embedding, "value", embedding)}} if embedding else {}
-        )
-        spec = _build_spec(
-            "xgboost",
-            name=name,
-            class_names=class_names,
-            methods=methods,
-            lje=lje,
-            l2=l2,
-            influence=influence,
-            extra=extra,
-        )
+        if embedding is not None:
+            settings = {
+                **settings,
+                "xgboost": {**(settings.get("xgboost") or {}), "embedding": embedding},
+            }
         return self._register(
-            spec,
+            _build_spec("xgboost", spec, settings),
             files,
             test_labels=test_labels,
             ids_and_records={
@@ -421,7 +421,7 @@ class Client:
         features: np.ndarray | None = None,
         inputs: np.ndarray | None = None,
         k: int = 10,
-        method: str = "lje",
+        method: str = Method.LJE.value,
         target: str | int = "predicted",
     ) -> JsonBody | list[JsonBody]:
         """Explain a stored test point (one body) or submitted rows (a list of bodies, in order).
@@ -481,15 +481,17 @@ class Client:
         return self._json("GET", f"/models/{model_id}/test-points", params=params)
 
     def suspicious(
-        self, model_id: str, *, method: str = "lje", limit: int = 50, offset: int = 0
+        self, model_id: str, *, method: str | None = None, limit: int = 50, offset: int = 0
     ) -> JsonBody:
-        """Training points ranked by self-contribution, most suspicious first."""
-        params = {
-            "model_id": model_id,
-            "method": getattr(method, "value", method),
-            "limit": limit,
-            "offset": offset,
-        }
+        """Training points most likely mislabelled first.
+
+        ``method``: lje | l2 | influence (self-contribution) or confidence | confidence_oof |
+        cleanlab | fusion (label-error rankings); None: the service's default, named in the
+        answer's ``method``.
+        """
+        params: dict[str, Any] = {"model_id": model_id, "limit": limit, "offset": offset}
+        if method is not None:
+            params["method"] = getattr(method, "value", method)
         return self._json("GET", "/debug/suspicious", params=params)
 
 

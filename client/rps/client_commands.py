@@ -14,7 +14,9 @@ import json
 import logging
 import os
 import sys
+import typing
 from collections.abc import Callable, Sequence
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +24,17 @@ import httpx
 import numpy as np
 
 from rps.client import Client, ServiceError, WaitTimeoutError
+from rps.spec import Method, leaves
 
 __all__ = ["add_client_commands"]
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 WAIT_TIMEOUT_S = 3600.0
 RECORD_WIDTH = 60
+
+_METHODS = [method.value for method in Method]
+_LABEL_RANKINGS = ["confidence", "confidence_oof", "cleanlab", "fusion"]
+"""Label-error rankings of ``GET /debug/suspicious`` beside the methods' self-scores."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -70,25 +77,12 @@ def _add_register(subparsers, common) -> None:
         "(--booster, --train-inputs). Arrays are .npy files; ids and records JSON files.",
     )
     parser.add_argument(
-        "--spec", type=Path, help="spec JSON file (docs/api.md); flags below override its fields"
+        "--spec",
+        type=_spec_argument,
+        help="the spec (rps.spec.ModelSpec) as inline JSON or a JSON file; every field is "
+        "sent unchanged, and the flags below override its fields",
     )
-    parser.add_argument("--name")
-    parser.add_argument("--class-names", help="comma-separated class names")
-    parser.add_argument("--methods", help="comma-separated methods, e.g. lje,l2,influence")
-    parser.add_argument("--lje-lr", type=float)
-    parser.add_argument("--lje-damping", type=float)
-    parser.add_argument("--l2-lambda", type=float)
-    parser.add_argument(
-        "--hessian",
-        choices=["auto", "dense", "blocks"],
-        help="lje and influence: dense factor, per-class blocks + CG (large heads), or auto",
-    )
-    parser.add_argument(
-        "--cg-tolerance", type=float, help="lje and influence: CG stopping residual (blocks)"
-    )
-    parser.add_argument(
-        "--embedding", choices=["tree_margins", "leaf_onehot"], help="xgboost embedding"
-    )
+    _add_spec_flags(parser)
     parser.add_argument("--weights", type=Path, help="(k, d) .npy: linear head weights")
     parser.add_argument("--bias", type=Path, help="(k,) .npy")
     parser.add_argument("--train-features", type=Path, help="(n, d) .npy: the head's inputs")
@@ -154,7 +148,7 @@ def _add_explain(subparsers, common) -> None:
     parser.add_argument(
         "-k", "--k", type=int, default=10, help="points per side (default %(default)s)"
     )
-    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
     parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
     parser.set_defaults(func=_explain)
 
@@ -164,7 +158,12 @@ def _add_suspicious(subparsers, common) -> None:
         "suspicious", parents=[common], help="training points most likely mislabelled"
     )
     parser.add_argument("model_id")
-    parser.add_argument("--method", default="lje", choices=["lje", "l2", "influence"])
+    parser.add_argument(
+        "--method",
+        default=None,
+        choices=[*_METHODS, *_LABEL_RANKINGS],
+        help="the ranking (default: the service's default label-error ranking)",
+    )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--offset", type=int, default=0)
     parser.set_defaults(func=_suspicious)
@@ -217,35 +216,97 @@ def _load_json(path: Path | None) -> Any:
     return None if path is None else json.loads(path.read_text())
 
 
-def _split(text: str | None) -> list[str] | None:
-    return None if text is None else [piece.strip() for piece in text.split(",") if piece.strip()]
+def _spec_argument(text: str) -> dict[str, Any]:
+    """``--spec``: inline JSON (``{...}``) or the path of a JSON file holding an object."""
+    raw = text if text.lstrip().startswith("{") else Path(text).read_text()
+    try:
+        value = json.loads(raw)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"not valid JSON: {error}") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("the spec must be a JSON object")
+    return value
+
+
+_FLAG_ALIASES = {"xgboost.embedding": ("--embedding",)}
+
+
+def _spec_flag(path: str) -> str:
+    return "--" + path.replace(".", "-").replace("_", "-")
+
+
+def _add_spec_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per spec setting (``--lje-lr``, ``--queue``, ...), from ``rps.spec``.
+
+    A setting added to the spec gets its flag here with no change to this file.
+    """
+    for leaf in leaves():
+        if leaf.path == "kind":
+            continue  # --booster or --weights says it
+        described = f"{leaf.description} (spec {leaf.path}; default {json.dumps(leaf.default)})"
+        options: dict[str, Any] = {
+            "dest": f"spec:{leaf.path}",
+            "metavar": leaf.path.rsplit(".", 1)[-1].upper(),
+            "help": described.replace("%", "%%"),
+        }
+        if typing.get_origin(leaf.annotation) in (tuple, list):
+            options.update(type=_comma_list, metavar="A,B,...")
+        elif isinstance(leaf.annotation, type) and issubclass(leaf.annotation, Enum):
+            choices = [choice.value for choice in leaf.annotation]
+            options.update(choices=choices, metavar="{" + ",".join(choices) + "}")
+        elif leaf.annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif leaf.annotation in (int, float):
+            options["type"] = leaf.annotation
+        parser.add_argument(_spec_flag(leaf.path), *_FLAG_ALIASES.get(leaf.path, ()), **options)
+    for name, paths in _shared_settings().items():
+        leaf = next(leaf for leaf in leaves() if leaf.path == paths[0])
+        shared: dict[str, Any] = {
+            "dest": f"shared:{name}",
+            "metavar": name.upper(),
+            "help": f"sets {', '.join(paths)} at once (their own flags win)",
+        }
+        if isinstance(leaf.annotation, type) and issubclass(leaf.annotation, Enum):
+            shared["choices"] = [choice.value for choice in leaf.annotation]
+        elif leaf.annotation in (int, float):
+            shared["type"] = leaf.annotation
+        parser.add_argument(_spec_flag(name), **shared)
+
+
+def _shared_settings() -> dict[str, list[str]]:
+    """Settings that several method sections have (``hessian``: lje and influence)."""
+    by_name: dict[str, list[str]] = {}
+    methods = {method.value for method in Method}
+    for leaf in leaves():
+        section, _, name = leaf.path.rpartition(".")
+        if section in methods:
+            by_name.setdefault(name, []).append(leaf.path)
+    return {name: paths for name, paths in by_name.items() if len(paths) > 1}
+
+
+def _comma_list(text: str) -> list[str]:
+    return [piece.strip() for piece in text.split(",") if piece.strip()]
 
 
 def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
-    spec = dict(_load_json(args.spec) or {})
-    for key, value in (
-        ("name", args.name),
-        ("class_names", _split(args.class_names)),
-        ("methods", _split(args.methods)),
-    ):
-        if value is not None:
-            spec[key] = value
-    lje = dict(spec.get("lje") or {})
-    if args.lje_lr is not None:
-        lje["lr"] = args.lje_lr
-    if args.lje_damping is not None:
-        lje["damping"] = args.lje_damping
-    influence = dict(spec.get("influence") or {})
-    for key, value in (("hessian", args.hessian), ("cg_tolerance", args.cg_tolerance)):
-        if value is not None:
-            lje[key] = influence[key] = value
-    l2 = dict(spec.get("l2") or {})
-    if args.l2_lambda is not None:
-        l2["lambda"] = args.l2_lambda
-    spec["lje"], spec["l2"] = lje or None, l2 or None
-    spec["influence"] = influence or None
-    if args.embedding:
-        spec["xgboost"] = {**(spec.get("xgboost") or {}), "embedding": args.embedding}
+    """``--spec`` with every given spec flag over it; nothing is dropped or defaulted."""
+    spec = json.loads(json.dumps(args.spec or {}))
+    given = [
+        (path, getattr(args, f"shared:{name}", None))
+        for name, paths in _shared_settings().items()
+        for path in paths
+    ]
+    given += [(leaf.path, getattr(args, f"spec:{leaf.path}", None)) for leaf in leaves()]
+    for path, value in given:
+        if value is None:
+            continue
+        *sections, name = path.split(".")
+        target = spec
+        for section in sections:
+            if not isinstance(target.get(section), dict):
+                target[section] = {}
+            target = target[section]
+        target[name] = value
     return spec
 
 
@@ -253,12 +314,7 @@ def _merged_spec(args: argparse.Namespace) -> dict[str, Any]:
 def _register(args: argparse.Namespace) -> int:
     spec = _merged_spec(args)
     common = dict(
-        name=spec.get("name"),
-        class_names=spec.get("class_names"),
-        methods=spec.get("methods"),
-        lje=spec.get("lje"),
-        l2=spec.get("l2"),
-        influence=spec.get("influence"),
+        spec=spec,
         test_labels=_load_npy(args.test_labels),
         train_ids=_load_json(args.train_ids),
         train_records=_load_json(args.train_records),
@@ -275,7 +331,6 @@ def _register(args: argparse.Namespace) -> int:
                 _require_npy(args.train_inputs, "--train-inputs"),
                 _require_npy(args.train_labels, "--train-labels"),
                 test_inputs=_load_npy(args.test_inputs),
-                embedding=(spec.get("xgboost") or {}).get("embedding"),
                 **common,
             )
         else:
@@ -400,11 +455,18 @@ def _suspicious(args: argparse.Namespace) -> int:
             item.get("label"),
             item.get("predicted_class"),
             _number(item.get("score")),
+            item.get("suggested_label"),
+            _number(item.get("label_error_probability")),
             _short(item.get("record")),
         ]
         for item in body.get("items") or []
     ]
-    print(_table(["rank", "train_id", "label", "predicted", "score", "record"], rows))
+    print(
+        _table(
+            ["rank", "train_id", "label", "predicted", "score", "suggested", "p(error)", "record"],
+            rows,
+        )
+    )
     return 0
 
 

@@ -92,17 +92,17 @@ def test_model_failed_error_carries_the_jobs_problem():
     assert json.loads(json.dumps(error.problem)) == model["error"]
 
 
-def test_method_settings_go_into_the_spec():
+def test_spec_fields_go_into_the_spec_unchanged():
     spec = json.loads(
         _build_spec(
             "linear",
-            name="m",
-            class_names=None,
-            methods=["lje", "influence"],
-            lje={"lr": 1e-3, "weight_layout": "kernel"},
-            l2=None,
-            influence={"damping": 0.01},
-            extra={},
+            {"influence": {"damping": 0.01}, "queue": "gpu", "lje": {"lr": 1e-3}},
+            {
+                "name": "m",
+                "class_names": None,
+                "methods": ["lje", "influence"],
+                "lje": {"weight_layout": "kernel"},
+            },
         )
     )
     assert spec == {
@@ -111,7 +111,15 @@ def test_method_settings_go_into_the_spec():
         "methods": ["lje", "influence"],
         "lje": {"lr": 1e-3, "weight_layout": "kernel"},
         "influence": {"damping": 0.01},
+        "queue": "gpu",
     }
+
+
+def test_unknown_spec_keywords_and_a_wrong_kind_are_refused(offline_client):
+    with pytest.raises(TypeError, match="unknown spec field 'colour'"):
+        _build_spec("linear", None, {"colour": "red"})
+    with pytest.raises(ValueError, match="does not fit a linear registration"):
+        _build_spec("linear", {"kind": "xgboost"}, {})
 
 
 def test_solver_flags_reach_lje_and_influence(tmp_path):
