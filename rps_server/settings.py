@@ -119,6 +119,13 @@ class Settings(BaseSettings):
     )
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Starts of one precompute job (a worker that dies mid-job makes the broker "
+        "deliver it again); then the model fails with precompute-attempts-exhausted.",
+    )
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)
     concurrent_queries: int = Field(

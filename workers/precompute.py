@@ -29,14 +29,15 @@ from models_store import (
     Score,
     TestPoint,
     TrainPoint,
-    is_storage_error,
     utcnow,
 )
-from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES
 from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
-from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget
+from workers.isolation import compute_in_child
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
+from workers.problems import attempts_exhausted, problem_body
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
@@ -55,6 +56,8 @@ class JobRunner:
     refit_budget: RefitBudget = RefitBudget()
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     booster_limits: BoosterLimits | None = None
+    max_attempts: int = 3
+    """Starts of one job before it fails for good (``RPS_JOB_MAX_ATTEMPTS``)."""
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -71,7 +74,7 @@ class JobRunner:
     def _compute_and_publish(self, job_id: str, inputs: ModelInputs) -> None:
         started = time.perf_counter()
         try:
-            result = compute_result(
+            result = compute_in_child(
                 self.store,
                 inputs,
                 device=self.device,
@@ -108,6 +111,13 @@ class JobRunner:
                 return None
             model = session.get(Model, job.model_id)
             if model is None:
+                return None
+            if job.attempts >= self.max_attempts:  # every earlier start died with its worker
+                problem = attempts_exhausted(job.attempts, max_attempts=self.max_attempts)
+                job.status, job.error, job.finished_at = JobStatus.FAILED.value, problem, utcnow()
+                model.status, model.error = ModelStatus.FAILED.value, problem
+                logger.warning("job %s: %s", job_id, problem["detail"])
+                JOB_OUTCOMES.labels("failed").inc()
                 return None
             job.status, job.attempts, job.started_at, job.progress = (
                 JobStatus.RUNNING.value,
@@ -249,7 +259,7 @@ class JobRunner:
         ]
 
     def _record_failure(self, job_id: str, error: BaseException) -> None:
-        problem = _problem_body(error)
+        problem = problem_body(error)
         with self.sessions() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or job.status == JobStatus.DONE.value:
@@ -275,41 +285,3 @@ class JobRunner:
 def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
     for start in range(0, len(rows), INSERT_BATCH):
         session.execute(insert(table), rows[start : start + INSERT_BATCH])
-
-
-def _problem_body(error: BaseException) -> dict:
-    """The problem+json body a failed job shows as ``error``."""
-    if isinstance(error, RepresenterError):
-        body = {
-            "type": "urn:rps:problem:precompute-invalid",
-            "title": "Precompute rejected the model",
-            "status": 422,
-            "detail": str(error),
-        }
-        if error.argument:
-            body["errors"] = [
-                {"field": error.argument, "location": "engine", "message": str(error)}
-            ]
-        return body
-    if is_storage_error(error):
-        assert isinstance(error, OSError)
-        return {
-            "type": "urn:rps:problem:insufficient-storage",
-            "title": "Insufficient Storage",
-            "status": 507,
-            "detail": f"the artifact store refused the results ({error.strerror or error}); "
-            "nothing was kept; free space and register the model again",
-        }
-    if isinstance(error, Interrupt):
-        return {
-            "type": "urn:rps:problem:precompute-interrupted",
-            "title": "Precompute interrupted",
-            "status": 503,
-            "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down",
-        }
-    return {
-        "type": "urn:rps:problem:precompute-failed",
-        "title": "Precompute failed",
-        "status": 500,
-        "detail": f"{type(error).__name__}: {error}"[:2000],
-    }
