@@ -123,8 +123,21 @@ class Settings(BaseSettings):
         default=3,
         ge=1,
         le=100,
-        description="Starts of one precompute job (a worker that dies mid-job makes the broker "
-        "deliver it again); then the model fails with precompute-attempts-exhausted.",
+        description="Tries of one job whose worker dies (killed, out of memory) before the "
+        "job fails with precompute-abandoned instead of killing another worker.",
+    )
+    job_sweep_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often each worker sweeps the jobs table: sends jobs stored while the "
+        "broker was down, and hands jobs of silent workers to others.",
+    )
+    job_resend_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A job still queued this long after its message was sent is sent again "
+        "(a broker that lost its queue); duplicates are skipped.",
     )
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)

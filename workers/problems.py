@@ -9,7 +9,7 @@ from dramatiq.middleware import Interrupt
 from models_store import is_storage_error
 from representer import RepresenterError
 
-__all__ = ["attempts_exhausted", "problem_body"]
+__all__ = ["problem_body"]
 
 
 def problem_body(error: BaseException) -> dict[str, Any]:
@@ -59,15 +59,4 @@ def problem_body(error: BaseException) -> dict[str, Any]:
         "title": "Precompute failed",
         "status": 500,
         "detail": f"{type(error).__name__}: {error}"[:2000],
-    }
-
-
-def attempts_exhausted(attempts: int, *, max_attempts: int) -> dict[str, Any]:
-    """The job was started ``attempts`` times and never finished (its worker died each time)."""
-    return {
-        "type": "urn:rps:problem:precompute-attempts-exhausted",
-        "title": "Precompute attempts exhausted",
-        "status": 500,
-        "detail": f"the job was started {attempts} times without finishing (its worker died or "
-        f"was stopped each time); RPS_JOB_MAX_ATTEMPTS = {max_attempts}, so it is not run again",
     }

@@ -31,6 +31,8 @@ class ModelPublic(BaseModel):
     created_at: datetime
     ready_at: datetime | None
     diagnostics: dict[str, Any] | None
+    parent_id: str | None = None
+    """The model this one was refit from (``POST /models/{id}/refit``), if any."""
     rankings: dict[str, Any] | None = None
     """Label-error rankings of the precompute: name -> {"status": "ready"} or
     {"status": "skipped", "reason": ...} (``/debug/suspicious?method=``)."""

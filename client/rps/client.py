@@ -481,7 +481,13 @@ class Client:
         return self._json("GET", f"/models/{model_id}/test-points", params=params)
 
     def suspicious(
-        self, model_id: str, *, method: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        model_id: str,
+        *,
+        method: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        reviewed: bool | None = None,
     ) -> JsonBody:
         """Training points most likely mislabelled first.
 
@@ -492,7 +498,39 @@ class Client:
         params: dict[str, Any] = {"model_id": model_id, "limit": limit, "offset": offset}
         if method is not None:
             params["method"] = getattr(method, "value", method)
+        if reviewed is not None:  # False: hide reviewed points; True: only reviewed ones
+            params["reviewed"] = "true" if reviewed else "false"
         return self._json("GET", "/debug/suspicious", params=params)
+
+    # -- reviews --------------------------------------------------------------------------
+
+    def review(
+        self,
+        model_id: str,
+        train_id: str,
+        decision: str,
+        *,
+        label: int | None = None,
+        note: str = "",
+    ) -> JsonBody:
+        """Set the review of one training point: ``keep``, ``relabel`` (with ``label``) or
+        ``remove``; setting it again replaces it."""
+        body: JsonBody = {"decision": decision, "note": note}
+        if label is not None:
+            body["label"] = int(label)
+        return self._json("PUT", f"/models/{model_id}/reviews/{train_id}", json=body)
+
+    def reviews(self, model_id: str, *, format: str = "json") -> Any:
+        """Every review of the model: the JSON body, or the CSV text with ``format="csv"``."""
+        response = self._request("GET", f"/models/{model_id}/reviews", params={"format": format})
+        return response.text if format == "csv" else response.json()
+
+    def refit(self, model_id: str, *, name: str | None = None) -> JsonBody:
+        """Register a new model whose head is refit on the reviewed labels (``parent_id`` =
+        ``model_id``); wait for it with ``wait_ready``: its ``diagnostics`` give the test
+        accuracy before and after (``refit_test_accuracy_*``)."""
+        body = {} if name is None else {"name": name}
+        return self._json("POST", f"/models/{model_id}/refit", json=body)
 
 
 def _problem_of(response: httpx.Response) -> JsonBody:

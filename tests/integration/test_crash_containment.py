@@ -4,8 +4,9 @@ Before: a booster that made XGBoost crash (SIGSEGV) took down the process runnin
 the embedded server with every request, again after each restart (the job was re-queued
 at start), and in production every worker that took the job, attempts growing without a
 cap. Now the job runs in a child process: the crash fails the job with
-``precompute-crashed``, the serving process stays up and runs the next job, and a job whose
-worker keeps dying stops after ``RPS_JOB_MAX_ATTEMPTS`` starts.
+``precompute-crashed`` (it is not retried), and the serving process stays up and runs the
+next job. (A job whose worker itself keeps dying stops after ``RPS_JOB_MAX_ATTEMPTS``:
+``precompute-abandoned``, tested with the job leases.)
 
 The crash is made real without a crashing input (the structural checks refuse those): the
 test sends SIGSEGV to the job's child process while it computes.
@@ -19,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from rps.client import Client
 from tests.helpers.problems import make_linear_problem
@@ -112,27 +112,3 @@ def test_worker_process_survives_a_crashing_precompute(production_backend):
         assert crashed["error"]["type"] == "urn:rps:problem:precompute-crashed", crashed
         after = register(client, SMALL_PROBLEM, "after-the-crash")
         assert wait_status(client, after["id"], {"ready", "failed"})["status"] == "ready"
-
-
-def test_job_whose_worker_keeps_dying_stops_at_the_attempt_cap(production_backend):
-    """A job already started RPS_JOB_MAX_ATTEMPTS times (each worker died) is not run again."""
-    api = start_api(production_backend)
-    with Client(api.base_url, timeout=60) as client:
-        model = register(client, SMALL_PROBLEM, "doomed")
-    engine = create_engine(production_backend.env["RPS_DATABASE_URL"])
-    with engine.begin() as connection:  # as if two workers had died running it
-        connection.execute(
-            text("UPDATE jobs SET attempts = 2, status = 'running' WHERE model_id = :id"),
-            {"id": model["id"]},
-        )
-    engine.dispose()
-    production_backend.env["RPS_JOB_MAX_ATTEMPTS"] = "2"
-    requeued = production_backend.run("jobs", "requeue", "--running")
-    assert requeued.returncode == 0, requeued.stderr
-    worker = start_worker(production_backend, "worker")
-    with Client(api.base_url, timeout=60) as client:
-        failed = wait_status(client, model["id"], {"failed", "ready"})
-    assert failed["status"] == "failed", failed
-    assert failed["error"]["type"] == "urn:rps:problem:precompute-attempts-exhausted", failed
-    assert "RPS_JOB_MAX_ATTEMPTS = 2" in failed["error"]["detail"] and failed["attempts"] == 2
-    assert worker.alive()
