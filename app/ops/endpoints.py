@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.core.errors import FieldError, UnavailableError
+from app.core.openapi import problem_responses
 from app.dependencies import ContextDep
 from app.ops import service
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Readiness", responses=problem_responses(503))
 def readyz(context: ContextDep) -> dict[str, object]:
     """Database, broker and artifact store reachable; 503 naming the failing part otherwise."""
     failures = service.failing_parts(context)
@@ -31,8 +33,18 @@ def readyz(context: ContextDep) -> dict[str, object]:
     return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The metrics in Prometheus text format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(context: ContextDep) -> Response:
-    """Prometheus text format."""
+    """Requests, latencies, the explain batcher, jobs and models, in Prometheus text format."""
     service.refresh_gauges(context)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
