@@ -15,7 +15,7 @@ from app.explain.cache import ResultCache
 from app.explain.loader import ModelCache
 from models_store import ArtifactStore, make_engine, make_sessionmaker
 from rps_server.broker import make_broker
-from rps_server.settings import Settings
+from rps_server.settings import Environment, Settings
 
 __all__ = ["ServiceContext", "build_context"]
 
@@ -58,8 +58,15 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
         sessions=sessions,
         store=store,
         broker=broker if broker is not None else make_broker(settings),
-        keys=KeyRing(settings.env_api_keys, sessions),
-        models=ModelCache(store, capacity=settings.model_cache_size),
+        keys=KeyRing(
+            settings.env_api_keys,
+            sessions,
+            require_keys=settings.env is Environment.PRODUCTION,
+            ttl_s=settings.key_cache_ttl_s,
+        ),
+        models=ModelCache(
+            store, capacity=settings.model_cache_size, booster_limits=settings.booster_limits
+        ),
         results=(
             ResultCache(
                 settings.redis_url,

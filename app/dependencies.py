@@ -32,6 +32,7 @@ __all__ = [
     "ReadyModel",
     "ReadyModelDep",
     "ready_model",
+    "ready_any_method",
     "OffsetQuery",
     "MAX_OFFSET",
     "after_commit",
@@ -127,17 +128,24 @@ def ready_model(
     Raises 404 (unknown or another tenant's), 409 with the model's status (not ready) and
     422 naming ``method`` (not precomputed); ``location`` is where ``method`` was sent.
     """
+    model = ready_any_method(session, model_id, tenant=tenant)
+    if method.value not in model.methods:
+        raise InvalidRequestError(
+            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
+            errors=[FieldError("method", f"not one of {model.methods}", location)],
+        )
+    return model
+
+
+def ready_any_method(session: Session, model_id: str, *, tenant: str) -> Model:
+    """The tenant's model ``model_id`` if it is ready: 404 (unknown or another tenant's),
+    409 with the model's status (not ready)."""
     model = get_tenant_model(session, model_id, tenant=tenant)
     if model.status != ModelStatus.READY.value:
         public = get_model_public(session, model).model_dump(mode="json")
         raise ConflictError(
             f"model {model.id} is {model.status}, not ready",
             extra={"model_status": model.status, "model": public},
-        )
-    if method.value not in model.methods:
-        raise InvalidRequestError(
-            f"method {method.value!r} was not precomputed for this model (methods: {model.methods})",
-            errors=[FieldError("method", f"not one of {model.methods}", location)],
         )
     return model
 

@@ -10,6 +10,7 @@ import dramatiq
 from fastapi import FastAPI
 
 from app.context import ServiceContext, build_context
+from app.core.body_limit import BodyLimitMiddleware
 from app.core.metrics import MetricsMiddleware
 from app.core.openapi import install_openapi, operation_id
 from app.core.problems import install_problem_handlers
@@ -92,6 +93,7 @@ def create_app(
     )
     app.state.context = context
     install_problem_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_explain_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has its id
     for router in (models_router, explain_router, debug_router, ops_router, ui_router):

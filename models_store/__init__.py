@@ -2,6 +2,7 @@
 
 from models_store.artifacts import ArtifactStore
 from models_store.db import is_sqlite, make_engine, make_sessionmaker
+from models_store.faults import is_descriptor_error, is_storage_error
 from models_store.files import ModelFiles, ResultFiles
 from models_store.migrate import upgrade
 from models_store.tables import (
@@ -32,7 +33,9 @@ __all__ = [
     "Score",
     "TestPoint",
     "TrainPoint",
+    "is_descriptor_error",
     "is_sqlite",
+    "is_storage_error",
     "make_engine",
     "make_sessionmaker",
     "upgrade",

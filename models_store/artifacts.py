@@ -4,20 +4,40 @@ Layout under the root::
 
     models/<model_id>/inputs/            what the user uploaded (validated)
     models/<model_id>/results/<run>/     one precompute run; published by a DB transaction
+    trash/<model_id>-<hex>/              a deleted model's folder, moved aside before its rows
+                                         are deleted and removed once the deletion committed
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from models_store.faults import is_storage_error
+
 __all__ = ["ArtifactStore"]
+
+
+@contextmanager
+def _removed_on_error(tmp: Path) -> Iterator[None]:
+    """Remove the half-written ``tmp`` if writing fails. numpy reports a full disk as a
+    short write (an ``OSError`` without errno): that is re-raised as ``ENOSPC``."""
+    try:
+        yield
+    except BaseException as error:
+        tmp.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.errno is None and is_storage_error(error):
+            raise OSError(errno.ENOSPC, f"No space left on device ({error})") from error
+        raise
 
 
 class ArtifactStore:
@@ -42,7 +62,7 @@ class ArtifactStore:
         """Write ``array`` as ``.npy`` atomically (temp file + rename)."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        with open(tmp, "wb") as handle:
+        with _removed_on_error(tmp), open(tmp, "wb") as handle:
             np.save(handle, np.ascontiguousarray(array), allow_pickle=False)
         os.replace(tmp, path)
 
@@ -50,7 +70,8 @@ class ArtifactStore:
         """Write ``value`` as JSON atomically."""
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        tmp.write_text(json.dumps(value))
+        with _removed_on_error(tmp):
+            tmp.write_text(json.dumps(value))
         os.replace(tmp, path)
 
     def move_in(self, source: Path, path: Path) -> None:
@@ -83,12 +104,45 @@ class ArtifactStore:
         """Remove every file of ``model_id``."""
         shutil.rmtree(self.model_dir(model_id), ignore_errors=True)
 
-    def delete_other_results(self, model_id: str, *, keep: Path) -> None:
-        """Remove result runs of ``model_id`` other than ``keep`` (after a publish)."""
+    def delete_other_results(self, model_id: str, *, keep: Path | None) -> None:
+        """Remove result runs of ``model_id`` other than ``keep`` (after a publish or a
+        failure; ``None`` removes every run)."""
         results = self.model_dir(model_id) / "results"
+        kept = Path(keep).resolve() if keep is not None else None
         for run in results.iterdir() if results.exists() else ():
-            if run.resolve() != Path(keep).resolve():
+            if run.resolve() != kept:
                 shutil.rmtree(run, ignore_errors=True)
+
+    @property
+    def trash_dir(self) -> Path:
+        return self.root / "trash"
+
+    def retire_model(self, model_id: str) -> Path | None:
+        """Move the folder of ``model_id`` aside (one rename); ``None`` if it has none.
+
+        Raises ``OSError`` when the store refuses (read-only, ...): then nothing moved.
+        """
+        source = self.model_dir(model_id)
+        if not source.exists():
+            return None
+        self.trash_dir.mkdir(parents=True, exist_ok=True)
+        retired = self.trash_dir / f"{model_id}-{uuid.uuid4().hex[:8]}"
+        os.rename(source, retired)
+        return retired
+
+    def restore_model(self, model_id: str, retired: Path) -> None:
+        """Undo ``retire_model`` (the deletion did not commit)."""
+        os.rename(retired, self.model_dir(model_id))
+
+    @staticmethod
+    def purge(path: Path) -> None:
+        """Remove a retired folder; what cannot be removed now is swept later."""
+        shutil.rmtree(path, ignore_errors=True)
+
+    def free_bytes(self) -> int:
+        """Free bytes on the file system of the root, for an unprivileged writer."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        return shutil.disk_usage(self.root).free
 
     def check(self) -> None:
         """Raise ``OSError`` unless the root is writable (used by ``/readyz``)."""

@@ -25,7 +25,7 @@ from models_store.artifacts import ArtifactStore
 from rps.spec import ModelSpec
 
 if TYPE_CHECKING:
-    from representer.adapters import BoosterEmbedding
+    from representer.adapters import BoosterEmbedding, BoosterLimits
 
 __all__ = ["ModelFiles", "ResultFiles"]
 
@@ -108,12 +108,20 @@ class ModelFiles:
             return path
         raise FileNotFoundError(f"model {self.model_id} has no stored booster")
 
-    def load_embedding(self, spec: ModelSpec | dict[str, Any]) -> BoosterEmbedding:
-        """The tree embedding φ of an XGBoost model, as its spec's ``xgboost.embedding`` says."""
+    def load_embedding(
+        self, spec: ModelSpec | dict[str, Any], *, limits: BoosterLimits | None = None
+    ) -> BoosterEmbedding:
+        """The tree embedding φ of an XGBoost model, as its spec's ``xgboost.embedding`` says.
+
+        The stored booster passes the structural check (``limits``) again before XGBoost
+        reads it: files stored by an older version never reach native code unchecked.
+        """
         from representer.adapters import BoosterEmbedding, load_booster
 
         if not isinstance(spec, ModelSpec):
             spec = ModelSpec.from_json(spec)
         return BoosterEmbedding.from_booster(
-            load_booster(self.booster_path()), embedding=spec.xgboost.embedding
+            load_booster(self.booster_path(), limits=limits),
+            embedding=spec.xgboost.embedding,
+            limits=limits,
         )

@@ -64,6 +64,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(32), unique=True)
     key_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Set by ``rps keys revoke``; a revoked key is refused (within RPS_KEY_CACHE_TTL_S)."""
 
 
 class Model(Base):
@@ -92,6 +94,9 @@ class Model(Base):
     diagnostics: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     result_dir: Mapped[str | None] = mapped_column(String(500), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    rankings: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    """Label-error rankings of the last precompute: name -> {"status": "ready"} or
+    {"status": "skipped", "reason": ...}."""
 
 
 class Job(Base):
@@ -145,7 +150,12 @@ class TestPoint(Base):
 
 
 class Score(Base):
-    """Self-score of one training point under one method (docs/math.md §6), indexed for ranking."""
+    """Score of one training point under one ranking, indexed for ranking.
+
+    ``method`` is an explanation method (self-score, docs/math.md §6) or a label-error ranking
+    (``representer.label_errors``); both carry the point's suggested label and
+    label-error probability.
+    """
 
     __tablename__ = "scores"
     model_id: Mapped[str] = mapped_column(
@@ -154,6 +164,8 @@ class Score(Base):
     method: Mapped[str] = mapped_column(String(20), primary_key=True)
     train_index: Mapped[int] = mapped_column(Integer, primary_key=True)
     score: Mapped[float] = mapped_column(Float)
+    suggested_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    label_error_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 # Pages of /debug/suspicious walk this index in order (score descending, ties by index).

@@ -15,12 +15,13 @@ import torch
 
 from representer.errors import SingularSystemError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
-from representer.pcg import project
+from representer.pcg import class_support, project
 from representer.progress import ProgressCallback
 
 __all__ = [
     "BLOCK_RIDGE",
-    "NEGLIGIBLE_WEIGHT",
+    "classes_per_pass",
+    "support_mask",
     "BlockPreconditioner",
     "block_bytes",
     "factor_blocks",
@@ -29,14 +30,16 @@ __all__ = [
 
 BLOCK_RIDGE = 1e-5
 """ε_c relative to the block's mean diagonal: keeps float32 factors well inside their range."""
-NEGLIGIBLE_WEIGHT = 1e-10
-"""Rows with P_ic(1 − P_ic) (block sums) or |r_ic| (self-scores) at or below this are skipped
-for class c: with peaked probabilities most (i, c) are, and their terms are below rounding."""
+BLOCK_SUMS_BYTES = 512 * 1024**2
+"""Float64 block sums accumulated per pass over the features (k = 1000, D = 1025: 63 a pass)."""
+MIN_TRACE_FRACTION = 1e-3
+"""A block's ridge is at least BLOCK_RIDGE times this fraction of the mean block trace, so
+a class without points still gets a usable (scaled identity) block."""
 
 
 def block_bytes(num_classes: int, dim: int) -> int:
-    """Memory of the k float32 D×D factors plus one float64 block being factorised."""
-    return num_classes * dim * dim * 4 + dim * dim * 8 * 2
+    """Memory of the k float32 D×D factors plus the float64 sums of one pass."""
+    return num_classes * dim * dim * 4 + min(num_classes, classes_per_pass(dim)) * dim * dim * 8
 
 
 @dataclass(frozen=True)
@@ -62,10 +65,15 @@ def factor_blocks(
     probabilities: np.ndarray,
     *,
     damping: float,
+    threshold: float,
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 Cholesky factors of every H_cc, and the live-feature mask, in one pass.
+    """Float32 Cholesky factors of every H_cc, and the live-feature mask.
+
+    The blocks are summed ``classes_per_pass`` classes at a time (one pass over the
+    features each), so only that many float64 D×D sums exist at once; a row enters the
+    sum of class c only where (i, c) is in ``class_support``.
 
     Parameters
     ----------
@@ -73,6 +81,8 @@ def factor_blocks(
     probabilities : ndarray of shape (n, k), float64
     damping : float
         δ >= 0, added to every block.
+    threshold : float
+        ``support_threshold`` of P.
     device : torch.device
     progress : callable taking a float in [0, 1]
 
@@ -89,28 +99,70 @@ def factor_blocks(
     """
     n, d = train_features.shape
     num_classes, dim = probabilities.shape[1], d + 1
-    sums = torch.zeros((num_classes, dim, dim), dtype=torch.float64, device=device)
+    per_pass = classes_per_pass(dim)
+    cholesky = torch.empty((num_classes, dim, dim), dtype=torch.float32, device=device)
     live = torch.zeros(dim, dtype=torch.bool, device=device)
-    block_rows = rows_per_block(8 * dim * 4)
+    for first in range(0, num_classes, per_pass):
+        classes = range(first, min(num_classes, first + per_pass))
+        sums = _block_sums(
+            train_features, probabilities, classes, live, threshold=threshold, device=device
+        )
+        _factor_into(cholesky, sums, classes, damping=damping)
+        progress(classes.stop / num_classes)
+    return cholesky, live
+
+
+def classes_per_pass(dim: int) -> int:
+    """How many float64 D×D block sums one pass over the features accumulates."""
+    return max(1, BLOCK_SUMS_BYTES // (8 * dim * dim))
+
+
+def _block_sums(
+    train_features: np.ndarray,
+    probabilities: np.ndarray,
+    classes: range,
+    live: torch.Tensor,
+    *,
+    threshold: float,
+    device: torch.device,
+) -> torch.Tensor:
+    """(1/n) Σ_i P_ic(1 − P_ic) φ̃_i φ̃_iᵀ for c in ``classes``; ORs seen features into ``live``."""
+    n, d = train_features.shape
+    dim = d + 1
+    sums = torch.zeros((len(classes), dim, dim), dtype=torch.float64, device=device)
+    block_rows = rows_per_block(8 * (dim * 4 + probabilities.shape[1]))
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        weights = block_tensor(probabilities, rows, dtype=np.dtype(np.float64), device=device)
-        weights = weights * (1.0 - weights)  # P_ic (1 − P_ic) (b, k)
+        block_probabilities = block_tensor(
+            probabilities, rows, dtype=np.dtype(np.float64), device=device
+        )
+        keep = class_support(block_probabilities, threshold)[:, classes.start : classes.stop]
+        chosen_probabilities = block_probabilities[:, classes.start : classes.stop]
+        weights = chosen_probabilities * (1.0 - chosen_probabilities) * keep  # (b, g)
         live |= (block != 0).any(dim=0)
-        for c in range(num_classes):
-            members = torch.nonzero(weights[:, c] > NEGLIGIBLE_WEIGHT).flatten()
+        for j in range(len(classes)):
+            members = torch.nonzero(weights[:, j] > 0).flatten()
             if members.numel() == 0:
                 continue
             chosen = block[members]  # (b_c, D)
-            sums[c].addmm_(chosen.T, chosen * weights[members, c, None])  # (D, D)
-        progress(0.8 * rows.stop / n)
-    sums /= n
-    traces = torch.diagonal(sums, dim1=1, dim2=2).mean(dim=1)  # tr(H_cc)/D (k,)
-    floor = float(traces.mean()) if float(traces.mean()) > 0 else 1.0
-    ridges = BLOCK_RIDGE * torch.clamp(traces, min=floor * 1e-3) + damping  # (k,)
-    cholesky = torch.empty((num_classes, dim, dim), dtype=torch.float32, device=device)
-    for c in range(num_classes):
-        system = sums[c]
-        system.diagonal().add_(float(ridges[c]))
+            sums[j].addmm_(chosen.T, chosen * weights[members, j, None])  # (D, D)
+    return sums / n
+
+
+def _factor_into(
+    cholesky: torch.Tensor, sums: torch.Tensor, classes: range, *, damping: float
+) -> None:
+    """Ridge, factor in float64 and store float32 factors of ``classes`` into ``cholesky``.
+
+    ε_c = BLOCK_RIDGE · max(tr(H_cc)/D, MIN_TRACE_FRACTION · the pass's mean of tr/D).
+    """
+    traces = torch.diagonal(sums, dim1=1, dim2=2).mean(dim=1)  # tr(H_cc)/D (g,)
+    floor = MIN_TRACE_FRACTION * float(traces.mean())
+    for j, c in enumerate(classes):
+        system = sums[j]
+        ridge = BLOCK_RIDGE * max(float(traces[j]), floor)
+        if not ridge > 0:  # no curvature at all in this pass (every P one-hot)
+            ridge = BLOCK_RIDGE
+        system.diagonal().add_(ridge + damping)
         factor, info = torch.linalg.cholesky_ex(0.5 * (system + system.T))
         if int(info) != 0 or not bool(torch.isfinite(factor).all()):
             raise SingularSystemError(
@@ -119,8 +171,6 @@ def factor_blocks(
                 argument="damping",
             )
         cholesky[c] = factor.to(torch.float32)
-        progress(0.8 + 0.2 * (c + 1) / num_classes)
-    return cholesky, live
 
 
 def block_quadratic_forms(
@@ -159,3 +209,28 @@ def block_quadratic_forms(
             )  # (b_c,)
         progress(rows.stop / n)
     return forms
+
+
+def support_mask(probabilities: np.ndarray, residuals: np.ndarray, threshold: float) -> np.ndarray:
+    """(i, c) whose terms matter: ``class_support`` of P, plus the label (where r_ic < 0).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n, k), float64
+    residuals : ndarray of shape (n, k), float64
+        r = P − e_y.
+    threshold : float
+        ``support_threshold`` of P.
+
+    Returns
+    -------
+    ndarray of shape (n, k), bool.
+    """
+    n, num_classes = probabilities.shape
+    mask = np.empty((n, num_classes), dtype=np.bool_)
+    step = rows_per_block(8 * num_classes * 3)
+    for start in range(0, n, step):
+        rows = slice(start, min(n, start + step))
+        block = torch.from_numpy(np.array(probabilities[rows], dtype=np.float64))
+        mask[rows] = class_support(block, threshold).numpy() | (np.asarray(residuals[rows]) < 0)
+    return mask

@@ -9,6 +9,7 @@ product, the block preconditioner and the tolerance, is built at precompute
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
@@ -20,8 +21,17 @@ from representer.block_hessian import BlockPreconditioner, block_bytes, factor_b
 from representer.config import HessianMode, InfluenceConfig, LJEConfig, MethodConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.explanation import SolverReport
+from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 from representer.hessian import FACTOR_COPIES, check_hessian_memory
-from representer.pcg import HessianProduct, PCGResult, solve_pcg
+from representer.kernel import kernel_scores
+from representer.pcg import (
+    SPARSE_FILL,
+    HessianProduct,
+    PCGResult,
+    class_support,
+    solve_pcg,
+    support_threshold,
+)
 from representer.progress import ProgressCallback
 from representer.state import FittedState
 
@@ -31,19 +41,19 @@ __all__ = [
     "blocks_memory_bytes",
     "check_capacity",
     "SolvedVectors",
+    "block_kernel_scores",
     "solve_with_state",
     "choose_hessian",
     "pcg_reports",
 ]
 
-AUTO_DENSE_MAX_FLOPS = 2e11
-"""AUTO keeps the dense Hessian while its predicted precompute, n·(kD)² to accumulate plus
-about 1.4·(kD)³ to factor and invert, stays below this (tens of seconds on a shared core;
-``benchmarks/large_heads.py`` measured n=50,000, d=512, k=10, 1.5e12 flops, several times
-slower to precompute dense than with blocks). Dense queries are one product with M,
-PCG queries a few passes over the features, so small heads stay dense."""
-
-
+AUTO_DENSE_MAX_FLOPS = 5e12
+"""AUTO keeps the dense Hessian while it fits the memory budget and its predicted precompute,
+n·(kD)² to accumulate plus about 1.4·(kD)³ to factor and invert, stays below this.
+``benchmarks/large_heads.py --case k10`` (n=50,000, d=512, k=10: 1.5e12 flops, 2 shared
+cores at load 5-8) measured dense 186 s to precompute and 0.14 s a query, blocks 60-103 s
+and 17 s a query (21 PCG iterations): dense pays for itself after a handful of queries, so
+AUTO stays dense up to a few times that size and takes blocks where dense cannot fit."""
 SOLVED_VECTORS_BYTES = 256 * 1024**2
 """How much of recently solved H⁺b a state keeps for repeated queries (per method)."""
 _SCRATCH_LOCK = threading.Lock()
@@ -135,11 +145,17 @@ class BlockSystem:
         progress: ProgressCallback,
     ) -> BlockSystem:
         """Factor the blocks of H at the probabilities P (n, k) float64."""
+        threshold = support_threshold(probabilities)
         cholesky, live = factor_blocks(
-            train_features, probabilities, damping=damping, device=device, progress=progress
+            train_features,
+            probabilities,
+            damping=damping,
+            threshold=threshold,
+            device=device,
+            progress=progress,
         )
         return cls(
-            product=HessianProduct(train_features, probabilities, damping, live),
+            product=HessianProduct(train_features, probabilities, damping, live, threshold),
             preconditioner=BlockPreconditioner(cholesky),
             tolerance=tolerance,
         )
@@ -156,10 +172,14 @@ class BlockSystem:
         """Rebuild from the arrays ``to_arrays`` wrote (on the CPU)."""
         live = torch.from_numpy(np.array(arrays["live_features"], dtype=np.bool_))
         return cls(
-            product=HessianProduct(train_features, arrays["hessian_probabilities"], damping, live),
-            preconditioner=BlockPreconditioner(
-                torch.from_numpy(np.array(arrays["block_cholesky"], dtype=np.float32))
+            product=HessianProduct(
+                train_features,
+                arrays["hessian_probabilities"],
+                damping,
+                live,
+                support_threshold(arrays["hessian_probabilities"]),
             ),
+            preconditioner=BlockPreconditioner(_read_only_tensor(arrays["block_cholesky"])),
             tolerance=tolerance,
         )
 
@@ -178,6 +198,13 @@ class BlockSystem:
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
         return solve_pcg(self.product, self.preconditioner, rhs, tolerance=self.tolerance)
+
+
+def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
+    """A tensor over ``array`` without a copy (a read-only memmap stays on disk; only read)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+        return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
 class SolvedVectors:
@@ -224,7 +251,13 @@ def _state_solver(state: FittedState, train_features: np.ndarray) -> BlockSystem
     if system.product.train_features is not train_features:
         product = system.product
         system = BlockSystem(
-            HessianProduct(train_features, product.probabilities, product.damping, product.live),
+            HessianProduct(
+                train_features,
+                product.probabilities,
+                product.damping,
+                product.live,
+                product.threshold,
+            ),
             system.preconditioner,
             system.tolerance,
         )
@@ -274,3 +307,54 @@ def solve_with_state(
             for row in rows:
                 directions[row], reports[row] = solutions[position], report
     return directions, [report for report in reports if report is not None]
+
+
+def block_kernel_scores(
+    state: FittedState, train_features: np.ndarray, residuals: np.ndarray, directions: np.ndarray
+) -> np.ndarray:
+    """s_i(t) = Σ_c r_ic φ̃_iᵀ X_t,c over the (i, c) that matter (``support_mask``).
+
+    With peaked probabilities most r_ic are negligible (r_ic = P_ic off the label), so a
+    row block whose kept pairs are few is scored pair by pair (m·s·D flops instead of
+    m·n·k·D); a dense block takes the kernel GEMM.
+
+    Parameters
+    ----------
+    state : FittedState with ``hessian_probabilities`` (n, k) at the residuals' Θ
+    train_features : ndarray of shape (n, d)
+    residuals : ndarray of shape (n, k), float64
+    directions : ndarray of shape (m, k, D), float64
+
+    Returns
+    -------
+    ndarray of shape (m, n), float64.
+    """
+    system = _state_solver(state, train_features)
+    probabilities, threshold = system.product.probabilities, system.product.threshold
+    n = train_features.shape[0]
+    m, num_classes, dim = directions.shape
+    scores = np.empty((m, n))
+    directions_t = torch.from_numpy(np.ascontiguousarray(directions))
+    cpu = torch.device("cpu")
+    block_rows = rows_per_block(8 * (dim + 4 * num_classes))
+    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=cpu):
+        block_residuals = block_tensor(residuals, rows, dtype=np.dtype(np.float64), device=cpu)
+        keep = class_support(
+            block_tensor(probabilities, rows, dtype=np.dtype(np.float64), device=cpu), threshold
+        ) | (block_residuals < 0)  # (b, k)
+        if float(keep.float().mean()) > SPARSE_FILL:
+            scores[:, rows] = kernel_scores(
+                np.asarray(train_features[rows]), block_residuals.numpy(), directions
+            )
+            continue
+        local, classes = torch.nonzero(keep, as_tuple=True)  # (s,)
+        values = torch.zeros((m, block.shape[0]), dtype=torch.float64)
+        step = max(1, 64 * 1024**2 // (8 * dim * (m + 1)))
+        for start in range(0, local.shape[0], step):
+            part = slice(start, start + step)
+            features = block[local[part]]  # (p, D)
+            products = torch.einsum("mpd,pd->mp", directions_t[:, classes[part]], features)
+            products *= block_residuals[local[part], classes[part]]  # r_ic φ̃_iᵀ X_c (m, p)
+            values.index_add_(1, local[part], products)
+        scores[:, rows] = values.numpy()
+    return scores

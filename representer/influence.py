@@ -16,7 +16,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from representer.block_hessian import NEGLIGIBLE_WEIGHT, block_quadratic_forms
+from representer.block_hessian import block_quadratic_forms, support_mask
 from representer.config import HessianMode, InfluenceConfig
 from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
@@ -24,6 +24,7 @@ from representer.head import LinearHead
 from representer.hessian import HessianFactor, factorize_hessian
 from representer.hessian_solver import (
     BlockSystem,
+    block_kernel_scores,
     choose_hessian,
     pcg_reports,
     solve_with_state,
@@ -154,9 +155,10 @@ def _blocks_solve(
     """Blocks + PCG (docs/math.md §10): self-influence (1/n) Σ_c r_ic² q_ic from the blocks."""
     n = train_features.shape[0]
     residuals = at_dagger.residuals  # r† (n, k)
+    probabilities = probabilities_from_residuals(residuals, train_labels)  # P† (n, k)
     system = BlockSystem.fit(
         train_features,
-        probabilities_from_residuals(residuals, train_labels),
+        probabilities,
         damping=config.damping,
         tolerance=config.cg_tolerance,
         device=device,
@@ -166,7 +168,7 @@ def _blocks_solve(
     forms = block_quadratic_forms(
         train_features,
         system.preconditioner.cholesky,
-        np.abs(residuals) > NEGLIGIBLE_WEIGHT,
+        support_mask(probabilities, residuals, system.product.threshold),
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)
     self_influence = (residuals * residuals * forms).sum(axis=1) / n  # (n,)
@@ -251,11 +253,12 @@ def influence_contributions(
             (int(c), row.tobytes()) for c, row in zip(target_classes, test_augmented, strict=True)
         ]
         directions, reports = solve_with_state(state, train_features, test_gradients, keys)
-    else:
-        directions = directions_from_rows(
-            np.asarray(arrays["hessian_inverse"]),
-            test_gradients.reshape(m, -1),
-            num_outputs=num_outputs,
-        )
+        scores = block_kernel_scores(state, train_features, arrays["residuals"], directions)
+        return scores / n, reports
+    directions = directions_from_rows(
+        np.asarray(arrays["hessian_inverse"]),
+        test_gradients.reshape(m, -1),
+        num_outputs=num_outputs,
+    )
     scores = kernel_scores(train_features, np.asarray(arrays["residuals"]), directions) / n
     return scores, reports

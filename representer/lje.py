@@ -18,7 +18,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from representer.block_hessian import NEGLIGIBLE_WEIGHT, block_quadratic_forms
+from representer.block_hessian import block_quadratic_forms, support_mask
 from representer.config import HessianMode, LJEConfig, WeightLayout
 from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import (
@@ -31,6 +31,7 @@ from representer.head import LinearHead
 from representer.hessian import factorize_hessian
 from representer.hessian_solver import (
     BlockSystem,
+    block_kernel_scores,
     choose_hessian,
     pcg_reports,
     solve_with_state,
@@ -222,8 +223,9 @@ def _blocks_solve(
     )
     newton = system.solve(at_star.mean_gradient[None])  # mat(H*⁺ vec ḡ*) (1, k, D)
     residuals = at_star.residuals  # r* (n, k)
-    needed = np.abs(residuals) > NEGLIGIBLE_WEIGHT
-    needed[np.arange(n), own_class] = True
+    needed = support_mask(
+        probabilities, residuals, system.product.threshold
+    )  # the label is among them (r < 0)
     forms = block_quadratic_forms(
         train_features,
         system.preconditioner.cholesky,
@@ -348,11 +350,14 @@ def lje_contributions(
     else:
         if "block_cholesky" in arrays:
             directions, reports = _pcg_directions(state, train_features, test_augmented, rows_class)
+            scores = block_kernel_scores(
+                state, train_features, arrays["residuals_star"], directions
+            )  # (m, n)
         else:
             directions = _dense_directions(arrays["hessian_inverse"], test_augmented, rows_class)
-        scores = kernel_scores(
-            train_features, np.asarray(arrays["residuals_star"]), directions
-        )  # (m, n)
+            scores = kernel_scores(
+                train_features, np.asarray(arrays["residuals_star"]), directions
+            )  # (m, n)
         spread = np.einsum("md,md->m", test_augmented, theta_star[rows_class])  # Θ*_c φ̃_t (m,)
         values = (spread[:, None] - scores) / n
     if num_outputs == 1:

@@ -10,7 +10,7 @@ H), each right-hand side stopping at its own tolerance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,10 +18,29 @@ import torch
 from representer.errors import SingularSystemError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 
-__all__ = ["HessianProduct", "PCGResult", "project", "solve_pcg", "MAX_CG_ITERATIONS"]
+__all__ = [
+    "HessianProduct",
+    "PCGResult",
+    "class_support",
+    "support_threshold",
+    "project",
+    "solve_pcg",
+    "MAX_CG_ITERATIONS",
+    "SUPPORT_RTOL",
+]
 
 MAX_CG_ITERATIONS = 500
 """PCG gives up (and reports the residual it reached) after this many iterations."""
+SUPPORT_RTOL = 1e-8
+"""Pair (i, c) leaves the sums when P_ic ≤ SUPPORT_RTOL · mean_i(1 − max_c P_ic) / k: all
+dropped pairs together then carry at most this fraction of the curvature mass
+Σ_i (1 − max_c P_ic), far below any cg_tolerance. Confident rows lose most pairs."""
+SPARSE_FILL = 0.25
+"""A row block takes the sparse product when at most this fraction of its (i, c) is kept."""
+SUPPORT_BLOCKINGS = 3
+"""Ways of cutting the rows into blocks whose supports a product keeps cached."""
+PAIR_BYTES = 64 * 1024**2
+"""Cap on the gathered (pairs, D) temporaries of the sparse product."""
 
 
 def project(directions: torch.Tensor) -> torch.Tensor:
@@ -36,6 +55,41 @@ def project(directions: torch.Tensor) -> torch.Tensor:
     Tensor of shape (q, k, D), a new tensor.
     """
     return directions - directions.mean(dim=1, keepdim=True)
+
+
+def support_threshold(probabilities: np.ndarray) -> float:
+    """SUPPORT_RTOL · mean_i(1 − max_c P_ic) / k for P of shape (n, k) (may be a memmap)."""
+    n, num_classes = probabilities.shape
+    total = 0.0
+    step = rows_per_block(8 * num_classes * 2)
+    for start in range(0, n, step):
+        block = torch.from_numpy(np.array(probabilities[start : start + step], dtype=np.float64))
+        total += float(_off_top(block).sum())
+    return SUPPORT_RTOL * total / n / num_classes
+
+
+def _off_top(probabilities: torch.Tensor) -> torch.Tensor:
+    """P with each row's largest entry set to 0 (its row sums are 1 − max P, no cancellation)."""
+    off_top = probabilities.clone()
+    off_top[torch.arange(probabilities.shape[0]), probabilities.argmax(dim=1)] = 0.0
+    return off_top
+
+
+def class_support(probabilities: torch.Tensor, threshold: float) -> torch.Tensor:
+    """Which (i, c) carry curvature: P_ic > ``threshold`` (``support_threshold``), or c the top.
+
+    Parameters
+    ----------
+    probabilities : Tensor of shape (b, k), float64
+    threshold : float
+
+    Returns
+    -------
+    Tensor of shape (b, k), bool.
+    """
+    keep = probabilities > threshold
+    keep[torch.arange(probabilities.shape[0]), probabilities.argmax(dim=1)] = True
+    return keep
 
 
 @dataclass(frozen=True)
@@ -58,6 +112,36 @@ class HessianProduct:
     probabilities: np.ndarray
     damping: float
     live: torch.Tensor
+    threshold: float
+    """P_ic at or below which (i, c) is left out (``support_threshold``)."""
+    supports: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Per row block (first, last row): the kept pairs (i, c, P_ic), or None (dense block)."""
+
+    def support(
+        self, rows: slice, device: torch.device
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """The kept (i − rows.start, c, P_ic) of a row block, or None when most are kept.
+
+        Cached per block; the cache holds at most ``SUPPORT_BLOCKINGS`` ways of cutting the
+        rows (the block size depends on how many systems a product serves).
+        """
+        key = (rows.start, rows.stop)
+        if key not in self.supports:
+            blocks_per_cut = -(-self.train_features.shape[0] // (rows.stop - rows.start))
+            if len(self.supports) >= SUPPORT_BLOCKINGS * blocks_per_cut:
+                self.supports.clear()
+            probabilities = block_tensor(
+                self.probabilities, rows, dtype=np.dtype(np.float64), device=device
+            )
+            keep = class_support(probabilities, self.threshold)  # (b, k)
+            if float(keep.float().mean()) > SPARSE_FILL:
+                self.supports[key] = None
+            else:
+                local, classes = torch.nonzero(keep, as_tuple=True)
+                self.supports[key] = (local, classes, probabilities[local, classes])
+        return self.supports[key]
 
     def __call__(self, directions: torch.Tensor) -> torch.Tensor:
         """mat((H + δI) vec V) for every V.
@@ -79,6 +163,10 @@ class HessianProduct:
         for rows, block in augmented_row_blocks(
             self.train_features, block_rows=block_rows, device=device
         ):
+            pairs = self.support(rows, device)
+            if pairs is not None:
+                _sparse_product(block, directions, pairs, product.view(q, num_classes, dim))
+                continue
             probabilities = block_tensor(
                 self.probabilities, rows, dtype=np.dtype(np.float64), device=device
             )[:, None, :]  # (b, 1, k)
@@ -92,6 +180,39 @@ class HessianProduct:
         result = product.reshape(q, num_classes, dim)
         result[:, :, ~self.live] = 0.0
         return result
+
+
+def _sparse_product(
+    block: torch.Tensor,
+    directions: torch.Tensor,
+    pairs: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    product: torch.Tensor,
+) -> None:
+    """Add Σ_i A_i V φ̃_i φ̃_iᵀ over a row block, from its kept pairs only, into ``product``.
+
+    Parameters
+    ----------
+    block : Tensor of shape (b, D), float64
+    directions : Tensor of shape (q, k, D), float64
+    pairs : (i, c, P_ic), three Tensors of shape (s,)
+    product : Tensor of shape (q, k, D), float64, updated in place
+    """
+    local, classes, kept = pairs
+    q, _, dim = directions.shape
+    step = max(1, PAIR_BYTES // (8 * dim * (q + 1)))
+    weighted = torch.empty((q, local.shape[0]), dtype=block.dtype, device=block.device)
+    for start in range(0, local.shape[0], step):
+        part = slice(start, start + step)
+        features = block[local[part]]  # (p, D)
+        logits = torch.einsum("qpd,pd->qp", directions[:, classes[part]], features)  # Z_ic
+        weighted[:, part] = kept[part] * logits  # P_ic Z_ic (q, p)
+    row_sums = torch.zeros((q, block.shape[0]), dtype=block.dtype, device=block.device)
+    row_sums.index_add_(1, local, weighted)  # P_iᵀ Z_i (q, b)
+    weighted -= kept * row_sums[:, local]  # Z'_ic (q, s)
+    for start in range(0, local.shape[0], step):
+        part = slice(start, start + step)
+        features = block[local[part]]  # (p, D)
+        product.index_add_(1, classes[part], weighted[:, part, None] * features[None])
 
 
 @dataclass(frozen=True)

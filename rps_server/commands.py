@@ -107,6 +107,52 @@ def _keys_create(args: argparse.Namespace) -> int:
     return 0
 
 
+def _key_sessions():
+    from models_store import make_engine, make_sessionmaker, upgrade
+
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.resolved_database_url)
+    return make_sessionmaker(make_engine(settings.resolved_database_url))
+
+
+def _keys_list(_args: argparse.Namespace) -> int:
+    from app.keys.service import list_api_keys
+
+    sessions = _key_sessions()
+    with sessions() as session:
+        keys = list_api_keys(session)
+    print(f"{'prefix':<14}{'tenant':<24}{'created_at':<34}revoked_at")
+    for key in keys:
+        print(
+            f"{key['prefix']:<14}{(key['tenant'] or '')[:22]:<24}{key['created_at'] or '':<34}"
+            f"{key['revoked_at'] or '-'}"
+        )
+    env_keys = len(get_settings().env_api_keys)
+    if env_keys:
+        print(f"(+ {env_keys} key(s) from RPS_API_KEYS, not listed: remove them there)")
+    return 0
+
+
+def _keys_revoke(args: argparse.Namespace) -> int:
+    from app.core.errors import NotFoundError
+    from app.keys.service import revoke_api_key
+
+    try:
+        sessions = _key_sessions()
+        with sessions() as session, session.begin():
+            key = revoke_api_key(session, args.key)
+            prefix, tenant = key.prefix, key.tenant
+    except NotFoundError as error:
+        print(f"rps: {error}", file=sys.stderr)
+        return 1
+    ttl = get_settings().key_cache_ttl_s
+    print(
+        f"revoked key {prefix} of tenant {tenant!r}; every API process refuses it within {ttl:g} s"
+    )
+    return 0
+
+
 def _jobs_requeue(args: argparse.Namespace) -> int:
     from models_store import JobStatus, make_engine, make_sessionmaker
     from rps_server.broker import make_broker
@@ -174,6 +220,14 @@ def add_server_commands(subparsers: argparse._SubParsersAction) -> None:
     create = keys.add_parser("create", help="create a key for a tenant (prints it once)")
     create.add_argument("--tenant", required=True)
     create.set_defaults(func=_with_settings(_keys_create))
+    keys.add_parser("list", help="list keys (prefix, tenant, created, revoked)").set_defaults(
+        func=_with_settings(_keys_list)
+    )
+    revoke = keys.add_parser(
+        "revoke", help="revoke a key: every API process refuses it within RPS_KEY_CACHE_TTL_S"
+    )
+    revoke.add_argument("key", help="the key's prefix (from `rps keys list`) or the key itself")
+    revoke.set_defaults(func=_with_settings(_keys_revoke))
 
     jobs = subparsers.add_parser("jobs", help="precompute jobs").add_subparsers(
         dest="jobs_command", required=True

@@ -11,10 +11,13 @@ from __future__ import annotations
 from enum import Enum
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = ["Environment", "Settings", "get_settings", "parse_api_keys"]
 
@@ -63,7 +66,39 @@ class Settings(BaseSettings):
         default=None, description="Unset: in-memory broker, no result cache."
     )
     api_keys: str | None = Field(default=None, description="Comma list 'tenant:key'.")
-    max_upload_bytes: int = Field(default=1024**3, gt=0, description="Per multipart part.")
+    max_upload_bytes: int = Field(
+        default=1024**3,
+        gt=0,
+        description="Per multipart part (.npy arrays, the booster): 1 GiB holds 10 million "
+        "training rows of 25 float32 features.",
+    )
+    max_json_part_bytes: int = Field(
+        default=256 * 1024**2,
+        gt=0,
+        description="Per JSON part of ids or records (parsed in memory at about 5x its size); "
+        "10 million ids of 20 characters are 240 MB.",
+    )
+    max_spec_bytes: int = Field(
+        default=4 * 1024**2,
+        gt=0,
+        description="The spec part (10,000 class names of 200 characters fit).",
+    )
+    max_multipart_parts: int = Field(
+        default=16, ge=1, le=1000, description="Parts of one POST /models (at most 11 are used)."
+    )
+    max_explain_body_bytes: int = Field(
+        default=32 * 1024**2,
+        gt=0,
+        description="A JSON request body (POST /explain, /explain/batch), refused with 413 "
+        "before parsing: 1,000 rows of 1,000 numbers fit.",
+    )
+    key_cache_ttl_s: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long an API process trusts a resolved key and the key count; a "
+        "revoked or deleted key stops working within this time.",
+    )
     redis_namespace: str = Field(
         default="rps",
         min_length=1,
@@ -103,7 +138,34 @@ class Settings(BaseSettings):
         ge=1,
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
+    min_free_disk_mb: int = Field(
+        default=256,
+        ge=0,
+        description="Free space the data directory must keep: below it /readyz is 503 and "
+        "uploads are refused with 507 (0: no check).",
+    )
+    booster_max_nodes: int = Field(
+        default=2_097_152,
+        ge=1,
+        description="Nodes of all trees of an XGBoost booster together (largest documented "
+        "booster: 2,000 trees of depth 9); more is a 422 before XGBoost reads the file.",
+    )
+    booster_max_depth: int = Field(
+        default=64, ge=1, le=100_000, description="Deepest root-to-leaf path of a booster tree."
+    )
     device: str = Field(default="cpu", description="cpu | cuda | cuda:N for the precompute.")
+    label_refit_min_s: float = Field(
+        default=60.0,
+        ge=0,
+        description="Seconds the K-fold head refits behind the out-of-fold label rankings may "
+        "always take.",
+    )
+    label_refit_share: float = Field(
+        default=0.5,
+        ge=0,
+        description="Beyond RPS_LABEL_REFIT_MIN_S, the refits may take this share of the time the "
+        "methods' precompute took; estimated over it, the out-of-fold rankings are skipped.",
+    )
     memory_budget_bytes: int = Field(
         default=8 * 1024**3,
         gt=0,
@@ -142,6 +204,13 @@ class Settings(BaseSettings):
     def env_api_keys(self) -> dict[str, str]:
         """Keys configured through ``RPS_API_KEYS``, as ``{key: tenant}``."""
         return parse_api_keys(self.api_keys)
+
+    @property
+    def booster_limits(self) -> BoosterLimits:
+        """The structural limits every uploaded or stored booster is checked against."""
+        from representer.adapters.xgboost_checks import BoosterLimits
+
+        return BoosterLimits(max_nodes=self.booster_max_nodes, max_depth=self.booster_max_depth)
 
     @property
     def artifact_dir(self) -> Path:

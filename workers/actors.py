@@ -7,6 +7,7 @@ import dramatiq
 from models_store import ArtifactStore, make_engine, make_sessionmaker
 from rps_server.broker import DEFAULT_QUEUE, PRECOMPUTE_ACTOR
 from rps_server.settings import Settings, get_settings
+from workers.computation import RefitBudget
 from workers.precompute import JobRunner
 
 __all__ = ["make_runner", "declare_actors"]
@@ -19,7 +20,11 @@ def make_runner(settings: Settings) -> JobRunner:
         sessions=make_sessionmaker(engine),
         store=ArtifactStore(settings.artifact_dir),
         device=settings.device,
+        refit_budget=RefitBudget(
+            min_s=settings.label_refit_min_s, share=settings.label_refit_share
+        ),
         memory_budget_bytes=settings.memory_budget_bytes,
+        booster_limits=settings.booster_limits,
     )
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import shutil
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,10 +26,23 @@ from representer import (
     engine_config,
     fit,
 )
+from representer.adapters.xgboost_checks import BoosterLimits
+from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
 from representer.likelihood import predicted_class_from_logits
 from rps.spec import ModelSpec
 
-__all__ = ["ModelInputs", "PrecomputeResult", "compute_result", "method_config"]
+__all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "method_config"]
+
+
+@dataclass(frozen=True)
+class RefitBudget:
+    """Seconds the label rankings' head refits may take: max(min_s, share x methods' time)."""
+
+    min_s: float = 60.0
+    share: float = 0.5
+
+    def seconds(self, methods_seconds: float) -> float:
+        return max(self.min_s, self.share * methods_seconds)
 
 
 @dataclass(frozen=True)
@@ -60,6 +74,10 @@ class PrecomputeResult:
     train_labels : ndarray of shape (n,), int64
     predicted_class : ndarray of shape (n,), int64
     self_scores : mapping of Method to ndarray of shape (n,), float
+    label_scores : mapping of ranking name (methods and label rankings) to LabelScores
+        Score, suggested label and label-error probability of every point; the methods'
+        entries carry their self-scores with the default label ranking's suggestions.
+    rankings : mapping of label-ranking name to {"status": "ready" | "skipped", "reason"}
     test_predicted_class : ndarray of shape (m,), int64, or None
         The registered head's prediction for each stored test point (None without a test set).
     """
@@ -69,6 +87,8 @@ class PrecomputeResult:
     predicted_class: np.ndarray
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
+    label_scores: dict[str, LabelScores]
+    rankings: dict[str, dict[str, str]]
     test_predicted_class: np.ndarray | None = None
 
 
@@ -89,8 +109,10 @@ def _linear_features(files: ModelFiles, result: ResultFiles) -> LinearHead:
     return LinearHead(weights, bias)
 
 
-def _booster_features(files: ModelFiles, result: ResultFiles, spec: ModelSpec) -> LinearHead:
-    embedding = files.load_embedding(spec)
+def _booster_features(
+    files: ModelFiles, result: ResultFiles, spec: ModelSpec, limits: BoosterLimits | None
+) -> LinearHead:
+    embedding = files.load_embedding(spec, limits=limits)
     train_inputs = files.store.load_array(files.input("train_inputs.npy"))
     files.store.save_array(
         result.train_features,
@@ -122,7 +144,9 @@ def compute_result(
     *,
     device: str,
     progress: Callable[[float], None],
+    refit_budget: RefitBudget | None = None,
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES,
+    booster_limits: BoosterLimits | None = None,
 ) -> PrecomputeResult:
     """Compute φ (XGBoost), fit every method, and write a new result directory."""
     files = ModelFiles(store, inputs.model_id)
@@ -138,7 +162,9 @@ def compute_result(
             result,
             device=device,
             progress=progress,
+            refit_budget=refit_budget or RefitBudget(),
             memory_budget_bytes=memory_budget_bytes,
+            booster_limits=booster_limits,
         )
     except BaseException:
         shutil.rmtree(result.directory, ignore_errors=True)
@@ -152,13 +178,15 @@ def _compute_into(
     *,
     device: str,
     progress: Callable[[float], None],
+    refit_budget: RefitBudget,
     memory_budget_bytes: int,
+    booster_limits: BoosterLimits | None,
 ) -> PrecomputeResult:
     store = files.store
     if inputs.kind is ModelKind.LINEAR:
         head = _linear_features(files, result)
     else:
-        head = _booster_features(files, result, inputs.spec)
+        head = _booster_features(files, result, inputs.spec, booster_limits)
     store.save_array(result.head_weights, head.weights)
     store.save_array(result.head_bias, head.bias)
     for source, target in (
@@ -171,6 +199,7 @@ def _compute_into(
     train_labels = np.load(files.input("train_labels.npy"))
     states: dict[Method, FittedState] = {}
     share = 1.0 / len(inputs.methods)
+    methods_started = time.perf_counter()
     for position, method in enumerate(inputs.methods):
 
         def report(fraction: float, position: int = position) -> None:
@@ -188,14 +217,23 @@ def _compute_into(
         state.save(result.method_dir(method.value))
         states[method] = state
     primary = states.get(Method.LJE) or states[inputs.methods[0]]
+    self_scores = {
+        method: np.asarray(state.self_scores, dtype=np.float64) for method, state in states.items()
+    }
+    label_scores, rankings = _label_rankings(
+        head,
+        train_features,
+        train_labels,
+        self_scores,
+        budget_s=refit_budget.seconds(time.perf_counter() - methods_started),
+    )
     return PrecomputeResult(
         directory=result.directory,
         train_labels=train_labels.astype(np.int64),
         predicted_class=np.asarray(primary.train_predicted_class, dtype=np.int64),
-        self_scores={
-            method: np.asarray(state.self_scores, dtype=np.float64)
-            for method, state in states.items()
-        },
+        self_scores=self_scores,
+        label_scores=label_scores,
+        rankings=rankings,
         diagnostics={
             key: float(value)
             for key, value in primary.diagnostics.items()
@@ -203,3 +241,33 @@ def _compute_into(
         },
         test_predicted_class=_test_predictions(head, result),
     )
+
+
+def _label_rankings(
+    head: LinearHead,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    self_scores: dict[Method, np.ndarray],
+    *,
+    budget_s: float,
+) -> tuple[dict[str, LabelScores], dict[str, dict[str, str]]]:
+    """The label rankings, plus the methods' self-scores with the default's suggestions."""
+    computed = label_rankings(head, train_features, train_labels, budget_s=budget_s)
+    scores: dict[str, LabelScores] = {
+        ranking.value: values for ranking, values in computed.rankings.items()
+    }
+    reference = computed.rankings[choose_ranking(set(computed.rankings))]
+    for method, values in self_scores.items():
+        scores[method.value] = LabelScores(
+            scores=values,
+            suggested_label=reference.suggested_label,
+            label_error_probability=reference.label_error_probability,
+        )
+    rankings: dict[str, dict[str, str]] = {}
+    for ranking in LabelRanking:
+        if ranking in computed.rankings:
+            rankings[ranking.value] = {"status": "ready"}
+        else:
+            reason = computed.skipped.get(ranking, "not computed")
+            rankings[ranking.value] = {"status": "skipped", "reason": reason}
+    return scores, rankings

@@ -12,6 +12,7 @@ import logging
 import shutil
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from dramatiq.middleware import Interrupt
@@ -28,11 +29,13 @@ from models_store import (
     Score,
     TestPoint,
     TrainPoint,
+    is_storage_error,
     utcnow,
 )
 from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
-from workers.computation import ModelInputs, PrecomputeResult, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
@@ -49,7 +52,9 @@ class JobRunner:
     sessions: sessionmaker[Session]
     store: ArtifactStore
     device: str = "cpu"
+    refit_budget: RefitBudget = RefitBudget()
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
+    booster_limits: BoosterLimits | None = None
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -71,7 +76,9 @@ class JobRunner:
                 inputs,
                 device=self.device,
                 progress=self._progress_writer(job_id),
+                refit_budget=self.refit_budget,
                 memory_budget_bytes=self.memory_budget_bytes,
+                booster_limits=self.booster_limits,
             )
         except Exception as error:
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
@@ -87,6 +94,7 @@ class JobRunner:
 
     def _fail(self, job_id: str, error: BaseException, started: float) -> None:
         self._record_failure(job_id, error)
+        self._remove_unpublished_runs(job_id)
         JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
         JOB_OUTCOMES.labels("failed").inc()
 
@@ -156,6 +164,7 @@ class JobRunner:
             )
             model.result_dir, model.version = str(result.directory), model.version + 1
             model.diagnostics = result.diagnostics
+            model.rankings = result.rankings
             job.status, job.progress, job.finished_at, job.error = (
                 JobStatus.DONE.value,
                 1.0,
@@ -186,16 +195,30 @@ class JobRunner:
             for index in range(len(train_ids))
         ]
         _insert_batches(session, TrainPoint, rows)
-        for method, scores in result.self_scores.items():
-            if not np.all(np.isfinite(scores)):
-                raise RuntimeError(f"the engine returned non-finite {method.value} self-scores")
-            values = scores.tolist()
+        for name, values in result.label_scores.items():
+            for array in (values.scores, values.label_error_probability):
+                if not np.all(np.isfinite(array)):
+                    raise RuntimeError(f"the engine returned non-finite {name} scores")
             _insert_batches(
                 session,
                 Score,
                 [
-                    {"model_id": model_id, "method": method.value, "train_index": i, "score": v}
-                    for i, v in enumerate(values)
+                    {
+                        "model_id": model_id,
+                        "method": name,
+                        "train_index": i,
+                        "score": score,
+                        "suggested_label": suggested,
+                        "label_error_probability": probability,
+                    }
+                    for i, (score, suggested, probability) in enumerate(
+                        zip(
+                            values.scores.tolist(),
+                            values.suggested_label.tolist(),
+                            values.label_error_probability.tolist(),
+                            strict=True,
+                        )
+                    )
                 ],
             )
         _insert_batches(session, TestPoint, self._test_rows(model_id, result))
@@ -238,6 +261,16 @@ class JobRunner:
                 .values(status=ModelStatus.FAILED.value, error=problem)
             )
 
+    def _remove_unpublished_runs(self, job_id: str) -> None:
+        """A failed run keeps nothing: remove result runs other than the published one."""
+        with self.sessions() as session:
+            job = session.get(Job, job_id)
+            model = session.get(Model, job.model_id) if job is not None else None
+            if job is None or model is None or job.status != JobStatus.FAILED.value:
+                return
+            published = Path(model.result_dir) if model.result_dir else None
+        self.store.delete_other_results(model.id, keep=published)
+
 
 def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
     for start in range(0, len(rows), INSERT_BATCH):
@@ -258,6 +291,15 @@ def _problem_body(error: BaseException) -> dict:
                 {"field": error.argument, "location": "engine", "message": str(error)}
             ]
         return body
+    if is_storage_error(error):
+        assert isinstance(error, OSError)
+        return {
+            "type": "urn:rps:problem:insufficient-storage",
+            "title": "Insufficient Storage",
+            "status": 507,
+            "detail": f"the artifact store refused the results ({error.strerror or error}); "
+            "nothing was kept; free space and register the model again",
+        }
     if isinstance(error, Interrupt):
         return {
             "type": "urn:rps:problem:precompute-interrupted",

@@ -20,7 +20,13 @@ __all__ = [
     "UnauthorizedError",
     "UnavailableError",
     "TooManyRequestsError",
+    "DependencyUnavailableError",
+    "InsufficientStorageError",
+    "DEPENDENCY_RETRY_AFTER_S",
 ]
+
+DEPENDENCY_RETRY_AFTER_S = 5
+"""What a 503 for a dependency that is down tells the client to wait (``Retry-After``)."""
 
 
 @dataclass(frozen=True)
@@ -83,3 +89,25 @@ class TooManyRequestsError(ServiceError):
     """The explain queue is full; ``extra`` carries ``retry_after_s`` for the header."""
 
     status, title, slug = 429, "Too Many Requests", "too-many-requests"
+
+
+class DependencyUnavailableError(ServiceError):
+    """A dependency (database, broker, file descriptors) is down or exhausted; retry later.
+
+    ``extra`` carries ``dependency`` (which one) and ``retry_after_s`` for the header.
+    """
+
+    status, title, slug = 503, "Service Unavailable", "dependency-unavailable"
+
+    @classmethod
+    def of(cls, dependency: str, reason: str) -> DependencyUnavailableError:
+        return cls(
+            f"{dependency} unavailable: {reason}"[:500],
+            extra={"dependency": dependency, "retry_after_s": DEPENDENCY_RETRY_AFTER_S},
+        )
+
+
+class InsufficientStorageError(ServiceError):
+    """The artifact store is full or read-only: nothing was stored (or nothing removed)."""
+
+    status, title, slug = 507, "Insufficient Storage", "insufficient-storage"

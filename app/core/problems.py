@@ -6,15 +6,29 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sql_errors
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.core.errors import FieldError, InvalidRequestError, ServiceError
+from app.core.errors import (
+    DependencyUnavailableError,
+    FieldError,
+    InsufficientStorageError,
+    InvalidRequestError,
+    ServiceError,
+)
+from models_store import is_descriptor_error, is_storage_error
 from representer import RepresenterError
 
-__all__ = ["install_problem_handlers", "problem_response", "PROBLEM_MEDIA_TYPE"]
+__all__ = [
+    "install_problem_handlers",
+    "problem_response",
+    "as_service_error",
+    "PROBLEM_MEDIA_TYPE",
+]
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger(__name__)
@@ -91,7 +105,46 @@ async def _on_http_error(_request: Request, exc: StarletteHTTPException) -> JSON
     )
 
 
+def as_service_error(error: BaseException) -> ServiceError | None:
+    """The problem a failing dependency deserves: the database or Redis unreachable, or
+    out of file descriptors -> 503 ``dependency-unavailable`` with ``Retry-After``; the
+    store full or read-only -> 507 ``insufficient-storage``. ``None`` for anything else."""
+    if isinstance(error, ServiceError):
+        return error
+    if isinstance(error, sql_errors.OperationalError | sql_errors.InterfaceError):
+        return DependencyUnavailableError.of("database", _first_line(error.orig or error))
+    if isinstance(error, sql_errors.TimeoutError):  # the connection pool is exhausted
+        return DependencyUnavailableError.of("database", "no free connection in the pool")
+    if isinstance(error, redis.ConnectionError | redis.TimeoutError):
+        return DependencyUnavailableError.of("broker", _first_line(error))
+    if is_descriptor_error(error):
+        return DependencyUnavailableError.of("file descriptors", _first_line(error))
+    if is_storage_error(error):
+        assert isinstance(error, OSError)
+        return InsufficientStorageError(
+            f"the artifact store cannot take the write: {error.strerror or error}; nothing was kept",
+            errors=[FieldError("artifact_store", str(error.strerror or error), "storage")],
+        )
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+async def _on_dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    problem = as_service_error(exc)
+    if problem is None:
+        return await _on_unexpected(request, exc)
+    logger.warning("%s %s: %s", request.method, request.url.path, problem.detail)
+    return _from_service_error(problem)
+
+
 async def _on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    problem = as_service_error(exc)  # e.g. wrapped in an exception group by the task group
+    if problem is not None:
+        return _from_service_error(problem)
     logger.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     return problem_response(
         500, "Internal Server Error", "an unexpected error occurred; it was logged", slug="internal"
@@ -106,6 +159,12 @@ def install_problem_handlers(app: FastAPI) -> None:
         (ServiceError, _on_service_error),
         (RepresenterError, _on_engine_error),
         (StarletteHTTPException, _on_http_error),
+        (sql_errors.OperationalError, _on_dependency_error),
+        (sql_errors.InterfaceError, _on_dependency_error),
+        (sql_errors.TimeoutError, _on_dependency_error),
+        (redis.ConnectionError, _on_dependency_error),
+        (redis.TimeoutError, _on_dependency_error),
+        (OSError, _on_dependency_error),
         (Exception, _on_unexpected),
     ]
     for exception_type, handler in handlers:

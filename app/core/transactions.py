@@ -37,8 +37,15 @@ def commit(session: Session) -> None:
 
 
 def roll_back(session: Session) -> None:
-    """Roll back and run the on-rollback callbacks."""
-    session.rollback()
-    for callback in session.info.pop(_ON_ROLLBACK, []):
-        callback()
-    session.close()
+    """Roll back and run the on-rollback callbacks, even when the rollback itself fails
+    (the database went away: nothing was committed, so the files must go all the same)."""
+    callbacks = session.info.pop(_ON_ROLLBACK, [])
+    session.info.pop(_AFTER_COMMIT, None)
+    try:
+        session.rollback()
+    finally:
+        try:
+            for callback in callbacks:
+                callback()
+        finally:
+            session.close()

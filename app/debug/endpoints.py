@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from app.core.openapi import problem_responses
 from app.core.responses import json_response
 from app.debug import service
-from app.debug.schemas import SuspiciousPage
-from app.dependencies import OffsetQuery, ReadyModelDep, SessionDep
+from app.debug.schemas import Ranking, SuspiciousPage
+from app.dependencies import OffsetQuery, SessionDep, TenantDep, ready_any_method
 
 router = APIRouter(prefix="/debug", tags=["debug"])
 
@@ -24,17 +24,18 @@ router = APIRouter(prefix="/debug", tags=["debug"])
 )
 async def suspicious(
     session: SessionDep,
-    ready: ReadyModelDep,
+    tenant: TenantDep,
+    model_id: Annotated[str, Query(description="The model's id (from POST /models).")],
+    method: Annotated[
+        Ranking | None, Query(description="Omitted: the default label-error ranking.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Points per page.")] = 50,
     offset: OffsetQuery = 0,
 ) -> Response:
-    """Training points ranked by self-contribution, most suspicious first."""
-    page = await run_in_threadpool(
-        service.suspicious_page,
-        session,
-        ready.model,
-        method=ready.method,
-        limit=limit,
-        offset=offset,
-    )
-    return json_response(page)
+    """Training points most likely mislabelled first, under ``method`` (named in the answer)."""
+
+    def page() -> SuspiciousPage:
+        model = ready_any_method(session, model_id, tenant=tenant)
+        return service.suspicious_page(session, model, method=method, limit=limit, offset=offset)
+
+    return json_response(await run_in_threadpool(page))

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from representer import Method
+__all__ = ["Ranking", "SuspiciousPoint", "SuspiciousPage"]
 
-__all__ = ["SuspiciousPoint", "SuspiciousPage"]
+
+class Ranking(str, Enum):
+    """What ``/debug/suspicious`` ranks by: a method's self-contribution (MATH.md §6) or a
+    label-error ranking (``representer.label_errors``)."""
+
+    LJE = "lje"
+    L2 = "l2"
+    INFLUENCE = "influence"
+    CONFIDENCE = "confidence"
+    CONFIDENCE_OOF = "confidence_oof"
+    CLEANLAB = "cleanlab"
+    FUSION = "fusion"
 
 
 class SuspiciousPoint(BaseModel):
@@ -24,19 +36,24 @@ class SuspiciousPoint(BaseModel):
     predicted_class: int
     """The class the head predicts for it."""
     score: float
-    """Its self-contribution: how much it explains its own label."""
+    """The ranking's raw value (larger = more suspicious)."""
+    suggested_label: int | None = None
+    """The most probable class other than ``label`` (None for models precomputed before
+    label rankings existed)."""
+    label_error_probability: float | None = Field(default=None, ge=0.0, le=1.0)
+    """Calibrated probability that ``label`` is wrong (see representer.label_errors)."""
     record: Any = None
     """The record registered with it (any JSON), or null."""
 
 
 class SuspiciousPage(BaseModel):
-    """One page of training points ranked by self-contribution (docs/math.md §6)."""
+    """One page of training points, most suspicious first, under ``method``."""
 
     model_config = ConfigDict(use_attribute_docstrings=True)
     model_id: str
     """The model ranked."""
-    method: Method
-    """The method whose self-contributions rank the points."""
+    method: Ranking
+    """The ranking used (a method's self-contribution or a label-error ranking)."""
     total: int
     """Training points in the ranking."""
     limit: int

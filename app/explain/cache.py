@@ -46,6 +46,19 @@ class ResultCache:
         except redis.RedisError as error:
             logger.warning("explain cache write failed: %s", error)
 
+    def forget_model(self, model_id: str) -> int:
+        """Delete every cached explanation of ``model_id`` (they carry training records);
+        returns how many. Redis down: logged, and the entries expire with their TTL."""
+        pattern = f"{self.namespace}:explain:{model_id}:*"
+        try:
+            keys = list(self._client.scan_iter(match=pattern, count=1000))
+            if keys:
+                self._client.delete(*keys)
+        except redis.RedisError as error:
+            logger.warning("explain cache of model %s not invalidated: %s", model_id, error)
+            return 0
+        return len(keys)
+
     def ping(self) -> None:
         self._client.ping()
 

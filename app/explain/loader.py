@@ -43,8 +43,11 @@ class LoadedModel:
         return self.test_index_by_id.get(test_id)
 
 
-def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
-    """Open the published result of ``model`` (which must be ready)."""
+def load_model(store: ArtifactStore, model: Model, *, booster_limits: Any = None) -> LoadedModel:
+    """Open the published result of ``model`` (which must be ready).
+
+    An XGBoost model's booster is checked again (``BoosterLimits``) before XGBoost reads it.
+    """
     if model.result_dir is None:
         raise ValueError(f"model {model.id} has no published result")
     files = ModelFiles(store, model.id)
@@ -59,15 +62,20 @@ def load_model(store: ArtifactStore, model: Model) -> LoadedModel:
         test_features=result.load_optional(result.test_features),
         test_labels=test_labels,
         test_index_by_id={test_id: index for index, test_id in enumerate(result.load_test_ids())},
-        embedding=files.load_embedding(model.spec) if model.kind == "xgboost" else None,
+        embedding=(
+            files.load_embedding(model.spec, limits=booster_limits)
+            if model.kind == "xgboost"
+            else None
+        ),
     )
 
 
 class ModelCache:
     """LRU of opened models keyed by (model id, version); thread-safe."""
 
-    def __init__(self, store: ArtifactStore, *, capacity: int) -> None:
+    def __init__(self, store: ArtifactStore, *, capacity: int, booster_limits: Any = None) -> None:
         self._store = store
+        self._booster_limits = booster_limits
         self._capacity = capacity
         self._entries: OrderedDict[tuple[str, int], LoadedModel] = OrderedDict()
         self._lock = threading.Lock()
@@ -80,7 +88,7 @@ class ModelCache:
             if loaded is not None:
                 self._entries.move_to_end(key)
                 return loaded
-        loaded = load_model(self._store, model)
+        loaded = load_model(self._store, model, booster_limits=self._booster_limits)
         with self._lock:
             self._entries[key] = loaded
             self._entries.move_to_end(key)

@@ -47,6 +47,8 @@ RETRY_AFTER_FULL_QUEUE_S = 1
 """What a 429 for a full explain queue tells the client to wait (a pass takes milliseconds)."""
 
 Target = str | int
+MAX_TARGET_CHARS = 20
+"""Longest ``target`` text looked at; class indices are far shorter."""
 
 
 def parse_target(target: Target, *, num_classes: int, label: int | None, location: str) -> Target:
@@ -60,13 +62,23 @@ def parse_target(target: Target, *, num_classes: int, label: int | None, locatio
                 errors=[FieldError("target", "no label is known for this point", location)],
             )
         return int(label)
-    text = str(target)
-    if (
-        text.isascii() and text.lstrip("-").isdigit() and 0 <= int(text) < num_classes
-    ):  # not "²" or "٣"
-        return int(text)
+    if isinstance(target, int):  # a JSON integer: compared, never turned into text
+        if 0 <= target < num_classes:
+            return target
+        shown = "an integer out of range"
+    else:
+        # Bounded before int(): Python refuses to convert 4,301+ digits (and it costs time).
+        text = target[:MAX_TARGET_CHARS]
+        if (
+            len(target) <= MAX_TARGET_CHARS
+            and text.isascii()  # not "²" or "٣"
+            and text.isdigit()
+            and int(text) < num_classes
+        ):
+            return int(text)
+        shown = repr(text) + ("…" if len(target) > MAX_TARGET_CHARS else "")
     raise InvalidRequestError(
-        f"target must be 'predicted', 'label' or a class index in 0..{num_classes - 1}, got {target!r}",
+        f"target must be 'predicted', 'label' or a class index in 0..{num_classes - 1}, got {shown}",
         errors=[FieldError("target", f"'predicted', 'label' or 0..{num_classes - 1}", location)],
     )
 

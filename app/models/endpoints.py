@@ -11,7 +11,7 @@ from app.core.openapi import problem_responses
 from app.dependencies import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
 from app.models import service
 from app.models.schemas import ModelList, ModelPublic, TestPointPage
-from app.models.uploads import receive_multipart
+from app.models.uploads import PartBudget, receive_multipart
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -86,11 +86,17 @@ async def register_model(
     context: ContextDep,
 ) -> ModelPublic:
     """Register a model from multipart parts (docs/api.md); 202 with its status."""
+    await run_in_threadpool(service.check_free_space, context)
     upload = await receive_multipart(
         request.stream(),
         request.headers.get("content-type"),
         tmp_root=context.settings.upload_tmp_dir,
-        max_part_bytes=context.settings.max_upload_bytes,
+        budget=PartBudget(
+            max_part_bytes=context.settings.max_upload_bytes,
+            max_json_part_bytes=context.settings.max_json_part_bytes,
+            max_spec_bytes=context.settings.max_spec_bytes,
+            max_parts=context.settings.max_multipart_parts,
+        ),
     )
     try:
         model = await run_in_threadpool(

@@ -24,6 +24,7 @@ from app.models.validation import (
 )
 from models_store import ModelKind
 from representer import MemoryLimitError, check_capacity, engine_config
+from representer.adapters.xgboost_checks import BoosterLimits
 
 __all__ = [
     "StoredFile",
@@ -112,7 +113,8 @@ def _linear_head(upload: Upload) -> tuple[int, int, list[StoredFile]]:
     return num_outputs, feature_dim, files
 
 
-def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
+def _booster_head(upload: Upload, spec: ModelSpec, limits: BoosterLimits) -> tuple[int, int, int]:
+    from representer import InvalidInputError
     from representer.adapters import BoosterEmbedding, load_booster
 
     part = _require(upload, "booster")
@@ -121,8 +123,14 @@ def _booster_head(upload: Upload, spec: ModelSpec) -> tuple[int, int, int]:
             "booster", "must be an XGBoost model saved as .json or .ubj (file name suffix)"
         )
     try:
-        booster = load_booster(part.path)
-        embedding = BoosterEmbedding.from_booster(booster, embedding=spec.xgboost.embedding)
+        booster = load_booster(part.path, limits=limits)
+        embedding = BoosterEmbedding.from_booster(
+            booster, embedding=spec.xgboost.embedding, limits=limits
+        )
+    except InvalidInputError as error:  # the structural check names the tree and field
+        named = error.argument or ""
+        field = named if named.startswith("booster") else "booster"
+        raise reject(field, str(error)) from error
     except Exception as error:  # any loader failure is the upload's fault
         raise reject("booster", f"could not be loaded as an XGBoost model: {error}") from error
     head = embedding.head
@@ -137,14 +145,16 @@ def _rows_part(upload: Upload, kind: ModelKind) -> tuple[str, str]:
     )
 
 
-def plan_registration(upload: Upload, spec: ModelSpec) -> RegistrationPlan:
+def plan_registration(
+    upload: Upload, spec: ModelSpec, *, booster_limits: BoosterLimits
+) -> RegistrationPlan:
     """Check every part of ``upload`` for a model of ``spec.kind``; nothing is stored."""
     _check_parts(upload, spec.kind)
     if spec.kind is ModelKind.LINEAR:
         num_outputs, feature_dim, files = _linear_head(upload)
         input_dim, width = None, feature_dim
     else:
-        num_outputs, feature_dim, input_dim = _booster_head(upload, spec)
+        num_outputs, feature_dim, input_dim = _booster_head(upload, spec, booster_limits)
         booster = upload.parts["booster"]
         files, width = (
             [StoredFile(booster.path, f"booster{Path(booster.filename or '').suffix.lower()}")],

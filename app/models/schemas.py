@@ -75,6 +75,9 @@ class ModelPublic(BaseModel):
     """When it became ready."""
     diagnostics: dict[str, Any] | None
     """Numbers of the precompute (fit quality, timings)."""
+    rankings: dict[str, Any] | None = None
+    """Label-error rankings of the precompute: name -> {"status": "ready"} or
+    {"status": "skipped", "reason": ...} (``/debug/suspicious?method=``)."""
     attempts: int
     """How often the job ran."""
     job_status: str | None

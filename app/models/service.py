@@ -10,7 +10,12 @@ import numpy as np
 from sqlalchemy.orm import Session
 
 from app.context import ServiceContext
-from app.core.errors import ConflictError, FieldError, InvalidRequestError
+from app.core.errors import (
+    ConflictError,
+    FieldError,
+    InsufficientStorageError,
+    InvalidRequestError,
+)
 from app.core.transactions import after_commit, on_rollback
 from app.models import repository
 from app.models.plans import RegistrationPlan, check_capacity_of_plan, plan_registration
@@ -29,6 +34,7 @@ from rps_server.broker import enqueue_precompute
 
 __all__ = [
     "parse_spec",
+    "check_free_space",
     "register",
     "to_public",
     "list_models",
@@ -38,6 +44,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 TEST_ID_CHARS = 200  # ``TestPoint.test_id`` column width
+MAX_NAME_CHARS = 200
+"""Longest class name."""
+MAX_CLASSES = 10_000
+"""Most classes a model may name (boosters are checked against the same bound)."""
 
 
 def parse_spec(upload: Upload) -> ModelSpec:
@@ -49,7 +59,7 @@ def parse_spec(upload: Upload) -> ModelSpec:
         )
     raw = load_json_part(part)
     try:
-        return ModelSpec.from_json(raw)
+        spec = ModelSpec.from_json(raw)
     except SpecError as error:
         errors = [
             FieldError(f"spec.{path}" if path else "spec", message, "spec")
@@ -58,6 +68,34 @@ def parse_spec(upload: Upload) -> ModelSpec:
         raise InvalidRequestError(
             "invalid spec: " + ", ".join(e.field for e in errors), errors=errors
         ) from error
+    _check_class_names(spec.class_names)
+    return spec
+
+
+def _check_class_names(names: tuple[str, ...] | None) -> None:
+    """At most ``MAX_CLASSES`` names of 1..``MAX_NAME_CHARS`` characters (every listing shows them)."""
+    if names is None:
+        return
+    if len(names) > MAX_CLASSES or any(not 1 <= len(name) <= MAX_NAME_CHARS for name in names):
+        message = f"at most {MAX_CLASSES} names of 1..{MAX_NAME_CHARS} characters"
+        raise InvalidRequestError(
+            f"spec.class_names: {message}",
+            errors=[FieldError("spec.class_names", message, "spec")],
+        )
+
+
+def check_free_space(context: ServiceContext) -> None:
+    """507 before reading an upload when the store is below ``RPS_MIN_FREE_DISK_MB``."""
+    minimum = context.settings.min_free_disk_mb * 1024**2
+    if minimum == 0:
+        return
+    free = context.store.free_bytes()
+    if free < minimum:
+        raise InsufficientStorageError(
+            f"the artifact store has {free // 1024**2} MiB free, below RPS_MIN_FREE_DISK_MB="
+            f"{context.settings.min_free_disk_mb}; nothing was stored",
+            errors=[FieldError("artifact_store", f"{free} bytes free", "storage")],
+        )
 
 
 def _store_inputs(store: ArtifactStore, model_id: str, plan: RegistrationPlan) -> None:
@@ -113,7 +151,9 @@ def register(
     session: Session, upload: Upload, *, tenant: str, context: ServiceContext
 ) -> ModelPublic:
     """Validate ``upload``, store its files, add the model and its job; enqueue after commit."""
-    plan = plan_registration(upload, parse_spec(upload))
+    plan = plan_registration(
+        upload, parse_spec(upload), booster_limits=context.settings.booster_limits
+    )
     check_capacity_of_plan(plan, ceiling=context.settings.memory_budget_bytes)
     model, job = _new_rows(plan, tenant=tenant)
     on_rollback(session, lambda: context.store.delete_model(model.id))
@@ -161,6 +201,7 @@ def to_public(model: Model, job: Job | None) -> ModelPublic:
         created_at=_utc(model.created_at),
         ready_at=_utc(model.ready_at),
         diagnostics=model.diagnostics,
+        rankings=model.rankings,
         attempts=job.attempts if job else 0,
         job_status=job.status if job else None,
         version=model.version,
@@ -181,13 +222,31 @@ def list_models(session: Session, *, tenant: str, limit: int, offset: int) -> Mo
 
 
 def delete_model(session: Session, model: Model, *, context: ServiceContext) -> None:
-    """Delete the model's rows now and its files once the deletion committed."""
+    """Delete the model's rows and files, or neither.
+
+    The folder is moved aside first (one rename): if the store refuses, 507 and the rows
+    stay. If the deletion then fails to commit, the folder moves back. Once it committed,
+    the moved folder, the loaded copy and the cached explanations go.
+    """
     model_id = model.id
     repository.delete_model_rows(session, model_id)
+    try:
+        retired = context.store.retire_model(model_id)
+    except OSError as error:
+        raise InsufficientStorageError(
+            f"could not remove the files of model {model_id} ({error.strerror or error}); "
+            "the model is kept",
+            errors=[FieldError("artifact_store", str(error.strerror or error), "storage")],
+        ) from error
+    if retired is not None:
+        on_rollback(session, lambda: context.store.restore_model(model_id, retired))
 
     def remove_files() -> None:
         context.models.forget(model_id)
-        context.store.delete_model(model_id)
+        if retired is not None:
+            context.store.purge(retired)
+        if context.results is not None:
+            context.results.forget_model(model_id)
 
     after_commit(session, remove_files)
 

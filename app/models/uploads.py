@@ -1,7 +1,8 @@
-"""Stream a ``multipart/form-data`` body to temporary files, one per part, with a size limit.
+"""Stream a ``multipart/form-data`` body to temporary files, one per part, with size limits.
 
-Nothing is held in memory beyond one chunk; a part over ``max_part_bytes`` stops the
-upload with 413 naming the part. The caller owns the returned ``Upload`` and must
+Nothing is held in memory beyond one chunk (and 16 KiB of part headers); a part over its
+budget (``PartBudget``: the spec, the JSON ids/records, every other part) stops the upload
+with 413 naming the part, before anything parses it. The caller owns the returned ``Upload`` and must
 ``close()`` it (which deletes whatever was not moved into the artifact store).
 """
 
@@ -24,9 +25,34 @@ from app.core.errors import (
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["UploadedPart", "Upload", "receive_multipart"]
+__all__ = ["PartBudget", "UploadedPart", "Upload", "receive_multipart"]
 
-MAX_PARTS = 32
+MAX_HEADER_BYTES = 16 * 1024  # all header lines of one part together
+JSON_PARTS = frozenset({"train_ids", "test_ids", "train_records", "test_records"})
+
+
+@dataclass(frozen=True)
+class PartBudget:
+    """Byte budgets of one registration's parts (the ``RPS_MAX_*`` settings)."""
+
+    max_part_bytes: int
+    """Any part not named below (``.npy`` arrays, the booster)."""
+    max_json_part_bytes: int
+    """``train_ids``, ``test_ids``, ``train_records``, ``test_records``."""
+    max_spec_bytes: int
+    """The ``spec`` part."""
+    max_parts: int
+
+    def limit(self, name: str) -> tuple[int, str]:
+        """Bytes allowed for part ``name`` and the setting that says so."""
+        if name == "spec":
+            return self.max_spec_bytes, "RPS_MAX_SPEC_BYTES"
+        if name in JSON_PARTS:
+            return self.max_json_part_bytes, "RPS_MAX_JSON_PART_BYTES"
+        return self.max_part_bytes, "RPS_MAX_UPLOAD_BYTES"
+
+
+MAX_BOUNDARY_CHARS = 70  # RFC 2046 §5.1.1
 
 
 @dataclass(frozen=True)
@@ -56,9 +82,11 @@ class Upload:
 class _PartWriter:
     """Parser callbacks: headers -> name/filename, data -> the current temp file."""
 
-    def __init__(self, upload: Upload, *, max_part_bytes: int) -> None:
+    def __init__(self, upload: Upload, *, budget: PartBudget) -> None:
         self.upload = upload
-        self.max_part_bytes = max_part_bytes
+        self.budget = budget
+        self.max_part_bytes, self.limit_setting = budget.max_part_bytes, "RPS_MAX_UPLOAD_BYTES"
+        self.header_bytes = 0
         self.header_field = b""
         self.header_value = b""
         self.headers: dict[bytes, bytes] = {}
@@ -72,12 +100,22 @@ class _PartWriter:
         self.finished = True
 
     def on_part_begin(self) -> None:
-        self.headers, self.size, self.handle = {}, 0, None
+        self.headers, self.size, self.handle, self.header_bytes = {}, 0, None, 0
+
+    def _count_header(self, size: int) -> None:
+        self.header_bytes += size
+        if self.header_bytes > MAX_HEADER_BYTES:
+            raise PayloadTooLargeError(
+                f"the headers of a multipart part exceed {MAX_HEADER_BYTES} bytes",
+                errors=[FieldError("body", f"part headers over {MAX_HEADER_BYTES} bytes", "body")],
+            )
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self.header_field += data[start:end]
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._count_header(end - start)
         self.header_value += data[start:end]
 
     def on_header_end(self) -> None:
@@ -91,12 +129,13 @@ class _PartWriter:
             raise InvalidRequestError(
                 "a multipart part has no name", errors=[FieldError("body", "part without a name")]
             )
-        if name in self.upload.parts or len(self.upload.parts) >= MAX_PARTS:
+        if name in self.upload.parts or len(self.upload.parts) >= self.budget.max_parts:
             raise InvalidRequestError(
                 f"part {name!r} is repeated or there are too many parts",
                 errors=[FieldError(name, "repeated part or too many parts", "part")],
             )
         raw_filename = options.get(b"filename")
+        self.max_part_bytes, self.limit_setting = self.budget.limit(name)
         self.name = name
         self.filename = raw_filename.decode("utf-8", "replace") if raw_filename else None
         suffix = Path(self.filename).suffix.lower()[:8] if self.filename else ""
@@ -108,7 +147,8 @@ class _PartWriter:
         self.size += end - start
         if self.size > self.max_part_bytes:
             raise PayloadTooLargeError(
-                f"part {self.name!r} is larger than the limit of {self.max_part_bytes} bytes",
+                f"part {self.name!r} is larger than the limit of {self.max_part_bytes} bytes "
+                f"({self.limit_setting})",
                 errors=[FieldError(self.name, f"larger than {self.max_part_bytes} bytes", "part")],
             )
         assert self.handle is not None
@@ -139,17 +179,23 @@ def _boundary(content_type: str | None) -> bytes:
     boundary = options.get(b"boundary")
     if media_type != b"multipart/form-data" or not boundary:
         raise UnsupportedMediaTypeError("POST /models takes multipart/form-data with a boundary")
+    if len(boundary) > MAX_BOUNDARY_CHARS:
+        raise InvalidRequestError(
+            f"the multipart boundary has {len(boundary)} characters; at most "
+            f"{MAX_BOUNDARY_CHARS} are allowed (RFC 2046)",
+            errors=[FieldError("content-type", "boundary longer than 70 characters", "header")],
+        )
     return boundary
 
 
 async def receive_multipart(
-    chunks: AsyncIterator[bytes], content_type: str | None, *, tmp_root: Path, max_part_bytes: int
+    chunks: AsyncIterator[bytes], content_type: str | None, *, tmp_root: Path, budget: PartBudget
 ) -> Upload:
     """Stream ``chunks`` (the request body) into one temp file per part."""
     boundary = _boundary(content_type)
     tmp_root.mkdir(parents=True, exist_ok=True)
     upload = Upload(Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_root)))
-    writer = _PartWriter(upload, max_part_bytes=max_part_bytes)
+    writer = _PartWriter(upload, budget=budget)
     callbacks = {
         name: getattr(writer, name)
         for name in (

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from numpy.lib import format as npy_format
 
-from app.core.errors import FieldError, InvalidRequestError
+from app.core.errors import FieldError, InvalidRequestError, PayloadTooLargeError
 from app.models.uploads import UploadedPart
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
 FINITE_CHECK_ROWS = 8192  # rows per block when scanning a memmap for NaN/inf
 NPY_MAGIC = b"\x93NUMPY"
 MAX_ID_CHARS = 200
+MAX_ID_JSON_BYTES = MAX_ID_CHARS * 12 + 4  # every character a \uXXXX surrogate pair, quotes, comma
 MAX_JSON_DEPTH = 64  # nesting levels of a JSON part (records are small texts, rows, images)
 
 
@@ -40,6 +41,7 @@ def reject(part: str, message: str) -> InvalidRequestError:
 
 
 def _read_header(part: UploadedPart) -> np.dtype:
+    """The array's dtype, after checking that the file holds exactly the array (no more bytes)."""
     with open(part.path, "rb") as handle:
         if handle.read(len(NPY_MAGIC)) != NPY_MAGIC:
             raise reject(part.name, "not a .npy file (pickles and other formats are refused)")
@@ -53,11 +55,20 @@ def _read_header(part: UploadedPart) -> np.dtype:
                 if version == (1, 0)
                 else npy_format.read_array_header_2_0
             )
-            _, _, dtype = reader(handle)
+            shape, _, dtype = reader(handle)
         except (ValueError, EOFError) as error:
             raise reject(part.name, f"unreadable .npy header: {error}") from error
+        data_offset = handle.tell()
     if dtype.hasobject:
         raise reject(part.name, "pickled object arrays are refused (allow_pickle=False)")
+    expected = data_offset + dtype.itemsize * math.prod(shape)
+    size = part.path.stat().st_size
+    if size != expected:
+        raise reject(
+            part.name,
+            f"the file holds {size} bytes; a {dtype} array of shape {shape} needs "
+            f"{expected} (nothing may follow the array)",
+        )
     return dtype
 
 
@@ -193,6 +204,14 @@ def check_ids(part: UploadedPart | None, *, length: int) -> list[str]:
     """``length`` distinct id strings; default ``"0".."length-1"``."""
     if part is None:
         return [str(index) for index in range(length)]
+    budget = length * MAX_ID_JSON_BYTES + 64
+    size = part.path.stat().st_size
+    if size > budget:  # refused before parsing: a list of tiny strings costs ~20x its bytes
+        raise PayloadTooLargeError(
+            f"{part.name}: {size} bytes cannot be {length} ids of at most {MAX_ID_CHARS} "
+            f"characters (at most {budget} bytes)",
+            errors=[FieldError(part.name, f"larger than {budget} bytes for {length} ids", "part")],
+        )
     ids = load_json_part(part)
     if not isinstance(ids, list) or not all(isinstance(value, str) for value in ids):
         raise reject(part.name, "must be a JSON array of strings")

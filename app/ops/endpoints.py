@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Response
 from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from app.core.errors import FieldError, UnavailableError
+from app.core.errors import DEPENDENCY_RETRY_AFTER_S, FieldError, UnavailableError
 from app.core.openapi import problem_responses
 from app.dependencies import ContextDep
 from app.ops import service
@@ -21,14 +23,31 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", summary="Readiness", responses=problem_responses(503))
-def readyz(context: ContextDep) -> dict[str, object]:
-    """Database, broker and artifact store reachable; 503 naming the failing part otherwise."""
+def readyz(
+    context: ContextDep,
+    authorization: Annotated[
+        str | None,
+        Header(
+            description="Optional `Bearer <key>`: with a valid key, a 503 says why each "
+            "part fails (the reasons name hosts and paths)."
+        ),
+    ] = None,
+) -> dict[str, object]:
+    """Database, broker and artifact store reachable; 503 naming the failing part otherwise.
+
+    Anyone may ask; only a caller with a valid key sees why a part fails (the reasons name
+    hosts and paths).
+    """
     failures = service.failing_parts(context)
     if failures:
+        detailed = context.keys.is_valid(authorization)
         raise UnavailableError(
-            "not ready: " + ", ".join(failures),
-            errors=[FieldError(part, reason, "dependency") for part, reason in failures.items()],
-            extra={"failing": sorted(failures)},
+            "not ready: " + ", ".join(sorted(failures)),
+            errors=[
+                FieldError(part, reason if detailed else "failing", "dependency")
+                for part, reason in sorted(failures.items())
+            ],
+            extra={"failing": sorted(failures), "retry_after_s": DEPENDENCY_RETRY_AFTER_S},
         )
     return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
 

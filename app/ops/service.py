@@ -24,6 +24,13 @@ def _check_broker(context: ServiceContext) -> None:
 
 def _check_artifacts(context: ServiceContext) -> None:
     context.store.check()
+    minimum = context.settings.min_free_disk_mb * 1024**2
+    free = context.store.free_bytes()
+    if free < minimum:
+        raise OSError(
+            f"low disk: {free // 1024**2} MiB free, below RPS_MIN_FREE_DISK_MB="
+            f"{context.settings.min_free_disk_mb}"
+        )
 
 
 def failing_parts(context: ServiceContext) -> dict[str, str]:

@@ -481,15 +481,17 @@ class Client:
         return self._json("GET", f"/models/{model_id}/test-points", params=params)
 
     def suspicious(
-        self, model_id: str, *, method: str = Method.LJE.value, limit: int = 50, offset: int = 0
+        self, model_id: str, *, method: str | None = None, limit: int = 50, offset: int = 0
     ) -> JsonBody:
-        """Training points ranked by self-contribution, most suspicious first."""
-        params = {
-            "model_id": model_id,
-            "method": getattr(method, "value", method),
-            "limit": limit,
-            "offset": offset,
-        }
+        """Training points most likely mislabelled first.
+
+        ``method``: lje | l2 | influence (self-contribution) or confidence | confidence_oof |
+        cleanlab | fusion (label-error rankings); None: the service's default, named in the
+        answer's ``method``.
+        """
+        params: dict[str, Any] = {"model_id": model_id, "limit": limit, "offset": offset}
+        if method is not None:
+            params["method"] = getattr(method, "value", method)
         return self._json("GET", "/debug/suspicious", params=params)
 
 

@@ -33,6 +33,8 @@ WAIT_TIMEOUT_S = 3600.0
 RECORD_WIDTH = 60
 
 _METHODS = [method.value for method in Method]
+_LABEL_RANKINGS = ["confidence", "confidence_oof", "cleanlab", "fusion"]
+"""Label-error rankings of ``GET /debug/suspicious`` beside the methods' self-scores."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -156,7 +158,12 @@ def _add_suspicious(subparsers, common) -> None:
         "suspicious", parents=[common], help="training points most likely mislabelled"
     )
     parser.add_argument("model_id")
-    parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
+    parser.add_argument(
+        "--method",
+        default=None,
+        choices=[*_METHODS, *_LABEL_RANKINGS],
+        help="the ranking (default: the service's default label-error ranking)",
+    )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--offset", type=int, default=0)
     parser.set_defaults(func=_suspicious)
@@ -448,11 +455,18 @@ def _suspicious(args: argparse.Namespace) -> int:
             item.get("label"),
             item.get("predicted_class"),
             _number(item.get("score")),
+            item.get("suggested_label"),
+            _number(item.get("label_error_probability")),
             _short(item.get("record")),
         ]
         for item in body.get("items") or []
     ]
-    print(_table(["rank", "train_id", "label", "predicted", "score", "record"], rows))
+    print(
+        _table(
+            ["rank", "train_id", "label", "predicted", "score", "suggested", "p(error)", "record"],
+            rows,
+        )
+    )
     return 0
 
 

@@ -8,10 +8,12 @@
 
 from representer.adapters.torch_module import extract_features, head_from_linear, linear_layer_names
 from representer.adapters.xgboost_booster import BoosterEmbedding, Embedding, load_booster
+from representer.adapters.xgboost_checks import BoosterLimits
 from representer.adapters.xgboost_trees import Objective, TreeTable
 
 __all__ = [
     "BoosterEmbedding",
+    "BoosterLimits",
     "Embedding",
     "Objective",
     "TreeTable",

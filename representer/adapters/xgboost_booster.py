@@ -19,6 +19,11 @@ from pathlib import Path
 import numpy as np
 import xgboost as xgb
 
+from representer.adapters.xgboost_checks import (
+    BoosterLimits,
+    check_model_document,
+    parse_model_bytes,
+)
 from representer.adapters.xgboost_trees import TreeTable
 from representer.errors import InvalidInputError
 from representer.head import LinearHead
@@ -45,9 +50,9 @@ class BoosterEmbedding:
         Θ† = [W, b]: weights (k_out, D) float64, bias (k_out,) = base margin.
     feature_dim : int
         D, the width of φ(x).
-    leaf_columns : ndarray of shape (T, max_nodes), int64
-        ``leaf_onehot`` only: the feature column of every (tree, leaf node id); -1 at
-        internal nodes. Empty for ``tree_margins``.
+    leaf_columns : ndarray of shape (N,), int64
+        ``leaf_onehot`` only: the feature column of every node position of ``trees``
+        (``TreeTable.node_offsets``); -1 at internal nodes. Empty for ``tree_margins``.
     """
 
     booster: xgb.Booster = field(repr=False)
@@ -59,7 +64,11 @@ class BoosterEmbedding:
 
     @classmethod
     def from_booster(
-        cls, booster: xgb.Booster, *, embedding: Embedding = Embedding.TREE_MARGINS
+        cls,
+        booster: xgb.Booster,
+        *,
+        embedding: Embedding = Embedding.TREE_MARGINS,
+        limits: BoosterLimits | None = None,
     ) -> BoosterEmbedding:
         """Write ``booster`` as features + linear head.
 
@@ -69,6 +78,8 @@ class BoosterEmbedding:
             A trained ``gbtree`` booster with objective binary:logistic (k_out = 1),
             multi:softprob or multi:softmax (k_out = k).
         embedding : Embedding, default TREE_MARGINS
+        limits : BoosterLimits, optional
+            Size limits of the structural check every booster passes first.
 
         Returns
         -------
@@ -83,9 +94,9 @@ class BoosterEmbedding:
             raise InvalidInputError(
                 f"embedding must be one of {choices}, got {embedding!r}", argument="embedding"
             ) from None
-        trees = TreeTable.from_booster(booster)
+        trees = TreeTable.from_booster(booster, limits=limits)
         if embedding == Embedding.TREE_MARGINS:
-            leaf_columns = np.empty((0, 0), dtype=np.int64)
+            leaf_columns = np.empty(0, dtype=np.int64)
             head = _tree_margins_head(trees)
         else:
             leaf_columns = _leaf_columns(trees)
@@ -101,17 +112,17 @@ class BoosterEmbedding:
 
     def leaf_ids(self, inputs: object) -> np.ndarray:
         """The leaf node id each used tree sends every row to, shape (n, T) int64."""
+        leaves, _ = self._leaves(inputs)
+        return leaves
+
+    def _leaves(self, inputs: object) -> tuple[np.ndarray, np.ndarray]:
+        """Leaf ids (n, T) and their positions in the tree table's node arrays (n, T)."""
         matrix = self._dmatrix(inputs)
         leaves = self.booster.predict(
             matrix, pred_leaf=True, iteration_range=(0, self.trees.num_rounds)
         )
         leaves = np.asarray(leaves, dtype=np.int64).reshape(matrix.num_row(), self.trees.num_trees)
-        if not np.all(self.trees.is_leaf[np.arange(self.trees.num_trees), leaves]):  # (n, T)
-            raise InvalidInputError(
-                "the booster sent rows to nodes its JSON model does not mark as leaves",
-                argument="booster",
-            )
-        return leaves
+        return leaves, self.trees.node_positions(leaves)  # every id a reachable leaf
 
     def transform(self, inputs: object) -> np.ndarray:
         """φ(x) for raw rows.
@@ -126,11 +137,10 @@ class BoosterEmbedding:
         ndarray of shape (n, D), float32
             Leaf values (``tree_margins``, D = T) or leaf indicators (``leaf_onehot``).
         """
-        leaves = self.leaf_ids(inputs)  # (n, T)
-        tree_index = np.arange(self.trees.num_trees)
+        leaves, positions = self._leaves(inputs)  # (n, T) each
         if self.embedding == Embedding.TREE_MARGINS:
-            return self.trees.leaf_values[tree_index, leaves].astype(np.float32)  # (n, T)
-        columns = self.leaf_columns[tree_index, leaves]  # (n, T)
+            return self.trees.leaf_values[positions].astype(np.float32)  # (n, T)
+        columns = self.leaf_columns[positions]  # (n, T)
         features = np.zeros((leaves.shape[0], self.feature_dim), dtype=np.float32)  # (n, D)
         np.put_along_axis(features, columns, 1.0, axis=1)
         return features
@@ -170,10 +180,12 @@ class BoosterEmbedding:
         return matrix
 
 
-def load_booster(path: str | Path) -> xgb.Booster:
+def load_booster(path: str | Path, *, limits: BoosterLimits | None = None) -> xgb.Booster:
     """Load a booster saved with ``booster.save_model`` as ``.json`` or ``.ubj``.
 
-    Pickles and every other format are refused: they can run code when loaded.
+    Pickles and every other format are refused: they can run code when loaded. The file is
+    parsed and checked in Python first (``xgboost_checks``: finite acyclic trees, feature
+    indices, sizes within ``limits``); only then does XGBoost read the same bytes.
     """
     path = Path(path)
     if path.suffix.lower() not in _MODEL_SUFFIXES:
@@ -183,9 +195,11 @@ def load_booster(path: str | Path) -> xgb.Booster:
         )
     if not path.is_file():
         raise InvalidInputError(f"booster file {str(path)!r} does not exist", argument="booster")
+    data = path.read_bytes()
+    check_model_document(parse_model_bytes(data), limits=limits)
     booster = xgb.Booster()
     try:
-        booster.load_model(str(path))
+        booster.load_model(bytearray(data))
     except xgb.core.XGBoostError as error:
         raise InvalidInputError(
             f"cannot read booster file {path.name!r}: {_reason(error)}", argument="booster"
@@ -210,19 +224,20 @@ def _tree_margins_head(trees: TreeTable) -> LinearHead:
 
 
 def _leaf_columns(trees: TreeTable) -> np.ndarray:
-    """Column of every (tree, leaf id), trees in order, leaf ids ascending; -1 elsewhere."""
-    columns = np.full(trees.is_leaf.shape, -1, dtype=np.int64)  # (T, max_nodes)
-    columns[trees.is_leaf] = np.arange(int(trees.is_leaf.sum()))  # row-major = tree, then node id
+    """Column of every node position, trees in order, leaf ids ascending; -1 elsewhere, (N,)."""
+    columns = np.full(trees.is_leaf.shape, -1, dtype=np.int64)  # (N,)
+    columns[trees.is_leaf] = np.arange(int(trees.is_leaf.sum()))  # tree, then node id
     return columns
 
 
 def _leaf_onehot_head(trees: TreeTable, leaf_columns: np.ndarray) -> LinearHead:
     """W[c, column of (j, leaf)] = leaf value when tree j serves class c, shape (k_out, D)."""
-    tree_of_leaf, node_of_leaf = np.nonzero(trees.is_leaf)  # row-major, matches _leaf_columns
-    weights = np.zeros((trees.num_outputs, tree_of_leaf.size), dtype=np.float64)
-    weights[trees.tree_groups[tree_of_leaf], leaf_columns[tree_of_leaf, node_of_leaf]] = (
-        trees.leaf_values[tree_of_leaf, node_of_leaf]
-    )
+    leaf_positions = np.flatnonzero(trees.is_leaf)  # (D,), in column order
+    tree_of_leaf = np.searchsorted(trees.node_offsets, leaf_positions, side="right") - 1  # (D,)
+    weights = np.zeros((trees.num_outputs, leaf_positions.size), dtype=np.float64)
+    weights[trees.tree_groups[tree_of_leaf], leaf_columns[leaf_positions]] = trees.leaf_values[
+        leaf_positions
+    ]
     return LinearHead(weights=weights, bias=trees.base_margin)
 
 

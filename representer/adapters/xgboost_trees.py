@@ -17,12 +17,16 @@ from enum import Enum
 import numpy as np
 import xgboost as xgb
 
+from representer.adapters.xgboost_checks import (
+    BoosterLimits,
+    check_model_document,
+    parse_model_bytes,
+)
 from representer.errors import InvalidInputError
 
 __all__ = ["Objective", "TreeTable", "parse_base_score"]
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?(?:inf|nan)", re.IGNORECASE)
-_NO_CHILD = -1  # left_children value of a leaf node
 
 
 class Objective(str, Enum):
@@ -51,7 +55,10 @@ def parse_base_score(text: str) -> np.ndarray:
 
 @dataclass(frozen=True)
 class TreeTable:
-    """The trees a booster's margin uses, as arrays.
+    """The trees a booster's margin uses, as flat arrays over the nodes that exist.
+
+    Node ``i`` of tree ``j`` sits at position ``node_offsets[j] + i`` of the node arrays, so
+    the tables cost one entry per node (not trees x the largest tree).
 
     Attributes
     ----------
@@ -66,9 +73,11 @@ class TreeTable:
         The margin before any tree (logit(base_score) for binary:logistic).
     tree_groups : ndarray of shape (T,), int64
         The output row each used tree adds to (class j mod k for one tree per class and round).
-    is_leaf : ndarray of shape (T, max_nodes), bool
-        True at the node ids that are leaves (``pred_leaf`` returns these ids).
-    leaf_values : ndarray of shape (T, max_nodes), float64
+    node_offsets : ndarray of shape (T + 1,), int64
+        Where each tree's nodes start in the node arrays; the last entry is N.
+    is_leaf : ndarray of shape (N,), bool
+        True at the (tree, node id) positions that are reachable leaves (``pred_leaf`` ids).
+    leaf_values : ndarray of shape (N,), float64
         Each leaf's value (already shrunk by the learning rate); 0 at internal nodes.
     """
 
@@ -78,6 +87,7 @@ class TreeTable:
     num_rounds: int
     base_margin: np.ndarray = field(repr=False)
     tree_groups: np.ndarray = field(repr=False)
+    node_offsets: np.ndarray = field(repr=False)
     is_leaf: np.ndarray = field(repr=False)
     leaf_values: np.ndarray = field(repr=False)
 
@@ -86,36 +96,69 @@ class TreeTable:
         """T, the number of trees the margin uses."""
         return int(self.tree_groups.shape[0])
 
+    def node_positions(self, leaves: np.ndarray) -> np.ndarray:
+        """Positions in the node arrays of per-tree node ids.
+
+        Parameters
+        ----------
+        leaves : ndarray of shape (n, T), int64
+            A node id of every used tree per row (``pred_leaf``).
+
+        Returns
+        -------
+        ndarray of shape (n, T), int64
+
+        Raises
+        ------
+        InvalidInputError
+            When an id is not a reachable leaf of its tree.
+        """
+        sizes = np.diff(self.node_offsets)  # (T,)
+        if np.any((leaves < 0) | (leaves >= sizes)):
+            raise InvalidInputError(
+                "the booster sent rows to node ids its trees do not have", argument="booster"
+            )
+        positions = self.node_offsets[:-1] + leaves  # (n, T)
+        if not np.all(self.is_leaf[positions]):
+            raise InvalidInputError(
+                "the booster sent rows to nodes its JSON model does not mark as leaves",
+                argument="booster",
+            )
+        return positions
+
     @classmethod
-    def from_booster(cls, booster: xgb.Booster) -> TreeTable:
-        """Read the tree table of a trained ``gbtree`` booster (see the class docstring)."""
+    def from_booster(
+        cls, booster: xgb.Booster, *, limits: BoosterLimits | None = None
+    ) -> TreeTable:
+        """Check (``xgboost_checks``) and read the tree table of a trained ``gbtree`` booster."""
         if not isinstance(booster, xgb.Booster):
             raise InvalidInputError(
                 f"booster must be an xgboost.Booster, got {type(booster).__name__}",
                 argument="booster",
             )
+        model = parse_model_bytes(bytes(booster.save_raw(raw_format="json")))
+        num_features, checked = check_model_document(model, limits=limits)
         config = json.loads(booster.save_config())["learner"]
-        model = json.loads(booster.save_raw(raw_format="json"))["learner"]
         objective = _objective(config)
         model_param = config["learner_model_param"]
-        if int(model_param.get("num_target", "1")) > 1:
-            raise InvalidInputError("multi-target boosters are not supported", argument="booster")
         num_outputs = (
             int(model_param.get("num_class", "0")) if objective != Objective.BINARY_LOGISTIC else 1
         )
-        trees_model = model["gradient_booster"]["model"]
+        trees_model = model["learner"]["gradient_booster"]["model"]
         num_rounds, num_used = _rounds_and_trees_used(booster, trees_model, num_outputs)
-        trees = trees_model["trees"][:num_used]
-        is_leaf, leaf_values = _leaf_tables(trees)
+        used = checked[:num_used]
         return cls(
             objective=objective,
             num_outputs=num_outputs,
-            num_features=int(model_param["num_feature"]),
+            num_features=num_features,
             num_rounds=num_rounds,
             base_margin=_base_margin(model_param["base_score"], objective, num_outputs),
             tree_groups=np.asarray(trees_model["tree_info"][:num_used], dtype=np.int64),
-            is_leaf=is_leaf,
-            leaf_values=leaf_values,
+            node_offsets=np.concatenate([[0], np.cumsum([tree.num_nodes for tree in used])]).astype(
+                np.int64
+            ),
+            is_leaf=np.concatenate([tree.is_leaf for tree in used]),
+            leaf_values=np.concatenate([tree.leaf_values for tree in used]),
         )
 
 
@@ -162,40 +205,6 @@ def _rounds_and_trees_used(
             argument="booster",
         )
     return num_rounds, num_used
-
-
-def _leaf_tables(trees: list[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """(T, max_nodes) leaf mask and leaf values from the JSON trees."""
-    max_nodes = max(len(tree["left_children"]) for tree in trees)
-    is_leaf = np.zeros((len(trees), max_nodes), dtype=bool)
-    leaf_values = np.zeros((len(trees), max_nodes), dtype=np.float64)
-    for index, tree in enumerate(trees):
-        if int(tree["tree_param"].get("size_leaf_vector", "1")) > 1:
-            raise InvalidInputError(
-                "vector-leaf trees (multi_strategy='multi_output_tree') are not supported",
-                argument="booster",
-            )
-        left = np.asarray(tree["left_children"], dtype=np.int64)
-        leaves = (left == _NO_CHILD) & _reachable(
-            left, np.asarray(tree["right_children"], dtype=np.int64)
-        )
-        values = np.asarray(tree["split_conditions"], dtype=np.float64)
-        is_leaf[index, : leaves.size] = leaves
-        leaf_values[index, : leaves.size] = np.where(leaves, values, 0.0)
-    if not np.all(np.isfinite(leaf_values)):
-        raise InvalidInputError("the booster holds NaN or infinite leaf values", argument="booster")
-    return is_leaf, leaf_values
-
-
-def _reachable(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """Nodes reachable from the root (pruned, deleted nodes are not), shape (num_nodes,) bool."""
-    reached = np.zeros(left.shape, dtype=bool)
-    frontier = np.array([0], dtype=np.int64)
-    while frontier.size:
-        reached[frontier] = True
-        children = np.concatenate([left[frontier], right[frontier]])
-        frontier = children[children != _NO_CHILD]
-    return reached
 
 
 def _base_margin(base_score: str, objective: Objective, num_outputs: int) -> np.ndarray:

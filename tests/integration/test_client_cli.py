@@ -92,7 +92,7 @@ def test_client_registers_explains_and_deletes(embedded_server, problem):
             )
 
         assert_suspicious_matches(
-            client.suspicious(queued["id"], limit=20), states["lje"], n_train=240
+            client.suspicious(queued["id"], method="lje", limit=20), states["lje"], n_train=240
         )
 
         client.delete_model(queued["id"])
@@ -162,7 +162,9 @@ def test_cli_register_wait_status_explain_suspicious(embedded_server, problem, t
     assert table.returncode == 0 and "positive" in table.stdout and "negative" in table.stdout
     assert f"{body['positive'][0]['contribution']:.6g}" in table.stdout
 
-    suspicious = _rps(embedded_server, "suspicious", model["id"], "--limit", "4", "--json")
+    suspicious = _rps(
+        embedded_server, "suspicious", model["id"], "--method", "lje", "--limit", "4", "--json"
+    )
     assert suspicious.returncode == 0
     assert_suspicious_matches(json.loads(suspicious.stdout), state, n_train=240)
 

@@ -25,7 +25,7 @@ from representer import (
 )
 from representer.block_hessian import BlockPreconditioner, factor_blocks
 from representer.hessian_solver import choose_hessian
-from representer.pcg import HessianProduct, project
+from representer.pcg import HessianProduct, project, support_threshold
 from tests.helpers.problems import brute_hessian, clustered_problem, probabilities
 
 CONTRIBUTION_RTOL = 1e-4
@@ -163,7 +163,7 @@ def test_matrix_free_product_is_the_exact_hessian(clustered):
     theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
     probs = probabilities(theta, train)
     live = torch.ones(theta.shape[1], dtype=torch.bool)
-    product = HessianProduct(train, probs, 0.0, live)
+    product = HessianProduct(train, probs, 0.0, live, support_threshold(probs))
     directions = torch.from_numpy(np.random.default_rng(0).normal(size=(3, *theta.shape)))
     expected = directions.reshape(3, -1).numpy() @ brute_hessian(theta, train)  # H symmetric
     actual = product(directions).reshape(3, -1).numpy()
@@ -174,10 +174,12 @@ def test_matrix_free_product_is_the_exact_hessian(clustered):
 def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered):
     train = clustered["train_features"]
     theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
     cholesky, _ = factor_blocks(
         train,
-        probabilities(theta, train.astype(np.float64)),
+        probs,
         damping=0.0,
+        threshold=support_threshold(probs),
         device=torch.device("cpu"),
         progress=lambda fraction: None,
     )
@@ -208,7 +210,7 @@ def test_auto_is_dense_for_small_heads_and_blocks_for_large_ones():
         HessianMode.AUTO, n=1000, num_outputs=10, dim=65, memory_budget_bytes=8 * 1024**3
     )
     large = choose_hessian(
-        HessianMode.AUTO, n=50_000, num_outputs=10, dim=513, memory_budget_bytes=8 * 1024**3
+        HessianMode.AUTO, n=50_000, num_outputs=40, dim=513, memory_budget_bytes=8 * 1024**3
     )
     unaffordable = choose_hessian(
         HessianMode.AUTO, n=1000, num_outputs=100, dim=769, memory_budget_bytes=8 * 1024**3
@@ -280,3 +282,38 @@ def test_repeated_queries_reuse_the_solved_vector(clustered):
     assert again[0].solver == first[0].solver == first[1].solver
     other_target = explain(state, train, rows[:1], target=[1])
     assert len(solved._entries) == 3 and other_target[0].target_class == 1
+
+
+SPARSE_PRODUCT_RTOL = 1e-7
+"""Dropping (i, c) with P_ic ≤ SUPPORT_RTOL·(1 − max P)/k changes a row's curvature by at most
+SUPPORT_RTOL (1e-8) of itself; the product is compared to the exact one at 10x that."""
+
+
+@pytest.fixture(scope="module")
+def peaked():
+    """Many well separated classes: most P_ic are negligible, the sparse paths run."""
+    return clustered_problem(n_train=900, n_test=4, dim=8, num_classes=30, separation=4.0, seed=9)
+
+
+def test_sparse_product_is_the_exact_hessian_on_peaked_heads(peaked):
+    train = peaked["train_features"].astype(np.float64)[:300]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    product = HessianProduct(train, probs, 0.0, live, support_threshold(probs))
+    directions = torch.from_numpy(np.random.default_rng(2).normal(size=(2, *theta.shape)))
+    actual = product(directions).reshape(2, -1).numpy()
+    assert any(pairs is not None for pairs in product.supports.values())  # the sparse path ran
+    expected = directions.reshape(2, -1).numpy() @ brute_hessian(theta, train)
+    scale = np.abs(expected).max()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=SPARSE_PRODUCT_RTOL * scale)
+
+
+@pytest.mark.parametrize("method", [Method.LJE, Method.INFLUENCE])
+def test_blocks_answers_equal_dense_on_peaked_heads(peaked, method):
+    train = peaked["train_features"]
+    # so peaked that the dense factor needs damping (almost no curvature); both sides get it
+    dense, blocks = _both(_head(peaked), train, peaked["train_labels"], method, damping=1e-4)
+    _assert_same_answers(dense, blocks, train, peaked["test_features"])
+    rho = spearmanr(dense.self_scores, blocks.self_scores)[0]
+    assert rho >= SELF_SCORE_SPEARMAN

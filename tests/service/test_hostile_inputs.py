@@ -76,6 +76,24 @@ def hostile_registration(case: str) -> tuple[dict, dict]:
         "labels_2d": {"train_labels": npy_part(problem["train_labels"][:, None])},
         "labels_huge_unsigned": {"train_labels": npy_part(np.full(n, 2**64 - 1, dtype=np.uint64))},
         "test_labels_0d": {"test_labels": npy_part(np.int64(0))},
+        # bytes after the array were stored as they came (10 MB seen)
+        "features_trailing_bytes": {
+            "train_features": ("part.npy", npy_bytes(features) + b"\0" * 4096, "x/y")
+        },
+        "labels_one_trailing_byte": {
+            "train_labels": ("part.npy", npy_bytes(problem["train_labels"]) + b"\n", "x/y")
+        },
+        "features_truncated": {"train_features": ("part.npy", npy_bytes(features)[:-1], "x/y")},
+        # names: 10 MB of class names went into every GET /models
+        "class_name_too_long": {
+            "spec": json_text(json.dumps({"kind": "linear", "class_names": ["a" * 201, "b", "c"]}))
+        },
+        "class_names_too_many": {
+            "spec": json_text(json.dumps({"kind": "linear", "class_names": ["a"] * 10_001}))
+        },
+        "class_name_empty": {
+            "spec": json_text(json.dumps({"kind": "linear", "class_names": ["", "b", "c"]}))
+        },
     }[case]
     return parts, spec
 
@@ -105,6 +123,12 @@ HOSTILE_REGISTRATIONS = {
     "labels_2d": "train_labels",
     "labels_huge_unsigned": "train_labels",
     "test_labels_0d": "test_labels",
+    "features_trailing_bytes": "train_features",
+    "labels_one_trailing_byte": "train_labels",
+    "features_truncated": "train_features",
+    "class_name_too_long": "spec.class_names",
+    "class_names_too_many": "spec.class_names",
+    "class_name_empty": "spec.class_names",
 }
 
 
@@ -128,13 +152,16 @@ async def test_hostile_registration_is_422_and_stores_nothing(service, case):
         response = await client.post(
             "/models", files={**linear_parts(linear_problem(**SMALL), spec), **parts}
         )
-    assert_problem(response, 422, HOSTILE_REGISTRATIONS[case], location="part")
+    field = HOSTILE_REGISTRATIONS[case]
+    assert_problem(response, 422, field, location="spec" if "." in field else "part")
     assert service.model_count() == models_before
     assert set(service.artifact_files()) == files_before
     assert service.upload_files() == []
 
 
-@pytest.mark.parametrize("target", ["²", "٣", "1.0", " 1", "99999999999999999999999"])
+@pytest.mark.parametrize(
+    "target", ["²", "٣", "1.0", " 1", "-1", "99999999999999999999999", "1" * 4301, "0" * 60_000]
+)
 async def test_explain_target_that_is_not_an_ascii_class_index_is_422(
     service, multiclass_model, target
 ):
@@ -146,6 +173,43 @@ async def test_explain_target_that_is_not_an_ascii_class_index_is_422(
     async with service.client() as client:
         response = await client.get("/explain", params=params)
     assert_problem(response, 422, "target", location="query")
+
+
+@pytest.mark.parametrize("target", ['"' + "1" * 4301 + '"', "1" * 4301, "-" + "9" * 5000])
+async def test_posted_target_of_thousands_of_digits_is_422(service, multiclass_model, target):
+    """Python refuses int() of 4,301+ digits: that was a 500 on GET and POST /explain.
+
+    As a JSON number the body's parser already refuses it (a 400 problem naming no field).
+    """
+    body = f'{{"model_id": "{multiclass_model.id}", "features": [[0.0,0,0,0,0,0,0,0]], "target": {target}}}'
+    async with service.client() as client:
+        response = await client.post(
+            "/explain", content=body, headers={"content-type": "application/json"}
+        )
+        if target.startswith('"'):
+            assert_problem(response, 422, "target", location="body")
+        else:
+            assert response.status_code == 400, response.text
+            assert response.headers["content-type"].startswith(PROBLEM_JSON)
+        assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("length", [71, 257, 100_000])
+async def test_overlong_multipart_boundary_is_422_naming_the_header(service, length):
+    boundary = "b" * length
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="spec"\r\n\r\n'
+        f'{{"kind": "linear"}}\r\n--{boundary}--\r\n'
+    ).encode()
+    models_before = service.model_count()
+    async with service.client() as client:
+        response = await client.post(
+            "/models",
+            content=body,
+            headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        )
+    assert_problem(response, 422, "content-type", location="header")
+    assert service.model_count() == models_before and service.upload_files() == []
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from models_store import Score, TrainPoint
+from representer.label_errors import LabelRanking
 from tests.helpers.problems import linear_problem
 from tests.helpers.service import (
     BOB,
@@ -235,7 +236,8 @@ async def test_training_rows_are_stored_per_point(service, multiclass_model):
     labels = multiclass_model.problem["train_labels"]
     assert [row.train_id for row in rows] == multiclass_model.train_ids
     assert [row.label for row in rows] == labels.tolist()
-    assert scores == 3 * len(labels)
+    # One row per point for each of the three methods and each label-error ranking.
+    assert scores == (3 + len(LabelRanking)) * len(labels)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,253 @@
+"""Label-error rankings of the training points, from the head, the features and the labels.
+
+Each ranking orders the training points by a ``score`` (larger = more likely mislabelled)
+and gives every point a ``suggested_label`` (the most probable class other than the given
+one) and a ``label_error_probability`` in [0, 1]:
+
+* ``confidence``: 1 − P(y_i | φ_i) under the user's head (in-sample self-confidence).
+* ``confidence_oof``: 1 − P(y_i | φ_i) under heads refit on the other K−1 folds of the
+  stored features (``representer.logistic``): the point's own label did not pull it.
+* ``cleanlab``: confident learning (Northcutt et al.) through the ``cleanlab`` library on
+  the out-of-fold probabilities: the points it flags first, then the others; within each
+  group by out-of-fold self-confidence (score = flagged + 1 − P_oof(y_i)).
+* ``fusion``: the ensemble of both views, 1 − (P(y_i) + P_oof(y_i)) / 2: in-sample
+  confidence sees what the network learnt from the point, out-of-fold confidence sees
+  whether the other points agree; averaging the two probabilities keeps both signals.
+
+``label_error_probability`` = sigmoid(a + b · score) with (a, b) per ranking fitted by
+logistic regression on the flipped labels of ``python -m experiments.label_rankings``
+(seeds 0-2, 20% of the labels flipped; see experiments/RESULTS.md). It is calibrated for
+data with a noise rate like the experiments' 20%; read it as a relative likelihood
+elsewhere.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from representer.head import LinearHead
+from representer.logistic import (
+    RefitConfig,
+    RefitTimeout,
+    class_probabilities,
+    estimate_refit_seconds,
+    out_of_fold_probabilities,
+)
+
+__all__ = [
+    "LabelRanking",
+    "LabelScores",
+    "LabelRankings",
+    "DEFAULT_RANKING",
+    "CALIBRATION",
+    "label_rankings",
+    "scores_from_probabilities",
+    "choose_ranking",
+]
+
+
+class LabelRanking(str, Enum):
+    """The label-error rankings computed at precompute."""
+
+    CONFIDENCE = "confidence"
+    CONFIDENCE_OOF = "confidence_oof"
+    CLEANLAB = "cleanlab"
+    FUSION = "fusion"
+
+
+DEFAULT_RANKING = LabelRanking.FUSION
+"""The ranking ``/debug/suspicious`` answers when no method is named (chosen by
+experiments.label_rankings on seeds 0-2; see experiments/RESULTS.md)."""
+
+FALLBACK_ORDER = (
+    LabelRanking.FUSION,
+    LabelRanking.CLEANLAB,
+    LabelRanking.CONFIDENCE_OOF,
+    LabelRanking.CONFIDENCE,
+)
+
+CALIBRATION: dict[LabelRanking, tuple[float, float]] = {
+    LabelRanking.CONFIDENCE: (-3.0, 6.0),
+    LabelRanking.CONFIDENCE_OOF: (-3.0, 6.0),
+    LabelRanking.CLEANLAB: (-3.0, 3.0),
+    LabelRanking.FUSION: (-3.0, 6.0),
+}
+"""(a, b) of label_error_probability = sigmoid(a + b · score), per ranking."""
+
+DEFAULT_REFIT_MEMORY_BYTES = 4 * 1024**3
+
+
+@dataclass(frozen=True)
+class LabelScores:
+    """One ranking's numbers for every training point.
+
+    Attributes
+    ----------
+    scores : ndarray of shape (n,), float64
+        Larger = more likely mislabelled.
+    suggested_label : ndarray of shape (n,), int64
+    label_error_probability : ndarray of shape (n,), float64 in [0, 1]
+    """
+
+    scores: np.ndarray
+    suggested_label: np.ndarray
+    label_error_probability: np.ndarray
+
+
+@dataclass(frozen=True)
+class LabelRankings:
+    """What ``label_rankings`` computed, and why any ranking was skipped."""
+
+    rankings: dict[LabelRanking, LabelScores]
+    skipped: dict[LabelRanking, str] = field(default_factory=dict)
+    refit_seconds: float = 0.0
+
+
+def calibrated_probability(ranking: LabelRanking, scores: np.ndarray) -> np.ndarray:
+    """sigmoid(a + b · score), shape (n,) float64 in [0, 1]."""
+    a, b = CALIBRATION[ranking]
+    return 1.0 / (1.0 + np.exp(-(a + b * np.asarray(scores, dtype=np.float64))))
+
+
+def _suggested(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """The most probable class other than the given one, shape (n,) int64."""
+    others = probabilities.copy()  # (n, k)
+    others[np.arange(len(labels)), labels] = -np.inf
+    return np.argmax(others, axis=1).astype(np.int64)
+
+
+def _given(probabilities: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    return probabilities[np.arange(len(labels)), labels]  # (n,)
+
+
+def cleanlab_flags(labels: np.ndarray, out_of_fold: np.ndarray) -> np.ndarray:
+    """cleanlab's ``find_label_issues`` on out-of-fold probabilities, shape (n,) bool."""
+    from cleanlab.filter import find_label_issues
+
+    probabilities = np.clip(out_of_fold, 1e-12, 1.0)
+    probabilities = probabilities / probabilities.sum(axis=1, keepdims=True)
+    # n_jobs=1: cleanlab's multiprocessing would fork a threaded server or worker process.
+    return np.asarray(find_label_issues(labels, probabilities, n_jobs=1), dtype=bool)
+
+
+def scores_from_probabilities(
+    in_sample: np.ndarray,
+    out_of_fold: np.ndarray | None,
+    labels: np.ndarray,
+    *,
+    flagged: np.ndarray | None = None,
+) -> dict[LabelRanking, np.ndarray]:
+    """The score of every ranking the inputs allow, each (n,) float64.
+
+    in_sample, out_of_fold : (n, k) float64 class probabilities; labels (n,) int64;
+    flagged : (n,) bool, cleanlab's label issues (no ``cleanlab`` ranking without it).
+    """
+    scores = {LabelRanking.CONFIDENCE: 1.0 - _given(in_sample, labels)}
+    if out_of_fold is not None:
+        oof_given = _given(out_of_fold, labels)  # (n,)
+        scores[LabelRanking.CONFIDENCE_OOF] = 1.0 - oof_given
+        scores[LabelRanking.FUSION] = 1.0 - (_given(in_sample, labels) + oof_given) / 2
+        if flagged is not None:
+            scores[LabelRanking.CLEANLAB] = flagged + (1.0 - oof_given)
+    return scores
+
+
+def _refit_skip_reason(
+    features: np.ndarray, labels: np.ndarray, num_classes: int, config: RefitConfig, budget_s: float
+) -> str | None:
+    counts = np.bincount(labels, minlength=num_classes)
+    if counts[counts > 0].min() < config.folds:
+        return f"a class has fewer than {config.folds} training points, too few for {config.folds}-fold refits"
+    needed = 2 * features.shape[0] * features.shape[1] * 8  # the float64 standardised copies
+    if needed > DEFAULT_REFIT_MEMORY_BYTES:
+        return f"the refits would need {needed / 2**30:.1f} GiB, over {DEFAULT_REFIT_MEMORY_BYTES / 2**30:.0f} GiB"
+    estimate = estimate_refit_seconds(features, num_classes, config)
+    if estimate > budget_s:
+        return f"the {config.folds} head refits were estimated at {estimate:.1f} s, over the refit budget of {budget_s:.1f} s"
+    return None
+
+
+def label_rankings(
+    head: LinearHead,
+    train_features: np.ndarray,
+    train_labels: np.ndarray,
+    *,
+    budget_s: float = math.inf,
+    config: RefitConfig | None = None,
+) -> LabelRankings:
+    """Every label-error ranking of the training points, refits bounded by ``budget_s``.
+
+    Parameters
+    ----------
+    head : LinearHead
+    train_features : array of shape (n, d), float
+    train_labels : array of shape (n,), int in 0..num_classes-1 (already validated)
+    budget_s : float
+        Seconds the K refits may take; over it (estimated first, then enforced as a
+        deadline) the out-of-fold rankings are skipped with the reason in ``skipped``.
+    config : RefitConfig, optional
+    """
+    config = config or RefitConfig()
+    labels = np.asarray(train_labels, dtype=np.int64)
+    in_sample = class_probabilities(head, train_features)  # (n, k)
+    out_of_fold = None
+    started = time.monotonic()
+    reason = _refit_skip_reason(train_features, labels, head.num_classes, config, budget_s)
+    if reason is None:
+        try:
+            out_of_fold = out_of_fold_probabilities(
+                train_features,
+                labels,
+                num_classes=head.num_classes,
+                config=config,
+                deadline=started + budget_s,
+            )
+        except RefitTimeout:
+            reason = f"the {config.folds} head refits passed the refit budget of {budget_s:.1f} s"
+    flagged, cleanlab_reason = None, None
+    if out_of_fold is not None:
+        try:
+            flagged = cleanlab_flags(labels, out_of_fold)
+        except Exception as error:  # the library's own checks (e.g. tiny classes)
+            cleanlab_reason = f"cleanlab failed: {type(error).__name__}: {error}"[:500]
+    scores = scores_from_probabilities(in_sample, out_of_fold, labels, flagged=flagged)
+    suggested_in = _suggested(in_sample, labels)
+    suggested_oof = suggested_in if out_of_fold is None else _suggested(out_of_fold, labels)
+    fused = in_sample if out_of_fold is None else (in_sample + out_of_fold) / 2
+    suggestion = {
+        LabelRanking.CONFIDENCE: suggested_in,
+        LabelRanking.CONFIDENCE_OOF: suggested_oof,
+        LabelRanking.CLEANLAB: suggested_oof,
+        LabelRanking.FUSION: _suggested(fused, labels),
+    }
+    rankings = {
+        ranking: LabelScores(
+            scores=score,
+            suggested_label=suggestion[ranking],
+            label_error_probability=calibrated_probability(ranking, score),
+        )
+        for ranking, score in scores.items()
+    }
+    skipped = {
+        ranking: (
+            cleanlab_reason if ranking is LabelRanking.CLEANLAB and reason is None else reason
+        )
+        or "not computed"
+        for ranking in LabelRanking
+        if ranking not in rankings
+    }
+    return LabelRankings(rankings, skipped, time.monotonic() - started)
+
+
+def choose_ranking(available: set[str] | set[LabelRanking]) -> LabelRanking:
+    """The default ranking if it was computed, else the best computed one (FALLBACK_ORDER)."""
+    names = {LabelRanking(name) for name in available}
+    for ranking in FALLBACK_ORDER:
+        if ranking in names:
+            return ranking
+    return LabelRanking.CONFIDENCE
