@@ -19,6 +19,7 @@ from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
 from app.ops.endpoints import router as ops_router
+from app.reviews.endpoints import router as reviews_router
 from app.ui import router as ui_router
 from rps.spec import json_schema as spec_json_schema
 from rps_server.settings import Environment, Settings, get_settings
@@ -96,7 +97,14 @@ def create_app(
     app.add_middleware(BodyLimitMiddleware, max_body_bytes=settings.max_explain_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(RequestIdMiddleware)  # outermost: every line of the request has its id
-    for router in (models_router, explain_router, debug_router, ops_router, ui_router):
+    for router in (
+        models_router,
+        explain_router,
+        debug_router,
+        ops_router,
+        reviews_router,
+        ui_router,
+    ):
         app.include_router(router)
     install_openapi(app, extra_schemas={"ModelSpec": spec_json_schema()}, tags=TAGS)
     return app

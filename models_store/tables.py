@@ -24,6 +24,8 @@ __all__ = [
     "TrainPoint",
     "TestPoint",
     "Score",
+    "Review",
+    "ReviewDecision",
     "ModelStatus",
     "JobStatus",
     "ModelKind",
@@ -48,6 +50,12 @@ class JobStatus(str, Enum):
     RUNNING = "running"
     DONE = "done"
     FAILED = "failed"
+
+
+class ReviewDecision(str, Enum):
+    KEEP = "keep"
+    RELABEL = "relabel"
+    REMOVE = "remove"
 
 
 class Base(DeclarativeBase):
@@ -94,6 +102,9 @@ class Model(Base):
     diagnostics: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     result_dir: Mapped[str | None] = mapped_column(String(500), nullable=True)
     version: Mapped[int] = mapped_column(Integer, default=0)
+    parent_id: Mapped[str | None] = mapped_column(String(36), nullable=True, index=True)
+    """The model this one was refit from on reviewed labels (no foreign key: the lineage
+    outlives a deleted source)."""
     rankings: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
     """Label-error rankings of the last precompute: name -> {"status": "ready"} or
     {"status": "skipped", "reason": ...}."""
@@ -113,12 +124,18 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """When its message was last sent; NULL: not yet (the broker was down): the sweep sends it."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Last sign of life of the worker running it; stale: another worker takes the job over."""
 
 
 class TrainPoint(Base):
     """Id, label, record and predicted class of one training point of a ready model."""
 
     __tablename__ = "train_points"
+    # Reviews name a point by its id: (model_id, train_id) is looked up by an index.
+    __table_args__ = (Index("ix_train_points_model_train_id", "model_id", "train_id"),)
 
     model_id: Mapped[str] = mapped_column(
         ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
@@ -170,3 +187,22 @@ class Score(Base):
 
 # Pages of /debug/suspicious walk this index in order (score descending, ties by index).
 Index("ix_scores_rank", Score.model_id, Score.method, Score.score.desc(), Score.train_index)
+
+
+class Review(Base):
+    """A person's decision on one training point of a model (one row per point, updated)."""
+
+    __tablename__ = "reviews"
+
+    model_id: Mapped[str] = mapped_column(
+        ForeignKey("models.id", ondelete="CASCADE"), primary_key=True
+    )
+    train_index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(200), index=True)
+    train_id: Mapped[str] = mapped_column(String(200))
+    old_label: Mapped[int] = mapped_column(Integer)
+    new_label: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    decision: Mapped[str] = mapped_column(String(20))
+    note: Mapped[str] = mapped_column(String(2000), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -119,6 +119,26 @@ class Settings(BaseSettings):
     )
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Tries of one job whose worker dies (killed, out of memory) before the "
+        "job fails with precompute-abandoned instead of killing another worker.",
+    )
+    job_sweep_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often each worker sweeps the jobs table: sends jobs stored while the "
+        "broker was down, and hands jobs of silent workers to others.",
+    )
+    job_resend_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A job still queued this long after its message was sent is sent again "
+        "(a broker that lost its queue); duplicates are skipped.",
+    )
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)
     concurrent_queries: int = Field(

@@ -29,6 +29,7 @@ from representer import (
 from representer.adapters.xgboost_checks import BoosterLimits
 from representer.label_errors import LabelRanking, LabelScores, choose_ranking, label_rankings
 from representer.likelihood import predicted_class_from_logits
+from representer.logistic import fit_logistic_head
 from rps.spec import ModelSpec
 
 __all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "method_config"]
@@ -53,6 +54,8 @@ class ModelInputs:
     kind: ModelKind
     methods: tuple[Method, ...]
     spec: ModelSpec
+    refit: bool = False
+    """A refit on reviewed labels (``Model.parent_id`` set): the head is refit first."""
 
     @classmethod
     def of(cls, model: Model) -> ModelInputs:
@@ -62,6 +65,7 @@ class ModelInputs:
             kind=ModelKind(model.kind),
             methods=tuple(Method(name) for name in model.methods),
             spec=ModelSpec.from_json(model.spec),
+            refit=model.parent_id is not None,
         )
 
 
@@ -187,6 +191,9 @@ def _compute_into(
         head = _linear_features(files, result)
     else:
         head = _booster_features(files, result, inputs.spec, booster_limits)
+    refit_diagnostics: dict[str, float] = {}
+    if inputs.refit:
+        head, refit_diagnostics = _refit_head(files, result, head)
     store.save_array(result.head_weights, head.weights)
     store.save_array(result.head_bias, head.bias)
     for source, target in (
@@ -235,12 +242,39 @@ def _compute_into(
         label_scores=label_scores,
         rankings=rankings,
         diagnostics={
-            key: float(value)
-            for key, value in primary.diagnostics.items()
-            if isinstance(value, (int, float)) and math.isfinite(value)
+            **{
+                key: float(value)
+                for key, value in primary.diagnostics.items()
+                if isinstance(value, (int, float)) and math.isfinite(value)
+            },
+            **refit_diagnostics,
         },
         test_predicted_class=_test_predictions(head, result),
     )
+
+
+def _refit_head(
+    files: ModelFiles, result: ResultFiles, source_head: LinearHead
+) -> tuple[LinearHead, dict[str, float]]:
+    """The head refit on the stored (reviewed) labels, and the stored test set's accuracy
+    under the source head and under the refit one (when the test set has labels)."""
+    train_features = files.store.load_array(result.train_features)
+    train_labels = np.load(files.input("train_labels.npy"))
+    head = fit_logistic_head(train_features, train_labels, num_classes=source_head.num_classes)
+    test_features = result.load_optional(files.input("test_features.npy"))
+    labels_path = files.input("test_labels.npy")
+    if test_features is None or len(test_features) == 0 or not labels_path.exists():
+        return head, {}
+    test_labels = np.load(labels_path)
+    before, after = (
+        float(np.mean(predicted_class_from_logits(candidate.logits(test_features)) == test_labels))
+        for candidate in (source_head, head)
+    )
+    return head, {
+        "refit_test_accuracy_before": before,
+        "refit_test_accuracy_after": after,
+        "refit_test_accuracy_change": after - before,
+    }
 
 
 def _label_rankings(

@@ -31,11 +31,17 @@ async def suspicious(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000, description="Points per page.")] = 50,
     offset: OffsetQuery = 0,
+    reviewed: Annotated[
+        bool | None,
+        Query(description="false: hide reviewed points; true: only reviewed ones; omitted: all."),
+    ] = None,
 ) -> Response:
     """Training points most likely mislabelled first, under ``method`` (named in the answer)."""
 
     def page() -> SuspiciousPage:
         model = ready_any_method(session, model_id, tenant=tenant)
-        return service.suspicious_page(session, model, method=method, limit=limit, offset=offset)
+        return service.suspicious_page(
+            session, model, method=method, limit=limit, offset=offset, reviewed=reviewed
+        )
 
     return json_response(await run_in_threadpool(page))

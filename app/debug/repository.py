@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, exists, func, select
 from sqlalchemy.orm import Session
 
-from models_store import Score, TrainPoint
+from models_store import Review, Score, TrainPoint
 
 __all__ = ["ranked_points", "count_scores"]
 
 
+def _reviewed_filter(query: Select, reviewed: bool | None) -> Select:
+    """Only reviewed points (True), only unreviewed ones (False), or all (None)."""
+    if reviewed is None:
+        return query
+    has_review = exists().where(
+        Review.model_id == Score.model_id, Review.train_index == Score.train_index
+    )
+    return query.where(has_review if reviewed else ~has_review)
+
+
 def ranked_points(
-    session: Session, model_id: str, method: str, *, limit: int, offset: int
+    session: Session,
+    model_id: str,
+    method: str,
+    *,
+    limit: int,
+    offset: int,
+    reviewed: bool | None = None,
 ) -> list[tuple[Score, TrainPoint]]:
-    """Training points of ``model_id`` by descending self-score under ``method``."""
+    """Training points of ``model_id`` by descending score under ``method``."""
     query = (
         select(Score, TrainPoint)
         .join(
@@ -21,6 +37,9 @@ def ranked_points(
             (TrainPoint.model_id == Score.model_id) & (TrainPoint.train_index == Score.train_index),
         )
         .where(Score.model_id == model_id, Score.method == method)
+    )
+    query = (
+        _reviewed_filter(query, reviewed)
         .order_by(Score.score.desc(), Score.train_index)
         .limit(limit)
         .offset(offset)
@@ -28,10 +47,12 @@ def ranked_points(
     return [(score, point) for score, point in session.execute(query)]
 
 
-def count_scores(session: Session, model_id: str, method: str) -> int:
+def count_scores(
+    session: Session, model_id: str, method: str, *, reviewed: bool | None = None
+) -> int:
     query = (
         select(func.count())
         .select_from(Score)
         .where(Score.model_id == model_id, Score.method == method)
     )
-    return session.scalar(query) or 0
+    return session.scalar(_reviewed_filter(query, reviewed)) or 0

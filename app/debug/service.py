@@ -53,11 +53,20 @@ def resolve_ranking(model: Model, method: Ranking | None) -> Ranking:
 
 
 def suspicious_page(
-    session: Session, model: Model, *, method: Ranking | None, limit: int, offset: int
+    session: Session,
+    model: Model,
+    *,
+    method: Ranking | None,
+    limit: int,
+    offset: int,
+    reviewed: bool | None = None,
 ) -> SuspiciousPage:
-    """Rank ``offset+1 .. offset+limit`` of the ready ``model``'s most suspicious training points."""
+    """Rank ``offset+1 .. offset+limit`` of the ready ``model``'s most suspicious training
+    points; ``reviewed`` False hides reviewed points (ranks count the points shown)."""
     ranking = resolve_ranking(model, method)
-    rows = repository.ranked_points(session, model.id, ranking.value, limit=limit, offset=offset)
+    rows = repository.ranked_points(
+        session, model.id, ranking.value, limit=limit, offset=offset, reviewed=reviewed
+    )
     items = [
         SuspiciousPoint(
             rank=offset + position,
@@ -75,7 +84,7 @@ def suspicious_page(
     return SuspiciousPage(
         model_id=model.id,
         method=ranking,
-        total=repository.count_scores(session, model.id, ranking.value),
+        total=repository.count_scores(session, model.id, ranking.value, reviewed=reviewed),
         limit=limit,
         offset=offset,
         items=items,

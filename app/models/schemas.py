@@ -75,6 +75,8 @@ class ModelPublic(BaseModel):
     """When it became ready."""
     diagnostics: dict[str, Any] | None
     """Numbers of the precompute (fit quality, timings)."""
+    parent_id: str | None = None
+    """The model this one was refit from (``POST /models/{id}/refit``), if any."""
     rankings: dict[str, Any] | None = None
     """Label-error rankings of the precompute: name -> {"status": "ready"} or
     {"status": "skipped", "reason": ...} (``/debug/suspicious?method=``)."""

@@ -416,11 +416,13 @@ class _Requests:
 
     @staticmethod
     def _suspicious_call(
-        model_id: str, *, method: str | None, limit: int, offset: int
+        model_id: str, *, method: str | None, limit: int, offset: int, reviewed: bool | None = None
     ) -> _Call[SuspiciousPage]:
         params: dict[str, Any] = {"model_id": model_id, "limit": limit, "offset": offset}
         if method is not None:
             params["method"] = getattr(method, "value", method)
+        if reviewed is not None:  # False: hide reviewed points; True: only reviewed ones
+            params["reviewed"] = "true" if reviewed else "false"
         return _Call(
             "GET",
             "/debug/suspicious",
@@ -508,9 +510,16 @@ class Client(_Requests):
         self._http.close()
 
     def _run(self, call: _Call[T]) -> T:
-        response = self._http.request(call.method, call.path, **call.kwargs)
+        return call.parse(self._request(call.method, call.path, **call.kwargs))
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request; an answered error is raised as its ``rps.errors`` class."""
+        response = self._http.request(method, path, **kwargs)
         _raise_for_problem(response)
-        return call.parse(response)
+        return response
+
+    def _json(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._request(method, path, **kwargs).json()
 
     def health(self) -> bool:
         """True when ``GET /healthz`` answers 2xx; False when nothing answers."""
@@ -707,7 +716,13 @@ class Client(_Requests):
         )
 
     def suspicious(
-        self, model_id: str, *, method: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        model_id: str,
+        *,
+        method: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        reviewed: bool | None = None,
     ) -> SuspiciousPage:
         """A page of training points, most likely mislabelled first.
 
@@ -715,19 +730,60 @@ class Client(_Requests):
         cleanlab | fusion (label-error rankings); None: the service's default, named in the
         answer's ``method``.
         """
-        return self._run(self._suspicious_call(model_id, method=method, limit=limit, offset=offset))
+        return self._run(
+            self._suspicious_call(
+                model_id, method=method, limit=limit, offset=offset, reviewed=reviewed
+            )
+        )
 
     def iter_suspicious(
-        self, model_id: str, *, method: str | None = None, page_size: int = 500
+        self,
+        model_id: str,
+        *,
+        method: str | None = None,
+        page_size: int = 500,
+        reviewed: bool | None = None,
     ) -> Iterator[SuspiciousItem]:
         """The whole ranking, page after page."""
         offset = 0
         while True:
-            page = self.suspicious(model_id, method=method, limit=page_size, offset=offset)
+            page = self.suspicious(
+                model_id, method=method, limit=page_size, offset=offset, reviewed=reviewed
+            )
             yield from page.items
             offset += len(page.items)
             if not page.items or offset >= page.total:
                 return
+
+    # -- reviews --------------------------------------------------------------------------
+
+    def review(
+        self,
+        model_id: str,
+        train_id: str,
+        decision: str,
+        *,
+        label: int | None = None,
+        note: str = "",
+    ) -> JsonBody:
+        """Set the review of one training point: ``keep``, ``relabel`` (with ``label``) or
+        ``remove``; setting it again replaces it."""
+        body: JsonBody = {"decision": decision, "note": note}
+        if label is not None:
+            body["label"] = int(label)
+        return self._json("PUT", f"/models/{model_id}/reviews/{train_id}", json=body)
+
+    def reviews(self, model_id: str, *, format: str = "json") -> Any:
+        """Every review of the model: the JSON body, or the CSV text with ``format="csv"``."""
+        response = self._request("GET", f"/models/{model_id}/reviews", params={"format": format})
+        return response.text if format == "csv" else response.json()
+
+    def refit(self, model_id: str, *, name: str | None = None) -> JsonBody:
+        """Register a new model whose head is refit on the reviewed labels (``parent_id`` =
+        ``model_id``); wait for it with ``wait_ready``: its ``diagnostics`` give the test
+        accuracy before and after (``refit_test_accuracy_*``)."""
+        body = {} if name is None else {"name": name}
+        return self._json("POST", f"/models/{model_id}/refit", json=body)
 
 
 class AsyncClient(_Requests):
@@ -923,10 +979,18 @@ class AsyncClient(_Requests):
         )
 
     async def suspicious(
-        self, model_id: str, *, method: str | None = None, limit: int = 50, offset: int = 0
+        self,
+        model_id: str,
+        *,
+        method: str | None = None,
+        limit: int = 50,
+        offset: int = 0,
+        reviewed: bool | None = None,
     ) -> SuspiciousPage:
         return await self._run(
-            self._suspicious_call(model_id, method=method, limit=limit, offset=offset)
+            self._suspicious_call(
+                model_id, method=method, limit=limit, offset=offset, reviewed=reviewed
+            )
         )
 
     async def iter_suspicious(

@@ -64,6 +64,9 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
     _add_explain_batch(subparsers, common)
+    from rps.review_commands import add_review_commands  # it imports this module's helpers
+
+    add_review_commands(subparsers, common)
 
 
 # -- parsers ------------------------------------------------------------------------------
@@ -193,6 +196,9 @@ def _add_suspicious(subparsers, common) -> None:
     )
     parser.add_argument("--limit", type=int, default=20)
     parser.add_argument("--offset", type=int, default=0)
+    parser.add_argument(
+        "--unreviewed", action="store_true", help="hide points that already have a review"
+    )
     parser.set_defaults(func=_suspicious)
 
 
@@ -519,7 +525,11 @@ def _explain_batch(args: argparse.Namespace) -> int:
 def _suspicious(args: argparse.Namespace) -> int:
     with _client(args) as client:
         body = client.suspicious(
-            args.model_id, method=args.method, limit=args.limit, offset=args.offset
+            args.model_id,
+            method=args.method,
+            limit=args.limit,
+            offset=args.offset,
+            reviewed=False if args.unreviewed else None,
         )
     if args.json:
         print(_dumps(body))

@@ -342,3 +342,29 @@ def test_list_models_follows_the_pages(embedded_server, monkeypatch):
             for index in range(5)
         ]
         assert sorted(model["id"] for model in client.list_models()) == sorted(registered)
+
+
+def test_review_loop_through_the_client_and_the_cli(embedded_server, problem):
+    """Suspicious -> reviews (client and CLI) -> CSV -> refit --wait: a new ready model."""
+    with Client(embedded_server.base_url) as client:
+        model = client.wait_ready(_register(client, problem)["id"], progress=False)
+        top = client.suspicious(model["id"], limit=2)
+        first, second = top["items"]
+        client.review(
+            model["id"], first["train_id"], "relabel", label=first["suggested_label"], note="n"
+        )
+        unreviewed = client.suspicious(model["id"], limit=240, reviewed=False)
+    assert first["train_id"] not in {item["train_id"] for item in unreviewed["items"]}
+    removed = _rps(embedded_server, "review", model["id"], second["train_id"], "remove")
+    assert removed.returncode == 0, removed.stderr
+    exported = _rps(embedded_server, "reviews", model["id"], "--csv")
+    assert exported.returncode == 0, exported.stderr
+    lines = exported.stdout.strip().splitlines()
+    assert lines[0] == "train_id,old_label,new_label,decision,note,time" and len(lines) == 3
+    refit = _rps(embedded_server, "refit", model["id"], "--wait", "--json")
+    assert refit.returncode == 0, refit.stderr
+    answer = json.loads(refit.stdout)
+    assert answer["model"]["status"] == "ready" and answer["model"]["parent_id"] == model["id"]
+    assert answer["refit"]["relabelled"] == 1 and answer["refit"]["removed"] == 1
+    assert answer["model"]["n_train"] == len(problem.train_labels) - 1
+    assert "refit_test_accuracy_change" in answer["model"]["diagnostics"]

@@ -128,3 +128,31 @@ async def test_xgboost_rejections(service, change, field):
     assert response.status_code == 422, response.text
     assert field in [error["field"] for error in response.json()["errors"]]
     assert service.model_count() == models_before and set(service.artifact_files()) == files_before
+
+
+async def test_xgboost_refit_is_a_linear_head_over_the_tree_embedding(service):
+    """A refit of a booster keeps its tree embedding as the features and refits the head."""
+    booster, arrays = trained_booster(num_class=3, seed=3)
+    async with service.client() as client:
+        created = await client.post("/models", files=xgb_parts(booster, arrays))
+        source = await wait_ready(client, created.json()["id"])
+        reviewed = await client.put(
+            f"/models/{source['id']}/reviews/0", json={"decision": "relabel", "label": 2}
+        )
+        assert reviewed.status_code == 200, reviewed.text
+        refit = await client.post(f"/models/{source['id']}/refit")
+        assert refit.status_code == 202, refit.text
+        model = await wait_ready(client, refit.json()["id"])
+        explained = (
+            await client.get("/explain", params={"model_id": model["id"], "test_id": "1"})
+        ).json()
+    embedding = BoosterEmbedding.from_booster(booster)
+    assert model["status"] == "ready" and model["kind"] == "linear"
+    assert model["parent_id"] == source["id"] and model["n_train"] == source["n_train"]
+    assert model["diagnostics"]["refit_test_accuracy_before"] == pytest.approx(
+        np.mean(
+            booster.predict(xgb.DMatrix(arrays["test_inputs"])).argmax(axis=1)
+            == arrays["test_labels"]
+        )
+    )
+    assert len(explained["prediction"]["logits"]) == embedding.head.num_outputs

@@ -190,9 +190,31 @@ def test_click_through_model_point_explanation_suspicious(page, viewer, output_d
     assert exported == ranking
     reviews = "/models/{model_id}/reviews/{train_id}" in api_get(viewer, "/openapi.json")["paths"]
     if reviews:
-        first_card = cards.nth(0)
-        first_card.locator(".review-keep").click()
-        page.wait_for_selector("#suspicious .card[data-review='keep']")
+        # relabel the most suspicious point as suggested, keep the second; the API agrees
+        top, second = ranking["items"][0], ranking["items"][1]
+        suggested = top.get("suggested_label")
+        suggested = top["predicted_class"] if suggested is None else suggested
+        cards.nth(0).locator(".review-relabel").click()
+        page.wait_for_selector(
+            f"#suspicious .card[data-train-id='{top['train_id']}'][data-review='relabel']"
+        )
+        cards.nth(1).locator(".review-keep").click()
+        page.wait_for_selector(
+            f"#suspicious .card[data-train-id='{second['train_id']}'][data-review='keep']"
+        )
+        stored = {
+            item["train_id"]: item
+            for item in api_get(viewer, f"/models/{viewer.digits_id}/reviews")["items"]
+        }
+        assert stored[top["train_id"]]["decision"] == "relabel"
+        assert stored[top["train_id"]]["new_label"] == suggested
+        assert stored[second["train_id"]]["decision"] == "keep"
+        # a reload shows the stored reviews
+        page.reload()
+        wait_loaded(page)
+        page.wait_for_selector(
+            f"#suspicious .card[data-train-id='{top['train_id']}'][data-review='relabel']"
+        )
     else:
         assert page.locator(".review button").count() == 0
         assert "PUT" in page.inner_text("#review-note")
@@ -237,7 +259,14 @@ def check_explanation(
     assert charted == sorted(p["contribution"] for p in body["positive"] + body["negative"])
 
 
-def test_tabular_andtext_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
+def differs(value: Any, reference: Any) -> bool:
+    """The page's rule: numbers more than 10% apart (of the larger), other values unequal."""
+    if isinstance(value, (int, float)) and isinstance(reference, (int, float)):
+        return abs(value - reference) > 0.1 * max(abs(value), abs(reference))
+    return value != reference
+
+
+def test_tabular_and_text_records_mark_what_differs_or_is_shared(page, viewer, output_dir):
     page.goto(f"{viewer.base_url}/ui")
     enter_key(page)
     wait_loaded(page)
@@ -253,7 +282,7 @@ def test_tabular_andtext_records_mark_what_differs_or_is_shared(page, viewer, ou
                 differing = {
                     field
                     for field, value in train_point["record"].items()
-                    if point["record"][field] != value
+                    if differs(value, point["record"][field])
                 }
                 marked = card.locator("tr.differs th")
                 assert {marked.nth(i).inner_text() for i in range(marked.count())} == differing

@@ -179,13 +179,24 @@ function textNode(text, reference) {
   return node;
 }
 
+// Numbers differ when they are more than 10% apart (relative to the larger); others when unequal.
+const RELATIVE_DIFFERENCE = 0.1;
+
+function differs(value, reference) {
+  if (typeof value === "number" && typeof reference === "number") {
+    return Math.abs(value - reference) > RELATIVE_DIFFERENCE * Math.max(Math.abs(value), Math.abs(reference));
+  }
+  return JSON.stringify(value) !== JSON.stringify(reference);
+}
+
 function tableNode(record, reference) {
   const table = el("table", { class: "record-table" });
   const compare = reference && typeof reference === "object" && !Array.isArray(reference);
   for (const [name, value] of Object.entries(record)) {
-    const differs = compare && JSON.stringify(reference[name]) !== JSON.stringify(value);
+    const marked = compare && differs(value, reference[name]);
     const cell = isImage(value) ? imageNode(value) : String(value);
-    table.append(el("tr", { class: differs ? "differs" : null }, el("th", {}, name), el("td", {}, cell)));
+    const title = marked ? `test point: ${JSON.stringify(reference[name])}` : null;
+    table.append(el("tr", { class: marked ? "differs" : null, title }, el("th", {}, name), el("td", {}, cell)));
   }
   return table;
 }
@@ -473,16 +484,27 @@ async function reviewsSupported() {
   return reviewAvailable;
 }
 
-async function review(modelId, item, body, card) {
+function showReview(card, model, review) {
+  card.dataset.review = review.decision;
+  const relabelled = review.decision === "relabel" ? ` → ${className(model, review.new_label)}` : "";
+  card.querySelector(".review-state").textContent = `reviewed: ${review.decision}${relabelled}`;
+  card.classList.add("reviewed");
+}
+
+async function review(modelId, model, item, body, card) {
   const path = REVIEW_PATH.replace("{model_id}", encodeURIComponent(modelId)).replace("{train_id}", encodeURIComponent(item.train_id));
   try {
     const answer = await api(path, { method: "PUT", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
-    card.dataset.review = body.action;
-    card.querySelector(".review-state").textContent = `reviewed: ${body.action}${answer && answer.label !== undefined ? ` → ${answer.label}` : ""}`;
-    card.classList.add("reviewed");
+    showReview(card, model, answer);
+    clearProblem();
   } catch (error) {
     showProblem(error);
   }
+}
+
+async function reviewsByTrainId(modelId) {
+  const body = await api(`/models/${encodeURIComponent(modelId)}/reviews`);
+  return new Map(body.items.map((item) => [item.train_id, item]));
 }
 
 function reviewButtons(modelId, item, card, model) {
@@ -490,9 +512,11 @@ function reviewButtons(modelId, item, card, model) {
   return el(
     "div",
     { class: "review" },
-    el("button", { type: "button", class: "review-keep", onclick: () => review(modelId, item, { action: "keep" }, card) }, "keep"),
-    el("button", { type: "button", class: "review-relabel", onclick: () => review(modelId, item, { action: "relabel", label: relabelTo }, card) }, `relabel → ${className(model, relabelTo)}`),
-    el("button", { type: "button", class: "review-remove", onclick: () => review(modelId, item, { action: "remove" }, card) }, "remove"),
+    el("button", { type: "button", class: "review-keep", onclick: () => review(modelId, model, item, { decision: "keep" }, card) }, "keep"),
+    relabelTo === item.label
+      ? null
+      : el("button", { type: "button", class: "review-relabel", onclick: () => review(modelId, model, item, { decision: "relabel", label: relabelTo }, card) }, `relabel → ${className(model, relabelTo)}`),
+    el("button", { type: "button", class: "review-remove", onclick: () => review(modelId, model, item, { decision: "remove" }, card) }, "remove"),
     el("span", { class: "review-state" }),
   );
 }
@@ -518,6 +542,7 @@ async function renderSuspicious(modelId) {
   const page = await api(`/debug/suspicious?${search}`);
   lastRanking = page;
   const withReviews = await reviewsSupported();
+  const reviews = withReviews ? await reviewsByTrainId(modelId) : new Map();
   $("review-note").textContent = withReviews ? "" : "Review actions (keep / relabel / remove) appear once this service offers PUT " + REVIEW_PATH + ".";
   const label = params.get("label");
   const shown = page.items.filter(
@@ -539,7 +564,10 @@ async function renderSuspicious(modelId) {
         ? el("div", { class: "caption" }, "P(label wrong) ", numberSpan(item.label_error_probability, "label_error_probability"))
         : null,
     );
-    if (withReviews) card.append(reviewButtons(modelId, item, card, model));
+    if (withReviews) {
+      card.append(reviewButtons(modelId, item, card, model));
+      if (reviews.has(item.train_id)) showReview(card, model, reviews.get(item.train_id));
+    }
     return card;
   });
   $("suspicious").replaceChildren(...cards);

@@ -1,0 +1,1 @@
+"""reviews domain of the API: a person's decisions on training points, and refits on them."""
