@@ -162,8 +162,10 @@ async def test_request_bodies_and_main_answers_have_examples(document):
     for label, operation in _operations(document):
         content = (operation.get("requestBody") or {}).get("content", {})
         if "application/json" in content:
-            name = content["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-            assert schemas[name].get("examples"), label
+            schema = content["application/json"]["schema"]
+            refs = [schema.get("$ref")] + [part.get("$ref") for part in schema.get("anyOf", [])]
+            names = [ref.rsplit("/", 1)[1] for ref in refs if ref]
+            assert names and all(schemas[name].get("examples") for name in names), label
     assert schemas["ModelPublic"].get("examples") and schemas["Problem"].get("examples")
 
 
