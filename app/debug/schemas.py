@@ -11,7 +11,7 @@ __all__ = ["Ranking", "SuspiciousPoint", "SuspiciousPage"]
 
 
 class Ranking(str, Enum):
-    """What ``/debug/suspicious`` ranks by: a method's self-contribution (MATH.md §6) or a
+    """What ``/debug/suspicious`` ranks by: a method's self-contribution (docs/math.md §6) or a
     label-error ranking (``representer.label_errors``)."""
 
     LJE = "lje"

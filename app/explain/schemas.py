@@ -49,7 +49,7 @@ class Decomposition(BaseModel):
 
 class Solver(BaseModel):
     """How the H⁺ term was solved: ``dense`` (a direct factor; 0 iterations, residual not
-    measured, 0.0) or ``pcg`` (block-preconditioned CG, MATH.md §9)."""
+    measured, 0.0) or ``pcg`` (block-preconditioned CG, docs/math.md §10)."""
 
     name: str
     iterations: int
