@@ -124,6 +124,10 @@ class Job(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    enqueued_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """When its message was last sent; NULL: not yet (the broker was down): the sweep sends it."""
+    heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    """Last sign of life of the worker running it; stale: another worker takes the job over."""
 
 
 class TrainPoint(Base):

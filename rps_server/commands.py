@@ -35,21 +35,21 @@ def _serve(args: argparse.Namespace) -> int:
     from app import create_app
     from models_store import make_engine, make_sessionmaker, upgrade
     from rps_server.broker import setup_broker
-    from workers import declare_actors, requeue_unfinished_jobs, start_worker
+    from workers import declare_actors, requeue_unfinished_jobs, start_job_sweeper, start_worker
 
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
     broker = setup_broker(settings)
-    worker = None
+    worker = sweeper = None
     if args.with_worker or settings.redis_url is None:
         declare_actors(broker, settings=settings)
         worker = start_worker(broker, threads=args.worker_threads)
         logger.info("in-process worker started (%s)", type(broker).__name__)
+        sessions = make_sessionmaker(make_engine(settings.resolved_database_url))
         if settings.redis_url is None:  # the in-memory broker lost whatever was queued
-            requeue_unfinished_jobs(
-                make_sessionmaker(make_engine(settings.resolved_database_url)), broker
-            )
+            requeue_unfinished_jobs(sessions, broker)
+        sweeper = start_job_sweeper(settings, broker, sessions)
     app = create_app(settings, broker=broker)
     logger.info("viewer: http://%s:%d/ui", args.host, args.port)
     if args.demo:
@@ -63,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
             log_config=None,  # keep the handlers of rps_server.logs (text or JSON)
         )
     finally:
+        if sweeper is not None:
+            sweeper.stop()
         if worker is not None:
             worker.stop(timeout=5000)
     return 0

@@ -119,6 +119,26 @@ class Settings(BaseSettings):
     )
     broker_maintenance_chance: int = Field(default=1_000, ge=0, le=1_000_000)
     job_time_limit_ms: int = Field(default=24 * 3600 * 1000, gt=0)
+    job_max_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Tries of one job whose worker dies (killed, out of memory) before the "
+        "job fails with precompute-abandoned instead of killing another worker.",
+    )
+    job_sweep_interval_s: float = Field(
+        default=5.0,
+        gt=0,
+        le=3600,
+        description="How often each worker sweeps the jobs table: sends jobs stored while the "
+        "broker was down, and hands jobs of silent workers to others.",
+    )
+    job_resend_after_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="A job still queued this long after its message was sent is sent again "
+        "(a broker that lost its queue); duplicates are skipped.",
+    )
     explain_cache_ttl_s: int = Field(default=600, ge=0)
     model_cache_size: int = Field(default=8, ge=1)
     concurrent_queries: int = Field(
@@ -137,6 +157,27 @@ class Settings(BaseSettings):
         default=256,
         ge=1,
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
+    )
+    upload_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Time a POST /models body may take to arrive in full; beyond it 408.",
+    )
+    upload_idle_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time a POST /models body may send nothing; beyond it 408.",
+    )
+    max_concurrent_uploads: int = Field(
+        default=8,
+        ge=1,
+        description="POST /models bodies received at once per API process; beyond it 429.",
+    )
+    leftover_grace_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Temp uploads and model folders without a model row untouched this long "
+        "are removed by the API's sweep (at start and every half of it, at most 10 minutes).",
     )
     min_free_disk_mb: int = Field(
         default=256,

@@ -9,7 +9,8 @@ fails here:
   and every ``slug=``/``urn:rps:problem:`` literal in the source) has a row in the problem
   tables of docs/api.md with its status, and every row there is a real problem type.
 And the text itself: no Markdown link in README.md or docs/ leaves the repository or points
-to a missing file or heading, nothing outside tests points at ``shared/docs``, the README's
+to a missing file or heading, nothing outside tests points at ``shared/docs`` or its
+``MATH.md``/``API.md``, the README's
 python blocks compile, and every ``rps`` command shown in a shell block exists.
 """
 
@@ -225,18 +226,23 @@ def test_links_stay_inside_the_repository(path: Path) -> None:
     assert not problems, f"{path.relative_to(ROOT)}: " + "; ".join(problems)
 
 
+SHARED_SPEC = re.compile(r"shared/docs|(?<![\w/.-])(?:MATH|API|DESIGN|STYLE)\.md")
+"""The project's spec files outside the repository; a clone has docs/*.md instead."""
+
+
 def test_nothing_points_at_the_shared_folder() -> None:
-    offenders = []
-    for path in [*MARKDOWN_FILES, *(p for d in SOURCE_DIRS for p in (ROOT / d).rglob("*.py"))]:
-        if "shared/docs" in _read(path):
-            offenders.append(str(path.relative_to(ROOT)))
-    for directory in ("benchmarks", "experiments"):
-        offenders += [
-            str(p.relative_to(ROOT))
-            for p in (ROOT / directory).rglob("*")
-            if p.suffix in (".py", ".md") and "shared/docs" in _read(p)
-        ]
-    assert not offenders, f"files pointing at shared/docs (not in a clone): {offenders}"
+    paths = [*MARKDOWN_FILES]
+    for directory in (*SOURCE_DIRS, "benchmarks", "experiments"):
+        paths += [p for p in (ROOT / directory).rglob("*") if p.suffix in (".py", ".md")]
+    offenders = sorted(
+        f"{path.relative_to(ROOT)}: {match.group(0)}"
+        for path in paths
+        for match in SHARED_SPEC.finditer(_read(path))
+    )
+    assert not offenders, (
+        "references to spec files a clone does not have (point at docs/math.md, docs/api.md, "
+        f"docs/methods.md or docs/operations.md instead): {offenders}"
+    )
 
 
 def _blocks(path: Path, languages: tuple[str, ...]) -> list[str]:

@@ -25,6 +25,8 @@ def make_runner(settings: Settings) -> JobRunner:
         ),
         memory_budget_bytes=settings.memory_budget_bytes,
         booster_limits=settings.booster_limits,
+        heartbeat_timeout_s=settings.worker_heartbeat_timeout_ms / 1000,
+        max_attempts=settings.job_max_attempts,
     )
 
 

@@ -8,10 +8,12 @@ Importing it has effects (it sets Dramatiq's global broker); nothing else import
 
 from __future__ import annotations
 
+from models_store import make_engine, make_sessionmaker
 from rps_server.broker import setup_broker
 from rps_server.logs import configure_logging
 from rps_server.settings import get_settings
 from workers.actors import declare_actors
+from workers.outbox import start_job_sweeper
 
 settings = get_settings()
 configure_logging(settings.log_level, settings.log_format)
@@ -21,3 +23,7 @@ if settings.worker_metrics_port is not None:
 
     broker.add_middleware(Prometheus())
 declare_actors(broker, settings=settings)
+# each process sweeps the jobs table (SKIP LOCKED keeps two sweeps from sending one job twice)
+sweeper = start_job_sweeper(
+    settings, broker, make_sessionmaker(make_engine(settings.resolved_database_url))
+)

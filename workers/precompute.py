@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -29,25 +31,40 @@ from models_store import (
     Score,
     TestPoint,
     TrainPoint,
-    is_storage_error,
     utcnow,
 )
-from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES
 from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
-from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget
+from workers.isolation import compute_in_child
+from workers.lease import JobCancelled, JobLease, Taken, take_job
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
+from workers.problems import problem_body
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
 logger = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.5
 INSERT_BATCH = 5000
+CLAIM_TRIES = 5
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What a worker took on: the model's inputs and which attempt of the job this is."""
+
+    inputs: ModelInputs
+    attempt: int
 
 
 @dataclass(frozen=True)
 class JobRunner:
-    """Runs precompute jobs against one database and artifact store."""
+    """Runs precompute jobs against one database and artifact store.
+
+    ``heartbeat_timeout_s``: a running job whose heartbeat is older than this is deemed
+    abandoned (its worker died) and may be taken over; the lease beats four times as often.
+    """
 
     sessions: sessionmaker[Session]
     store: ArtifactStore
@@ -55,6 +72,8 @@ class JobRunner:
     refit_budget: RefitBudget = RefitBudget()
     memory_budget_bytes: int = DEFAULT_MEMORY_BUDGET_BYTES
     booster_limits: BoosterLimits | None = None
+    heartbeat_timeout_s: float = 60.0
+    max_attempts: int | None = None
 
     def run(self, job_id: str) -> None:
         """Run job ``job_id`` once (a no-op if it is finished or its model is gone).
@@ -62,77 +81,87 @@ class JobRunner:
         Every line logged meanwhile carries the job id and, once known, the model id.
         """
         with log_context(job_id=job_id):
-            inputs = self._claim(job_id)
-            if inputs is None:
+            claim = self._claim(job_id)
+            if claim is None:
                 return
-            with log_context(model_id=inputs.model_id):
-                self._compute_and_publish(job_id, inputs)
+            lease = JobLease(
+                self.sessions, job_id, claim.attempt, interval_s=self.heartbeat_timeout_s / 4
+            )
+            with log_context(model_id=claim.inputs.model_id), lease:
+                self._compute_and_publish(job_id, claim, lease)
 
-    def _compute_and_publish(self, job_id: str, inputs: ModelInputs) -> None:
-        started = time.perf_counter()
+    def _compute_and_publish(self, job_id: str, claim: Claim, lease: JobLease) -> None:
+        inputs, started = claim.inputs, time.perf_counter()
         try:
-            result = compute_result(
+            result = compute_in_child(
                 self.store,
                 inputs,
                 device=self.device,
-                progress=self._progress_writer(job_id),
+                progress=self._progress_writer(lease),
                 refit_budget=self.refit_budget,
                 memory_budget_bytes=self.memory_budget_bytes,
                 booster_limits=self.booster_limits,
             )
+        except JobCancelled:
+            self._stop_cancelled(job_id, inputs.model_id)
+            JOB_OUTCOMES.labels("cancelled").inc()
+            return
         except Exception as error:
+            if not self._still_ours(job_id, claim.attempt):  # e.g. its inputs went with DELETE
+                self._stop_cancelled(job_id, inputs.model_id)
+                JOB_OUTCOMES.labels("cancelled").inc()
+                return
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
-            self._fail(job_id, error, started)
+            self._fail(job_id, claim.attempt, error, started)
             return
         except Interrupt as interrupt:  # the time limit (or a shutdown) stopped the job
-            self._fail(job_id, interrupt, started)
+            self._fail(job_id, claim.attempt, interrupt, started)
             raise
-        published = self._publish(job_id, inputs, result)
+        published = self._publish(job_id, claim, result)
         outcome = "done" if published else "discarded"
         JOB_DURATION.labels(outcome).observe(time.perf_counter() - started)
         JOB_OUTCOMES.labels(outcome).inc()
 
-    def _fail(self, job_id: str, error: BaseException, started: float) -> None:
-        self._record_failure(job_id, error)
+    def _fail(self, job_id: str, attempt: int, error: BaseException, started: float) -> None:
+        self._record_failure(job_id, attempt, error)
         self._remove_unpublished_runs(job_id)
         JOB_DURATION.labels("failed").observe(time.perf_counter() - started)
         JOB_OUTCOMES.labels("failed").inc()
 
-    def _claim(self, job_id: str) -> ModelInputs | None:
-        with self.sessions() as session, session.begin():
-            job = session.get(Job, job_id)
-            if job is None or job.status in (JobStatus.DONE.value, JobStatus.FAILED.value):
-                logger.info(
-                    "job %s: nothing to do (%s)", job_id, "missing" if job is None else job.status
+    def _claim(self, job_id: str) -> Claim | None:
+        """Take the job (compare-and-set: a sweep or another worker may change it meanwhile,
+        and SQLite has no row locks); ``None`` when there is nothing to run."""
+        timeout = timedelta(seconds=self.heartbeat_timeout_s)
+        for _ in range(CLAIM_TRIES):
+            with self.sessions() as session, session.begin():
+                taken = take_job(
+                    session, job_id, heartbeat_timeout=timeout, max_attempts=self.max_attempts
                 )
+            if isinstance(taken, Taken):
+                return Claim(ModelInputs.of(taken.model), taken.attempt)
+            if taken is None:
                 return None
-            model = session.get(Model, job.model_id)
-            if model is None:
-                return None
-            job.status, job.attempts, job.started_at, job.progress = (
-                JobStatus.RUNNING.value,
-                job.attempts + 1,
-                utcnow(),
-                0.0,
-            )
-            model.status, model.progress, model.error = ModelStatus.RUNNING.value, 0.0, None
-            logger.info("job %s of model %s: attempt %d", job_id, model.id, job.attempts)
-            return ModelInputs.of(model)
+        logger.warning("job %s: changed under every claim; left to the next message", job_id)
+        return None
 
-    def _progress_writer(self, job_id: str):
+    def _progress_writer(self, lease: JobLease) -> Callable[[float], None]:
+        """Record progress; stop the computation (``JobCancelled``) once the job is not ours."""
         last = [0.0]
 
         def write(fraction: float) -> None:
+            lease.check()
             now = time.monotonic()
             if now - last[0] < PROGRESS_INTERVAL_S and fraction < 1.0:
                 return
             last[0] = now
             value = round(0.95 * fraction, 4)  # the last 5% is the publish
             with self.sessions() as session, session.begin():
-                job = session.get(Job, job_id)
-                if job is None or job.status != JobStatus.RUNNING.value:
-                    return
-                job.progress = value
+                job = session.get(Job, lease.job_id)
+                if not _is_attempt(job, lease.attempt):
+                    lease.cancelled.set()
+                    lease.check()
+                assert job is not None
+                job.progress, job.heartbeat_at = value, utcnow()
                 session.execute(
                     update(Model)
                     .where(Model.id == job.model_id, Model.status == ModelStatus.RUNNING.value)
@@ -141,12 +170,28 @@ class JobRunner:
 
         return write
 
-    def _publish(self, job_id: str, inputs: ModelInputs, result: PrecomputeResult) -> bool:
+    def _still_ours(self, job_id: str, attempt: int) -> bool:
+        with self.sessions() as session:
+            return _is_attempt(session.get(Job, job_id), attempt)
+
+    def _stop_cancelled(self, job_id: str, model_id: str) -> None:
+        """The run's folder is already gone (``compute_result``); a deleted model's folder,
+        which the run may have made again, goes too."""
+        with self.sessions() as session:
+            deleted = session.get(Model, model_id) is None
+        if deleted:
+            self.store.delete_model(model_id)
+        logger.info(
+            "job %s: stopped (%s)", job_id, "model deleted" if deleted else "taken over elsewhere"
+        )
+
+    def _publish(self, job_id: str, claim: Claim, result: PrecomputeResult) -> bool:
         """Insert the per-point rows and flip the model to ready in one transaction."""
+        inputs = claim.inputs
         with self.sessions() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             model = session.get(Model, inputs.model_id)
-            if job is None or model is None or job.status == JobStatus.DONE.value:
+            if job is None or model is None or not _is_attempt(job, claim.attempt):
                 shutil.rmtree(result.directory, ignore_errors=True)
                 logger.info(
                     "job %s: result discarded (job finished elsewhere or model deleted)", job_id
@@ -248,11 +293,11 @@ class JobRunner:
             for i, test_id in enumerate(test_ids)
         ]
 
-    def _record_failure(self, job_id: str, error: BaseException) -> None:
-        problem = _problem_body(error)
+    def _record_failure(self, job_id: str, attempt: int, error: BaseException) -> None:
+        problem = problem_body(error)
         with self.sessions() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
-            if job is None or job.status == JobStatus.DONE.value:
+            if job is None or not _is_attempt(job, attempt):  # deleted, or taken over
                 return
             job.status, job.error, job.finished_at = JobStatus.FAILED.value, problem, utcnow()
             session.execute(
@@ -272,44 +317,11 @@ class JobRunner:
         self.store.delete_other_results(model.id, keep=published)
 
 
+def _is_attempt(job: Job | None, attempt: int) -> bool:
+    """The job still exists, runs, and runs as ``attempt`` (not taken over since)."""
+    return job is not None and job.status == JobStatus.RUNNING.value and job.attempts == attempt
+
+
 def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
     for start in range(0, len(rows), INSERT_BATCH):
         session.execute(insert(table), rows[start : start + INSERT_BATCH])
-
-
-def _problem_body(error: BaseException) -> dict:
-    """The problem+json body a failed job shows as ``error``."""
-    if isinstance(error, RepresenterError):
-        body = {
-            "type": "urn:rps:problem:precompute-invalid",
-            "title": "Precompute rejected the model",
-            "status": 422,
-            "detail": str(error),
-        }
-        if error.argument:
-            body["errors"] = [
-                {"field": error.argument, "location": "engine", "message": str(error)}
-            ]
-        return body
-    if is_storage_error(error):
-        assert isinstance(error, OSError)
-        return {
-            "type": "urn:rps:problem:insufficient-storage",
-            "title": "Insufficient Storage",
-            "status": 507,
-            "detail": f"the artifact store refused the results ({error.strerror or error}); "
-            "nothing was kept; free space and register the model again",
-        }
-    if isinstance(error, Interrupt):
-        return {
-            "type": "urn:rps:problem:precompute-interrupted",
-            "title": "Precompute interrupted",
-            "status": 503,
-            "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down",
-        }
-    return {
-        "type": "urn:rps:problem:precompute-failed",
-        "title": "Precompute failed",
-        "status": 500,
-        "detail": f"{type(error).__name__}: {error}"[:2000],
-    }

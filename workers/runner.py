@@ -20,9 +20,11 @@ from pathlib import Path
 import dramatiq
 from dramatiq import Worker
 
+from models_store import make_engine, make_sessionmaker
 from rps_server.broker import GPU_QUEUE, QUEUES, setup_broker
 from rps_server.settings import Settings
 from workers.actors import declare_actors
+from workers.outbox import start_job_sweeper
 
 __all__ = ["start_worker", "run_worker_forever", "run_worker_processes"]
 
@@ -56,6 +58,9 @@ def run_worker_forever(settings: Settings, *, queues: tuple[str, ...], threads: 
     declare_actors(broker, settings=settings)
     serve_worker_metrics(settings)
     worker = start_worker(broker, queues=queues, threads=threads)
+    sweeper = start_job_sweeper(
+        settings, broker, make_sessionmaker(make_engine(settings.resolved_database_url))
+    )
     logger.info(
         "worker started: queues=%s threads=%d broker=%s",
         ",".join(queues),
@@ -67,6 +72,7 @@ def run_worker_forever(settings: Settings, *, queues: tuple[str, ...], threads: 
         signal.signal(signum, lambda *_: stop.set())
     stop.wait()
     logger.info("worker stopping")
+    sweeper.stop()
     worker.stop()
     broker.close()
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, delete, func, select, true
+from sqlalchemy import ColumnElement, and_, delete, func, select, true, update
 from sqlalchemy.orm import Session
 
 from app.core.errors import NotFoundError
-from models_store import Job, Model, Review, Score, TestPoint, TrainPoint
+from models_store import Job, Model, Review, Score, TestPoint, TrainPoint, utcnow
 
 __all__ = [
     "get_tenant_model",
@@ -17,6 +17,7 @@ __all__ = [
     "delete_model_rows",
     "test_points_page",
     "count_test_points",
+    "mark_enqueued",
 ]
 
 
@@ -130,3 +131,8 @@ def count_test_points(
         .where(_test_point_filter(model_id, label=label, correct=correct, test_id=test_id))
     )
     return session.scalar(query) or 0
+
+
+def mark_enqueued(session: Session, job_id: str) -> None:
+    """Record that the job's message reached the broker (the outbox sweep skips it)."""
+    session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=utcnow()))

@@ -167,9 +167,20 @@ def register(
     def enqueue() -> None:
         try:
             enqueue_precompute(context.broker, job.id, queue=model.queue)
-            logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
-        except Exception:  # the job row stays queued; `rps serve` re-enqueues at start
-            logger.exception("could not enqueue job %s of model %s", job.id, model.id)
+        except Exception as error:  # the job stays queued and unsent: the workers' sweep sends it
+            logger.warning(
+                "model %s registered: job %s stored but not sent (%s); the job sweep will send it",
+                model.id,
+                job.id,
+                error,
+            )
+            return
+        logger.info("model %s registered: job %s queued on %r", model.id, job.id, model.queue)
+        try:
+            with context.sessions() as sent, sent.begin():
+                repository.mark_enqueued(sent, job.id)
+        except Exception as error:  # the sweep may send it again: a duplicate is skipped
+            logger.warning("job %s: could not record that it was sent: %s", job.id, error)
 
     after_commit(session, enqueue)
     return to_public(model, job)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import update
 
-from models_store import Job, Model
+from models_store import Job, Model, utcnow
 from tests.helpers.problems import linear_problem
 from tests.helpers.service import (
     linear_parts,
@@ -27,6 +28,13 @@ async def register_parked(client, **problem_options) -> dict:
     )
     assert response.status_code == 202, response.text
     return response.json()
+
+
+def stop_heartbeat(service, job_id: str) -> None:
+    """What a dead worker leaves: a heartbeat older than the timeout."""
+    stale = utcnow() - timedelta(seconds=2 * service.settings.worker_heartbeat_timeout_ms / 1000)
+    with service.context.sessions() as session, session.begin():
+        session.execute(update(Job).where(Job.id == job_id).values(heartbeat_at=stale))
 
 
 def job_of(service, model_id: str) -> Job:
@@ -54,7 +62,10 @@ async def test_job_interrupted_mid_run_is_resumed_and_leaves_no_partial_result(s
         (partial / "train_features.npy").write_bytes(b"half written")  # ... and dies mid-write
         running = (await client.get(f"/models/{created['id']}")).json()
         assert (running["status"], running["attempts"]) == ("running", 1)
-        runner.run(job.id)  # the broker redelivers: attempt 2
+        runner.run(job.id)  # redelivered while attempt 1 still beats: skipped
+        assert job_of(service, created["id"]).attempts == 1
+        stop_heartbeat(service, job.id)
+        runner.run(job.id)  # redelivered once the heartbeat is stale: attempt 2
         ready = (await client.get(f"/models/{created['id']}")).json()
         explained = await client.get("/explain", params={"model_id": created["id"], "test_id": "1"})
         await client.delete(f"/models/{created['id']}")
