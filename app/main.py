@@ -19,6 +19,7 @@ from app.debug.endpoints import router as debug_router
 from app.explain.endpoints import router as explain_router
 from app.models.endpoints import router as models_router
 from app.ops.endpoints import router as ops_router
+from app.ops.service import start_leftover_sweep
 from app.reviews.endpoints import router as reviews_router
 from app.ui import router as ui_router
 from rps.spec import json_schema as spec_json_schema
@@ -80,7 +81,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         check_startup(context)
+        leftover_sweep = start_leftover_sweep(context)
         yield
+        leftover_sweep.stop()
         context.close()
 
     app = FastAPI(

@@ -11,7 +11,7 @@ from app.core.openapi import problem_responses
 from app.dependencies import ContextDep, ModelDep, OffsetQuery, SessionDep, TenantDep
 from app.models import service
 from app.models.schemas import ModelList, ModelPublic, TestPointPage
-from app.models.uploads import PartBudget, receive_multipart
+from app.models.uploads import Deadline, PartBudget, receive_multipart
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -86,24 +86,27 @@ async def register_model(
     context: ContextDep,
 ) -> ModelPublic:
     """Register a model from multipart parts (docs/api.md); 202 with its status."""
+    settings = context.settings
     await run_in_threadpool(service.check_free_space, context)
-    upload = await receive_multipart(
-        request.stream(),
-        request.headers.get("content-type"),
-        tmp_root=context.settings.upload_tmp_dir,
-        budget=PartBudget(
-            max_part_bytes=context.settings.max_upload_bytes,
-            max_json_part_bytes=context.settings.max_json_part_bytes,
-            max_spec_bytes=context.settings.max_spec_bytes,
-            max_parts=context.settings.max_multipart_parts,
-        ),
-    )
-    try:
-        model = await run_in_threadpool(
-            service.register, session, upload, tenant=tenant, context=context
+    with context.upload_slots.hold():
+        upload = await receive_multipart(
+            request.stream(),
+            request.headers.get("content-type"),
+            tmp_root=settings.upload_tmp_dir,
+            budget=PartBudget(
+                max_part_bytes=settings.max_upload_bytes,
+                max_json_part_bytes=settings.max_json_part_bytes,
+                max_spec_bytes=settings.max_spec_bytes,
+                max_parts=settings.max_multipart_parts,
+            ),
+            deadline=Deadline(settings.upload_timeout_s, settings.upload_idle_timeout_s),
         )
-    finally:
-        upload.close()
+        try:
+            model = await run_in_threadpool(
+                service.register, session, upload, tenant=tenant, context=context
+            )
+        finally:
+            upload.close()
     response.headers["Location"] = f"/models/{model.id}"
     return model
 
