@@ -107,6 +107,10 @@ class JobRunner:
             JOB_OUTCOMES.labels("cancelled").inc()
             return
         except Exception as error:
+            if not self._still_ours(job_id, claim.attempt):  # e.g. its inputs went with DELETE
+                self._stop_cancelled(job_id, inputs.model_id)
+                JOB_OUTCOMES.labels("cancelled").inc()
+                return
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
             self._fail(job_id, claim.attempt, error, started)
             return
@@ -165,6 +169,10 @@ class JobRunner:
                 )
 
         return write
+
+    def _still_ours(self, job_id: str, attempt: int) -> bool:
+        with self.sessions() as session:
+            return _is_attempt(session.get(Job, job_id), attempt)
 
     def _stop_cancelled(self, job_id: str, model_id: str) -> None:
         """The run's folder is already gone (``compute_result``); a deleted model's folder,
