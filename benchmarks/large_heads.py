@@ -73,6 +73,13 @@ CASES = {
         "separation": 3.0,
         "variants": ["reference", "blocks"],
     },
+    "k1000-n5k-d64": {
+        "n": 5_000,
+        "d": 64,
+        "k": 1000,
+        "separation": 3.0,
+        "variants": ["reference", "blocks"],
+    },
     "small100": {
         "n": 3_000,
         "d": 32,
