@@ -215,4 +215,9 @@ def write_report(mode: Mode, *, root: Path | None = None) -> Path:
             lines += _task_section(json.loads(path.read_text()), figures, report.parent)
     lines += _leverage_section(results_dir / "german_leverage.json")
     report.write_text("\n".join(lines) + "\n")
+    if Mode(mode) is Mode.QUICK and root == EXPERIMENTS_DIR:
+        from experiments.label_rankings import SUMMARY, write_section
+
+        if SUMMARY.exists():  # the label-ranking section has its own command; keep it
+            write_section(json.loads(SUMMARY.read_text()), report)
     return report
