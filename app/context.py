@@ -13,6 +13,7 @@ from app.core.auth import KeyRing
 from app.explain.batcher import PassBatcher
 from app.explain.cache import ResultCache
 from app.explain.loader import ModelCache
+from app.models.uploads import UploadSlots
 from models_store import ArtifactStore, make_engine, make_sessionmaker
 from rps_server.broker import make_broker
 from rps_server.settings import Environment, Settings
@@ -37,6 +38,9 @@ class ServiceContext:
     so more at once only oversubscribe them (16 clients: 4x lower throughput measured)."""
     batcher: PassBatcher
     """Combines concurrent explain requests of one model and method into shared passes."""
+    upload_slots: UploadSlots
+    """Caps the registrations received at once (each holds a connection, descriptors and a
+    temp folder while its body streams)."""
 
     def close(self) -> None:
         self.models.clear()
@@ -80,4 +84,5 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
         batcher=PassBatcher(
             window_s=settings.batch_window_ms / 1000, max_waiting=settings.explain_queue_size
         ),
+        upload_slots=UploadSlots(settings.max_concurrent_uploads),
     )

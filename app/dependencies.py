@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Header, Query, Request
+from fastapi import Depends, Path, Query, Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -75,14 +76,30 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Se
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
+BEARER = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="API key",
+    description="An API key (RPS_API_KEYS or `rps keys create`), sent as "
+    "`Authorization: Bearer <key>`. Needed once the service has any key; with none, auth is "
+    "off and every request is tenant `default`.",
+)
+
+
 async def get_tenant(
-    context: ContextDep, authorization: Annotated[str | None, Header()] = None
+    request: Request,
+    context: ContextDep,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)],
 ) -> str:
     """The caller's tenant from the bearer token ('default' when auth is off).
+
+    ``BEARER`` only declares the scheme (so /docs has Authorize); the header itself is read
+    here as it is, so a malformed one gets the key ring's 401 wording.
 
     Resolved keys and the key count are cached, so this rarely touches the database;
     when it must, it does so in the thread pool.
     """
+    authorization = request.headers.get("authorization")
     cached = context.keys.cached_tenant(authorization)
     if cached is not None:
         return cached
@@ -92,7 +109,11 @@ async def get_tenant(
 TenantDep = Annotated[str, Depends(get_tenant)]
 
 
-async def get_model(session: SessionDep, tenant: TenantDep, model_id: str) -> Model:
+async def get_model(
+    session: SessionDep,
+    tenant: TenantDep,
+    model_id: Annotated[str, Path(description="The model's id (from POST /models).")],
+) -> Model:
     return await run_in_threadpool(get_tenant_model, session, model_id, tenant=tenant)
 
 
@@ -138,7 +159,12 @@ class ReadyModel:
 
 
 def get_ready_model(
-    session: SessionDep, tenant: TenantDep, model_id: str, method: Method = Method.LJE
+    session: SessionDep,
+    tenant: TenantDep,
+    model_id: Annotated[str, Query(description="The model's id (from POST /models).")],
+    method: Annotated[
+        Method, Query(description="A method the model was registered with (spec.methods).")
+    ] = Method.LJE,
 ) -> ReadyModel:
     """``ready_model`` for routes taking ``model_id`` and ``method`` in the query."""
     model = ready_model(session, model_id, tenant=tenant, method=method, location="query")
@@ -151,4 +177,6 @@ ReadyModelDep = Annotated[ReadyModel, Depends(get_ready_model)]
 MAX_OFFSET = 2**63 - 1
 """The largest OFFSET SQLite and PostgreSQL take (a signed 64-bit integer); more is a 422."""
 
-OffsetQuery = Annotated[int, Query(ge=0, le=MAX_OFFSET)]
+OffsetQuery = Annotated[
+    int, Query(ge=0, le=MAX_OFFSET, description="How many items of the ranking to skip.")
+]

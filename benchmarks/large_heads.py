@@ -59,6 +59,20 @@ CASES = {
         "separation": 2.0,
         "variants": ["dense", "blocks", "auto"],
     },
+    "k100-n10k-d256": {
+        "n": 10_000,
+        "d": 256,
+        "k": 100,
+        "separation": 3.0,
+        "variants": ["reference", "blocks"],
+    },
+    "k1000-n10k-d256": {
+        "n": 10_000,
+        "d": 256,
+        "k": 1000,
+        "separation": 3.0,
+        "variants": ["reference", "blocks"],
+    },
     "small100": {
         "n": 3_000,
         "d": 32,

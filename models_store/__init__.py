@@ -4,6 +4,7 @@ from models_store.artifacts import ArtifactStore
 from models_store.db import is_sqlite, make_engine, make_sessionmaker
 from models_store.faults import is_descriptor_error, is_storage_error
 from models_store.files import ModelFiles, ResultFiles
+from models_store.leftovers import LeftoverSweep, sweep_leftovers
 from models_store.migrate import upgrade
 from models_store.tables import (
     ApiKey,
@@ -27,6 +28,7 @@ __all__ = [
     "Base",
     "Job",
     "JobStatus",
+    "LeftoverSweep",
     "Model",
     "ModelFiles",
     "ModelKind",
@@ -42,6 +44,7 @@ __all__ = [
     "is_storage_error",
     "make_engine",
     "make_sessionmaker",
+    "sweep_leftovers",
     "upgrade",
     "utcnow",
 ]

@@ -4,7 +4,7 @@ Layout under the root::
 
     models/<model_id>/inputs/            what the user uploaded (validated)
     models/<model_id>/results/<run>/     one precompute run; published by a DB transaction
-    trash/<model_id>-<hex>/              a deleted model's folder, moved aside before its rows
+    trash/<model_id>.<t>.<hex>/             a deleted model's folder, moved aside before its rows
                                          are deleted and removed once the deletion committed
 """
 
@@ -14,6 +14,7 @@ import errno
 import json
 import os
 import shutil
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -24,7 +25,10 @@ import numpy as np
 
 from models_store.faults import is_storage_error
 
-__all__ = ["ArtifactStore"]
+__all__ = ["ArtifactStore", "TRASH_GRACE_S"]
+
+TRASH_GRACE_S = 60.0
+"""A retired folder moves back if its deletion does not commit; sweep it only after this."""
 
 
 @contextmanager
@@ -126,9 +130,15 @@ class ArtifactStore:
         if not source.exists():
             return None
         self.trash_dir.mkdir(parents=True, exist_ok=True)
-        retired = self.trash_dir / f"{model_id}-{uuid.uuid4().hex[:8]}"
+        retired = self.trash_dir / f"{model_id}.{int(time.time())}.{uuid.uuid4().hex[:8]}"
         os.rename(source, retired)
         return retired
+
+    @staticmethod
+    def retired_at(retired: Path) -> float:
+        """When ``retire_model`` moved the folder (from its name; 0 for a foreign name)."""
+        parts = retired.name.split(".")
+        return float(parts[1]) if len(parts) == 3 and parts[1].isdigit() else 0.0
 
     def restore_model(self, model_id: str, retired: Path) -> None:
         """Undo ``retire_model`` (the deletion did not commit)."""

@@ -197,7 +197,8 @@ class BlockSystem:
         device = self.preconditioner.cholesky.device
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
-        return solve_pcg(self.product, self.preconditioner, rhs, tolerance=self.tolerance)
+        product = self.product.in_memory(device)
+        return solve_pcg(product, self.preconditioner, rhs, tolerance=self.tolerance)
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:

@@ -10,7 +10,7 @@ H), each right-hand side stopping at its own tolerance.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -37,6 +37,8 @@ dropped pairs together then carry at most this fraction of the curvature mass
 Σ_i (1 − max_c P_ic), far below any cg_tolerance. Confident rows lose most pairs."""
 SPARSE_FILL = 0.25
 """A row block takes the sparse product when at most this fraction of its (i, c) is kept."""
+FEATURE_CACHE_BYTES = 1024**3
+"""Largest float64 copy of Φ̃ a solve holds in memory (n=50,000, D=1025: 410 MB)."""
 SUPPORT_BLOCKINGS = 3
 """Ways of cutting the rows into blocks whose supports a product keeps cached."""
 PAIR_BYTES = 64 * 1024**2
@@ -118,6 +120,25 @@ class HessianProduct:
         default_factory=dict, compare=False, repr=False
     )
     """Per row block (first, last row): the kept pairs (i, c, P_ic), or None (dense block)."""
+    feature_blocks: list[tuple[slice, torch.Tensor]] | None = field(
+        default=None, compare=False, repr=False
+    )
+    """Φ̃ in float64 row blocks, held for the iterations of one solve (``in_memory``)."""
+
+    def in_memory(self, device: torch.device) -> HessianProduct:
+        """This product over Φ̃ converted once to float64 (when it fits FEATURE_CACHE_BYTES).
+
+        A solve multiplies by H tens of times; converting the float32 features every time
+        costs about as much as the GEMMs themselves.
+        """
+        n, d = self.train_features.shape
+        if self.feature_blocks is not None or n * (d + 1) * 8 > FEATURE_CACHE_BYTES:
+            return self
+        block_rows = rows_per_block(8 * (d + 1 + 12 * self.probabilities.shape[1]))
+        blocks = list(
+            augmented_row_blocks(self.train_features, block_rows=block_rows, device=device)
+        )
+        return replace(self, feature_blocks=blocks)
 
     def support(
         self, rows: slice, device: torch.device
@@ -160,7 +181,7 @@ class HessianProduct:
         stacked = directions.reshape(q * num_classes, dim)  # (q·k, D)
         product = torch.zeros_like(stacked)  # (q·k, D)
         block_rows = rows_per_block(8 * (dim + 3 * q * num_classes))
-        for rows, block in augmented_row_blocks(
+        for rows, block in self.feature_blocks or augmented_row_blocks(
             self.train_features, block_rows=block_rows, device=device
         ):
             pairs = self.support(rows, device)

@@ -116,9 +116,9 @@ def train_demo_booster(data: DemoData, *, seed: int = DEMO_SEED):
 def _registered(client: Client, name: str) -> str | None:
     """The id of this tenant's model called ``name``, if one exists."""
     for model in client.list_models():
-        if model.get("name") == name:
-            logger.info("demo model %s already registered (%s)", model["id"], model.get("status"))
-            return str(model["id"])
+        if model.name == name:
+            logger.info("demo model %s already registered (%s)", model.id, model.status)
+            return model.id
     return None
 
 
@@ -156,7 +156,7 @@ def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = Tru
                 train_records=data.records(data.train_inputs),
                 test_ids=data.test_ids,
                 test_records=data.records(data.test_inputs),
-            )["id"]
+            ).id
             logger.info(
                 "demo model %s registered, precomputing %s", model_id, ", ".join(DEMO_METHODS)
             )
@@ -176,7 +176,7 @@ def register_demo(base_url: str, *, api_key: str | None = None, wait: bool = Tru
                 test_records=digits.test_records,
                 lje=DIGITS_OPTIONS["lje"],
                 influence=DIGITS_OPTIONS["influence"],
-            )["id"]
+            ).id
             logger.info(
                 "image demo %s registered (8x8 digits, %d training labels flipped on purpose)",
                 digits_id,

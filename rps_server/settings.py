@@ -158,6 +158,27 @@ class Settings(BaseSettings):
         ge=1,
         description="Explain requests allowed to wait for a pass per API process; beyond it 429.",
     )
+    upload_timeout_s: float = Field(
+        default=1800.0,
+        gt=0,
+        description="Time a POST /models body may take to arrive in full; beyond it 408.",
+    )
+    upload_idle_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time a POST /models body may send nothing; beyond it 408.",
+    )
+    max_concurrent_uploads: int = Field(
+        default=8,
+        ge=1,
+        description="POST /models bodies received at once per API process; beyond it 429.",
+    )
+    leftover_grace_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Temp uploads and model folders without a model row untouched this long "
+        "are removed by the API's sweep (at start and every half of it, at most 10 minutes).",
+    )
     min_free_disk_mb: int = Field(
         default=256,
         ge=0,

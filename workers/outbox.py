@@ -8,14 +8,13 @@
   killed) goes back to ``queued`` and is sent again, unless it has used its attempts, which
   fails it with ``precompute-abandoned``.
 
-Each worker process sweeps (``JobSweeper``); on PostgreSQL the rows are locked with SKIP
+Each worker process sweeps (``start_job_sweeper``); on PostgreSQL the rows are locked with SKIP
 LOCKED, so two sweepers do not send the same job at once.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -25,13 +24,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from models_store import Job, JobStatus, Model, ModelStatus, utcnow
 from rps_server.broker import enqueue_precompute
+from rps_server.periodic import PeriodicThread
 from rps_server.settings import Settings
 from workers.lease import ABANDONED_PROBLEM
 
 __all__ = [
     "SweepOutcome",
     "sweep_jobs",
-    "JobSweeper",
     "start_job_sweeper",
     "UNSENT_GRACE_S",
 ]
@@ -151,58 +150,18 @@ def _hand_over(session: Session, job: Job, *, abandon: bool) -> bool:
     return True
 
 
-@dataclass
-class JobSweeper:
-    """Runs ``sweep_jobs`` at start and every ``interval_s`` in a daemon thread."""
-
-    sessions: sessionmaker[Session]
-    broker: dramatiq.Broker
-    interval_s: float
-    heartbeat_timeout_s: float
-    resend_after_s: float
-    max_attempts: int | None = None
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def sweep_once(self) -> SweepOutcome | None:
-        try:
-            return sweep_jobs(
-                self.sessions,
-                self.broker,
-                heartbeat_timeout_s=self.heartbeat_timeout_s,
-                resend_after_s=self.resend_after_s,
-                max_attempts=self.max_attempts,
-            )
-        except Exception as error:  # database or broker away: the next sweep tries again
-            logger.warning("job sweep failed: %s", error)
-            return None
-
-    def _run(self) -> None:
-        while True:
-            self.sweep_once()
-            if self._stop.wait(self.interval_s):
-                return
-
-    def start(self) -> JobSweeper:
-        self._thread = threading.Thread(target=self._run, name="job-sweeper", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-
 def start_job_sweeper(
     settings: Settings, broker: dramatiq.Broker, sessions: sessionmaker[Session]
-) -> JobSweeper:
-    """The sweeper of a worker process, with the intervals of ``settings``; started."""
-    return JobSweeper(
-        sessions=sessions,
-        broker=broker,
-        interval_s=settings.job_sweep_interval_s,
-        heartbeat_timeout_s=settings.worker_heartbeat_timeout_ms / 1000,
-        resend_after_s=settings.job_resend_after_s,
-        max_attempts=settings.job_max_attempts,
-    ).start()
+) -> PeriodicThread:
+    """The job sweep of a worker process, with the intervals of ``settings``; started."""
+
+    def sweep() -> None:
+        sweep_jobs(
+            sessions,
+            broker,
+            heartbeat_timeout_s=settings.worker_heartbeat_timeout_ms / 1000,
+            resend_after_s=settings.job_resend_after_s,
+            max_attempts=settings.job_max_attempts,
+        )
+
+    return PeriodicThread("job sweep", settings.job_sweep_interval_s, sweep).start()

@@ -31,15 +31,16 @@ from models_store import (
     Score,
     TestPoint,
     TrainPoint,
-    is_storage_error,
     utcnow,
 )
-from representer import DEFAULT_MEMORY_BUDGET_BYTES, RepresenterError
+from representer import DEFAULT_MEMORY_BUDGET_BYTES
 from representer.adapters.xgboost_checks import BoosterLimits
 from rps_server.logs import log_context
-from workers.computation import ModelInputs, PrecomputeResult, RefitBudget, compute_result
+from workers.computation import ModelInputs, PrecomputeResult, RefitBudget
+from workers.isolation import compute_in_child
 from workers.lease import JobCancelled, JobLease, Taken, take_job
 from workers.metrics import JOB_DURATION, JOB_OUTCOMES
+from workers.problems import problem_body
 
 __all__ = ["JobRunner", "PROGRESS_INTERVAL_S"]
 
@@ -92,7 +93,7 @@ class JobRunner:
     def _compute_and_publish(self, job_id: str, claim: Claim, lease: JobLease) -> None:
         inputs, started = claim.inputs, time.perf_counter()
         try:
-            result = compute_result(
+            result = compute_in_child(
                 self.store,
                 inputs,
                 device=self.device,
@@ -106,6 +107,10 @@ class JobRunner:
             JOB_OUTCOMES.labels("cancelled").inc()
             return
         except Exception as error:
+            if not self._still_ours(job_id, claim.attempt):  # e.g. its inputs went with DELETE
+                self._stop_cancelled(job_id, inputs.model_id)
+                JOB_OUTCOMES.labels("cancelled").inc()
+                return
             logger.exception("job %s of model %s failed", job_id, inputs.model_id)
             self._fail(job_id, claim.attempt, error, started)
             return
@@ -164,6 +169,10 @@ class JobRunner:
                 )
 
         return write
+
+    def _still_ours(self, job_id: str, attempt: int) -> bool:
+        with self.sessions() as session:
+            return _is_attempt(session.get(Job, job_id), attempt)
 
     def _stop_cancelled(self, job_id: str, model_id: str) -> None:
         """The run's folder is already gone (``compute_result``); a deleted model's folder,
@@ -285,7 +294,7 @@ class JobRunner:
         ]
 
     def _record_failure(self, job_id: str, attempt: int, error: BaseException) -> None:
-        problem = _problem_body(error)
+        problem = problem_body(error)
         with self.sessions() as session, session.begin():
             job = session.scalar(select(Job).where(Job.id == job_id).with_for_update())
             if job is None or not _is_attempt(job, attempt):  # deleted, or taken over
@@ -316,41 +325,3 @@ def _is_attempt(job: Job | None, attempt: int) -> bool:
 def _insert_batches(session: Session, table: type, rows: list[dict]) -> None:
     for start in range(0, len(rows), INSERT_BATCH):
         session.execute(insert(table), rows[start : start + INSERT_BATCH])
-
-
-def _problem_body(error: BaseException) -> dict:
-    """The problem+json body a failed job shows as ``error``."""
-    if isinstance(error, RepresenterError):
-        body = {
-            "type": "urn:rps:problem:precompute-invalid",
-            "title": "Precompute rejected the model",
-            "status": 422,
-            "detail": str(error),
-        }
-        if error.argument:
-            body["errors"] = [
-                {"field": error.argument, "location": "engine", "message": str(error)}
-            ]
-        return body
-    if is_storage_error(error):
-        assert isinstance(error, OSError)
-        return {
-            "type": "urn:rps:problem:insufficient-storage",
-            "title": "Insufficient Storage",
-            "status": 507,
-            "detail": f"the artifact store refused the results ({error.strerror or error}); "
-            "nothing was kept; free space and register the model again",
-        }
-    if isinstance(error, Interrupt):
-        return {
-            "type": "urn:rps:problem:precompute-interrupted",
-            "title": "Precompute interrupted",
-            "status": 503,
-            "detail": f"{type(error).__name__}: the job exceeded RPS_JOB_TIME_LIMIT_MS or the worker shut down",
-        }
-    return {
-        "type": "urn:rps:problem:precompute-failed",
-        "title": "Precompute failed",
-        "status": 500,
-        "detail": f"{type(error).__name__}: {error}"[:2000],
-    }

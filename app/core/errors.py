@@ -22,6 +22,7 @@ __all__ = [
     "TooManyRequestsError",
     "DependencyUnavailableError",
     "InsufficientStorageError",
+    "RequestTimeoutError",
     "DEPENDENCY_RETRY_AFTER_S",
 ]
 
@@ -111,3 +112,9 @@ class InsufficientStorageError(ServiceError):
     """The artifact store is full or read-only: nothing was stored (or nothing removed)."""
 
     status, title, slug = 507, "Insufficient Storage", "insufficient-storage"
+
+
+class RequestTimeoutError(ServiceError):
+    """The client did not send its request body within the deadline."""
+
+    status, title, slug = 408, "Request Timeout", "request-timeout"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import Enum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["Ranking", "SuspiciousPoint", "SuspiciousPage"]
 
@@ -24,11 +24,17 @@ class Ranking(str, Enum):
 
 
 class SuspiciousPoint(BaseModel):
+    model_config = ConfigDict(use_attribute_docstrings=True)
     rank: int
+    """1 for the most suspicious point."""
     train_id: str
+    """The training point's id."""
     train_index: int
+    """Its row in the training arrays."""
     label: int
+    """Its training label."""
     predicted_class: int
+    """The class the head predicts for it."""
     score: float
     """The ranking's raw value (larger = more suspicious)."""
     suggested_label: int | None = None
@@ -37,14 +43,22 @@ class SuspiciousPoint(BaseModel):
     label_error_probability: float | None = Field(default=None, ge=0.0, le=1.0)
     """Calibrated probability that ``label`` is wrong (see representer.label_errors)."""
     record: Any = None
+    """The record registered with it (any JSON), or null."""
 
 
 class SuspiciousPage(BaseModel):
     """One page of training points, most suspicious first, under ``method``."""
 
+    model_config = ConfigDict(use_attribute_docstrings=True)
     model_id: str
+    """The model ranked."""
     method: Ranking
+    """The ranking used (a method's self-contribution or a label-error ranking)."""
     total: int
+    """Training points in the ranking."""
     limit: int
+    """Page size asked."""
     offset: int
+    """Points skipped."""
     items: list[SuspiciousPoint]
+    """This page of the ranking."""

@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.core.openapi import problem_responses
 from app.core.responses import json_response
 from app.dependencies import ContextDep, ReadyModelDep, SessionDep, TenantDep, ready_model
 from app.explain import service
@@ -23,15 +24,24 @@ from app.explain.schemas import (
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
+TARGET_DESCRIPTION = (
+    "The class explained: `predicted` (the head's), `label` (the stored label) or a class index."
+)
 
-@router.get("", response_model=ExplanationPublic)
+
+@router.get(
+    "",
+    response_model=ExplanationPublic,
+    summary="Explain a stored test point",
+    responses=problem_responses(404, 409, 429),
+)
 async def explain_test_point(
     session: SessionDep,
     context: ContextDep,
     ready: ReadyModelDep,
-    test_id: str,
-    k: Annotated[int, Query(ge=1, le=MAX_TOP_K)] = 10,
-    target: str = "predicted",
+    test_id: Annotated[str, Query(description="The id of a test point stored with the model.")],
+    k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Training points on each side.")] = 10,
+    target: Annotated[str, Query(description=TARGET_DESCRIPTION)] = "predicted",
 ) -> Response:
     """Top-k positive and negative representer points of a stored test point."""
     body = await run_in_threadpool(
@@ -47,7 +57,12 @@ async def explain_test_point(
     return json_response(body)
 
 
-@router.post("", response_model=ExplanationList)
+@router.post(
+    "",
+    response_model=ExplanationList,
+    summary="Explain submitted rows",
+    responses=problem_responses(404, 409, 429),
+)
 async def explain_submitted(
     session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest
 ) -> Response:
@@ -63,7 +78,12 @@ async def explain_submitted(
     return json_response(answer)
 
 
-@router.post("/batch", response_model=ExplanationList)
+@router.post(
+    "/batch",
+    response_model=ExplanationList,
+    summary="Explain many stored test points",
+    responses=problem_responses(404, 409, 429),
+)
 async def explain_batch(
     session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainBatchRequest
 ) -> Response:

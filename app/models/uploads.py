@@ -8,9 +8,11 @@ with 413 naming the part, before anything parses it. The caller owns the returne
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -22,12 +24,22 @@ from app.core.errors import (
     FieldError,
     InvalidRequestError,
     PayloadTooLargeError,
+    RequestTimeoutError,
+    TooManyRequestsError,
     UnsupportedMediaTypeError,
 )
 
-__all__ = ["PartBudget", "UploadedPart", "Upload", "receive_multipart"]
+__all__ = [
+    "Deadline",
+    "PartBudget",
+    "UploadedPart",
+    "Upload",
+    "UploadSlots",
+    "receive_multipart",
+]
 
 MAX_HEADER_BYTES = 16 * 1024  # all header lines of one part together
+UPLOAD_RETRY_AFTER_S = 5
 JSON_PARTS = frozenset({"train_ids", "test_ids", "train_records", "test_records"})
 
 
@@ -76,7 +88,24 @@ class Upload:
     parts: dict[str, UploadedPart] = field(default_factory=dict)
 
     def close(self) -> None:
-        shutil.rmtree(self.directory, ignore_errors=True)
+        """Remove the folder; one that cannot be removed now (out of file descriptors) is
+        tried again at the next close, and in the end by the leftover sweep."""
+        for directory in [self.directory, *_UNREMOVED]:
+            _remove_tree(directory)
+
+
+_UNREMOVED: set[Path] = set()
+
+
+def _remove_tree(directory: Path) -> None:
+    try:
+        shutil.rmtree(directory)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        _UNREMOVED.add(directory)
+        return
+    _UNREMOVED.discard(directory)
 
 
 class _PartWriter:
@@ -188,10 +217,74 @@ def _boundary(content_type: str | None) -> bytes:
     return boundary
 
 
+@dataclass(frozen=True)
+class Deadline:
+    """How long a body may take in all (``total_s``) and with nothing arriving (``idle_s``)."""
+
+    total_s: float
+    idle_s: float
+
+
+async def _within(chunks: AsyncIterator[bytes], deadline: Deadline) -> AsyncIterator[bytes]:
+    """``chunks``, or 408 once the body is late (a slow or stalled client holds a slot, a
+    connection and a temp folder: it must not hold them for ever)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline.total_s
+    iterator = chunks.__aiter__()
+    while True:
+        remaining = end - loop.time()
+        try:
+            if remaining <= 0:
+                raise TimeoutError
+            chunk = await asyncio.wait_for(
+                iterator.__anext__(), timeout=min(deadline.idle_s, remaining)
+            )
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            late = "in full" if remaining <= deadline.idle_s else "anything"
+            limit = deadline.total_s if late == "in full" else deadline.idle_s
+            raise RequestTimeoutError(
+                f"the request body did not arrive {late} within {limit:g} s "
+                "(RPS_UPLOAD_TIMEOUT_S / RPS_UPLOAD_IDLE_TIMEOUT_S); nothing was stored",
+                errors=[FieldError("body", f"not received within {limit:g} s", "body")],
+            ) from None
+        yield chunk
+
+
+@dataclass
+class UploadSlots:
+    """Caps the uploads one API process receives at once; beyond it 429 with Retry-After."""
+
+    capacity: int
+    active: int = 0
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        if self.active >= self.capacity:
+            raise TooManyRequestsError(
+                f"this process is receiving {self.capacity} uploads already "
+                "(RPS_MAX_CONCURRENT_UPLOADS); retry later",
+                extra={"retry_after_s": UPLOAD_RETRY_AFTER_S},
+            )
+        self.active += 1
+        try:
+            yield
+        finally:
+            self.active -= 1
+
+
 async def receive_multipart(
-    chunks: AsyncIterator[bytes], content_type: str | None, *, tmp_root: Path, budget: PartBudget
+    chunks: AsyncIterator[bytes],
+    content_type: str | None,
+    *,
+    tmp_root: Path,
+    budget: PartBudget,
+    deadline: Deadline | None = None,
 ) -> Upload:
-    """Stream ``chunks`` (the request body) into one temp file per part."""
+    """Stream ``chunks`` (the request body) into one temp file per part, within ``deadline``."""
+    if deadline is not None:
+        chunks = _within(chunks, deadline)
     boundary = _boundary(content_type)
     tmp_root.mkdir(parents=True, exist_ok=True)
     upload = Upload(Path(tempfile.mkdtemp(prefix="upload-", dir=tmp_root)))

@@ -5,24 +5,33 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Response
+from fastapi.responses import PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from app.core.errors import DEPENDENCY_RETRY_AFTER_S, FieldError, UnavailableError
+from app.core.openapi import problem_responses
 from app.dependencies import ContextDep
 from app.ops import service
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", summary="Liveness")
 def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", summary="Readiness", responses=problem_responses(503))
 def readyz(
-    context: ContextDep, authorization: Annotated[str | None, Header()] = None
+    context: ContextDep,
+    authorization: Annotated[
+        str | None,
+        Header(
+            description="Optional `Bearer <key>`: with a valid key, a 503 says why each "
+            "part fails (the reasons name hosts and paths)."
+        ),
+    ] = None,
 ) -> dict[str, object]:
     """Database, broker and artifact store reachable; 503 naming the failing part otherwise.
 
@@ -43,8 +52,18 @@ def readyz(
     return {"status": "ready", "checks": {"database": "ok", "broker": "ok", "artifact_store": "ok"}}
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {
+            "description": "The metrics in Prometheus text format 0.0.4.",
+            "content": {"text/plain": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def metrics(context: ContextDep) -> Response:
-    """Prometheus text format."""
+    """Requests, latencies, the explain batcher, jobs and models, in Prometheus text format."""
     service.refresh_gauges(context)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -6,9 +6,13 @@ from sqlalchemy import func, select, text
 
 from app.context import ServiceContext
 from app.core.metrics import EXPLAIN_CACHE, QUEUE_DEPTH
-from models_store import Job, JobStatus
+from models_store import Job, JobStatus, sweep_leftovers
+from rps_server.periodic import PeriodicThread
 
-__all__ = ["failing_parts", "refresh_gauges"]
+__all__ = ["failing_parts", "refresh_gauges", "start_leftover_sweep", "LEFTOVER_SWEEP_MAX_S"]
+
+LEFTOVER_SWEEP_MAX_S = 600.0
+"""The leftover sweep runs at start and every half grace period, but at least this often."""
 
 
 def _check_database(context: ServiceContext) -> None:
@@ -55,3 +59,16 @@ def refresh_gauges(context: ServiceContext) -> None:
     for status in JobStatus:
         QUEUE_DEPTH.labels(status.value).set(counts.get(status.value, 0))
     EXPLAIN_CACHE.set(len(context.models))
+
+
+def start_leftover_sweep(context: ServiceContext) -> PeriodicThread:
+    """Sweep temp uploads, orphan model folders and the trash now and periodically."""
+    grace_s = context.settings.leftover_grace_s
+
+    def sweep() -> None:
+        sweep_leftovers(
+            context.store, context.settings.upload_tmp_dir, context.sessions, grace_s=grace_s
+        )
+
+    interval_s = min(grace_s / 2, LEFTOVER_SWEEP_MAX_S)
+    return PeriodicThread("leftover sweep", interval_s, sweep).start()

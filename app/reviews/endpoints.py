@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Query, Response
+from fastapi import APIRouter, Body, Path, Query, Response
 from starlette.concurrency import run_in_threadpool
 
+from app.core.openapi import problem_responses
 from app.dependencies import ContextDep, SessionDep, TenantDep, ready_any_method
 from app.reviews import service
 from app.reviews.schemas import (
@@ -21,9 +22,21 @@ from app.reviews.schemas import (
 router = APIRouter(prefix="/models", tags=["reviews"])
 
 
-@router.put("/{model_id}/reviews/{train_id}", response_model=ReviewPublic)
+ModelIdPath = Annotated[str, Path(description="The model's id (from POST /models).")]
+
+
+@router.put(
+    "/{model_id}/reviews/{train_id}",
+    response_model=ReviewPublic,
+    summary="Review a training point's label",
+    responses=problem_responses(404, 409),
+)
 async def put_review(
-    session: SessionDep, tenant: TenantDep, model_id: str, train_id: str, body: ReviewCreate
+    session: SessionDep,
+    tenant: TenantDep,
+    model_id: ModelIdPath,
+    train_id: Annotated[str, Path(description="The training point's id.")],
+    body: ReviewCreate,
 ) -> ReviewPublic:
     """Keep, relabel or remove one training point (setting it again replaces the review)."""
 
@@ -37,12 +50,13 @@ async def put_review(
 @router.get(
     "/{model_id}/reviews",
     response_model=ReviewList,
-    responses={200: {"content": {"text/csv": {}}}},
+    summary="A model's reviews",
+    responses={200: {"content": {"text/csv": {}}}, **problem_responses(404, 409)},
 )
 async def list_reviews(
     session: SessionDep,
     tenant: TenantDep,
-    model_id: str,
+    model_id: ModelIdPath,
     format: Annotated[ReviewFormat, Query(description="json or csv")] = ReviewFormat.JSON,
 ) -> Response | ReviewList:
     """Every review of the model: train_id, old label, new label, decision, note, time."""
@@ -59,13 +73,19 @@ async def list_reviews(
     return answer
 
 
-@router.post("/{model_id}/refit", status_code=202, response_model=RefitPublic)
+@router.post(
+    "/{model_id}/refit",
+    status_code=202,
+    response_model=RefitPublic,
+    summary="Refit on the reviewed labels",
+    responses=problem_responses(404, 409),
+)
 async def refit(
     response: Response,
     session: SessionDep,
     tenant: TenantDep,
     context: ContextDep,
-    model_id: str,
+    model_id: ModelIdPath,
     body: Annotated[RefitCreate | None, Body()] = None,
 ) -> RefitPublic:
     """Register a new model whose head is refit on the reviewed labels (202, like POST /models)."""

@@ -6,10 +6,15 @@ JSON API with the user's key. Kept out of the OpenAPI schema (they are pages, no
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
 from fastapi.responses import HTMLResponse
 
+from app.core.openapi import problem_responses
 from app.ui import pages
+
+ModelIdPath = Annotated[str, Path(description="The model's id; the page fetches its data.")]
 
 router = APIRouter(prefix="/ui", tags=["viewer"], default_response_class=HTMLResponse)
 
@@ -21,24 +26,26 @@ def models_page() -> HTMLResponse:
 
 
 @router.get("/models/{model_id}")
-def model_page(model_id: str) -> HTMLResponse:
+def model_page(model_id: ModelIdPath) -> HTMLResponse:
     """One model: diagnostics, methods, classes and its stored test points."""
     return pages.page_response(pages.model_page(model_id))
 
 
 @router.get("/models/{model_id}/explain")
-def explanation_page(model_id: str) -> HTMLResponse:
+def explanation_page(model_id: ModelIdPath) -> HTMLResponse:
     """One explanation (test point, method, target and k come from the query string)."""
     return pages.page_response(pages.explanation_page(model_id))
 
 
 @router.get("/models/{model_id}/suspicious")
-def suspicious_page(model_id: str) -> HTMLResponse:
+def suspicious_page(model_id: ModelIdPath) -> HTMLResponse:
     """The suspicious-label ranking as cards with filters, export and review actions."""
     return pages.page_response(pages.suspicious_page(model_id))
 
 
-@router.get("/static/{name}", response_class=Response)
-def static_file(name: str) -> Response:
+@router.get("/static/{name}", response_class=Response, responses=problem_responses(404))
+def static_file(
+    name: Annotated[str, Path(description="viewer.js or viewer.css.")],
+) -> Response:
     """``viewer.js`` or ``viewer.css`` (any other name is a problem+json 404)."""
     return pages.static_response(name)

@@ -1,5 +1,5 @@
 """Client subcommands of the ``rps`` console script: register, wait, status, test-points,
-explain, suspicious.
+explain, explain-batch, suspicious.
 
 ``rps.cli`` mounts them with ``add_client_commands(subparsers)``. Every command talks to a
 running service: the URL comes from ``--url`` or ``RPS_URL`` (default
@@ -40,7 +40,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
-    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain`` and ``suspicious``
+    """Add ``register``, ``wait``, ``status``, ``test-points``, ``explain``, ``explain-batch`` and ``suspicious``
     to ``subparsers``.
 
     Each parser gets ``func`` set to its handler, which returns the exit code.
@@ -63,6 +63,7 @@ def add_client_commands(subparsers: argparse._SubParsersAction) -> None:
     _add_test_points(subparsers, common)
     _add_explain(subparsers, common)
     _add_suspicious(subparsers, common)
+    _add_explain_batch(subparsers, common)
     from rps.review_commands import add_review_commands  # it imports this module's helpers
 
     add_review_commands(subparsers, common)
@@ -154,6 +155,32 @@ def _add_explain(subparsers, common) -> None:
     parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
     parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
     parser.set_defaults(func=_explain)
+
+
+def _add_explain_batch(subparsers, common) -> None:
+    parser = subparsers.add_parser(
+        "explain-batch",
+        parents=[common],
+        help="explain many stored test points (progress bar), as JSON lines or CSV",
+        description="Explain stored test points through POST /explain/batch and write one "
+        "JSON line per explanation, or one CSV row per training point of each explanation.",
+    )
+    parser.add_argument("model_id")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--test-ids", type=_comma_list, help="comma-separated test ids")
+    source.add_argument(
+        "--ids-file", type=Path, help="a file of test ids, one per line ('-': standard input)"
+    )
+    source.add_argument("--all", action="store_true", help="every stored test point")
+    parser.add_argument("-k", "--k", type=int, default=10, help="points per side")
+    parser.add_argument("--method", default=Method.LJE.value, choices=_METHODS)
+    parser.add_argument("--target", default="predicted", help="predicted, label, or a class index")
+    parser.add_argument("--format", choices=["jsonl", "csv"], default="jsonl")
+    parser.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
+    parser.add_argument(
+        "--chunk", type=int, default=100, help="ids per request (at most 1000; default 100)"
+    )
+    parser.set_defaults(func=_explain_batch)
 
 
 def _add_suspicious(subparsers, common) -> None:
@@ -374,7 +401,7 @@ def _status(args: argparse.Namespace) -> int:
             return 0
         models = client.list_models()
     if args.json:
-        print(json.dumps(models, indent=2))
+        print(_dumps(models))
         return 0
     rows = [
         [
@@ -403,7 +430,7 @@ def _test_points(args: argparse.Namespace) -> int:
             correct=args.correct,
         )
     if args.json:
-        print(json.dumps(body, indent=2))
+        print(_dumps(body))
         return 0
     items = body.get("items") or []
     print(f"model {body.get('model_id')}  {len(items)} of {body.get('total')} test points")
@@ -434,10 +461,63 @@ def _explain(args: argparse.Namespace) -> int:
             target=target,
         )
     if args.json:
-        print(json.dumps(answer, indent=2))
+        print(_dumps(answer))
         return 0
     for body in answer if isinstance(answer, list) else [answer]:
         _print_explanation(body)
+    return 0
+
+
+def _batch_ids(args: argparse.Namespace, client: Client) -> list[str]:
+    if args.test_ids is not None:
+        return list(args.test_ids)
+    if args.ids_file is not None:
+        text = sys.stdin.read() if str(args.ids_file) == "-" else args.ids_file.read_text()
+        return [line.strip() for line in text.splitlines() if line.strip()]
+    ids: list[str] = []
+    while True:
+        page = client.test_points(args.model_id, limit=1000, offset=len(ids))
+        ids += [point.test_id for point in page.items]
+        if not page.items or len(ids) >= page.total:
+            return ids
+
+
+@_guarded
+def _explain_batch(args: argparse.Namespace) -> int:
+    import csv
+
+    from tqdm.auto import tqdm
+
+    if not 1 <= args.chunk <= 1000:
+        raise ValueError("--chunk must be in 1..1000")
+    target: str | int = int(args.target) if args.target.lstrip("-").isdigit() else args.target
+    out = args.output.open("w", newline="") if args.output else sys.stdout
+    try:
+        with _client(args) as client:
+            ids = _batch_ids(args, client)
+            writer = None
+            with tqdm(total=len(ids), desc="explain", unit="pt", file=sys.stderr) as bar:
+                for start in range(0, len(ids), args.chunk):
+                    chunk = ids[start : start + args.chunk]
+                    answers = client.explain_batch(
+                        args.model_id, chunk, k=args.k, method=args.method, target=target
+                    )
+                    for answer in answers:
+                        if args.format == "jsonl":
+                            out.write(json.dumps(answer.raw) + "\n")
+                            continue
+                        rows = answer.rows()
+                        for row in rows:
+                            row["record"] = json.dumps(row["record"])
+                        if writer is None and rows:
+                            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+                            writer.writeheader()
+                        if writer is not None:
+                            writer.writerows(rows)
+                    bar.update(len(chunk))
+    finally:
+        if args.output:
+            out.close()
     return 0
 
 
@@ -452,7 +532,7 @@ def _suspicious(args: argparse.Namespace) -> int:
             reviewed=False if args.unreviewed else None,
         )
     if args.json:
-        print(json.dumps(body, indent=2))
+        print(_dumps(body))
         return 0
     print(
         f"model {body.get('model_id')}  method {body.get('method')}  "
@@ -483,9 +563,14 @@ def _suspicious(args: argparse.Namespace) -> int:
 # -- printing -----------------------------------------------------------------------------
 
 
-def _print_model(model: dict[str, Any], *, as_json: bool) -> None:
+def _dumps(value: Any) -> str:
+    """JSON of a result (its body as the service sent it), of a list of them, or of JSON."""
+    return json.dumps(value, indent=2, default=lambda result: result.raw)
+
+
+def _print_model(model: Any, *, as_json: bool) -> None:
     if as_json:
-        print(json.dumps(model, indent=2))
+        print(_dumps(model))
         return
     keys = [
         "id",
@@ -514,7 +599,7 @@ def _print_model(model: dict[str, Any], *, as_json: bool) -> None:
     print(_table(["field", "value"], rows))
 
 
-def _print_explanation(body: dict[str, Any]) -> None:
+def _print_explanation(body: Any) -> None:
     prediction = body.get("prediction") or {}
     decomposition = body.get("decomposition") or {}
     print(

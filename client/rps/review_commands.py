@@ -87,13 +87,13 @@ def _refit(args: argparse.Namespace) -> int:
             else None
         )
     if args.json:
-        print(json.dumps({"refit": refit, "model": model}, indent=2))
+        print(json.dumps({"refit": refit, "model": model}, indent=2, default=lambda r: r.raw))
         return 0
     print(
         f"model {refit['id']} (refit of {refit['parent_id']}): {refit['relabelled']} relabelled, "
         f"{refit['removed']} removed, {refit['kept']} kept; n_train {refit['n_train']}"
     )
-    diagnostics = (model or {}).get("diagnostics") or {}
+    diagnostics = (model.diagnostics if model is not None else None) or {}
     if "refit_test_accuracy_before" in diagnostics:
         print(
             f"test accuracy {diagnostics['refit_test_accuracy_before']:.4f} -> "

@@ -203,8 +203,7 @@ def _full_and_read_only(backend: Backend, disk: Path) -> None:
 
         ballast = fill_leaving(disk, HEADROOM_BYTES)
         readiness = assert_problem(httpx.get(f"{guarded.base_url}/readyz"), 503, "unavailable")
-        assert readiness["failing"] == ["artifact_store"]
-        assert "low disk" in readiness["errors"][0]["message"]
+        assert readiness["failing"] == ["artifact_store"]  # why: only to a caller with a key
         with pytest.raises(ServiceError) as low:
             register(guarded_client, name="refused-by-the-check")
         assert low.value.status == 507, low.value

@@ -317,3 +317,33 @@ def test_blocks_answers_equal_dense_on_peaked_heads(peaked, method):
     _assert_same_answers(dense, blocks, train, peaked["test_features"])
     rho = spearmanr(dense.self_scores, blocks.self_scores)[0]
     assert rho >= SELF_SCORE_SPEARMAN
+
+
+def test_batched_solves_share_products_and_stop_each_at_its_own_tolerance(clustered):
+    """Systems solved together give what each gives alone, with its own iteration count."""
+    from representer.hessian_solver import BlockSystem
+
+    train = clustered["train_features"]
+    theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
+    system = BlockSystem.fit(
+        train,
+        probabilities(theta, train.astype(np.float64)),
+        damping=0.0,
+        tolerance=1e-8,
+        device=torch.device("cpu"),
+        progress=lambda fraction: None,
+    )
+    rng = np.random.default_rng(4)
+    rhs = torch.from_numpy(rng.normal(size=(3, *theta.shape)))
+    rhs[1] *= 1e-3  # scale does not change a relative tolerance ...
+    rhs[2, :, :-1] = 0.0  # ... but a different right-hand side takes a different path
+    together = system.solve(rhs)
+    for j in range(3):
+        alone = system.solve(rhs[j : j + 1])
+        assert together.iterations[j] == alone.iterations[0]
+        expected = alone.solution[0].numpy()  # equal up to the rounding of stacked GEMMs
+        np.testing.assert_allclose(
+            together.solution[j].numpy(), expected, rtol=0, atol=1e-6 * np.abs(expected).max()
+        )
+        assert together.relative_residual[j] <= 1e-8 * 10
+    assert len(set(together.iterations.tolist())) > 1

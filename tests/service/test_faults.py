@@ -6,10 +6,16 @@ tests/integration/test_dependency_faults.py.
 
 from __future__ import annotations
 
+import os
+import time
+import uuid
+from pathlib import Path
+
 import pytest
 from sqlalchemy import create_engine
 
-from models_store import make_sessionmaker
+from models_store import make_sessionmaker, sweep_leftovers
+from models_store.artifacts import TRASH_GRACE_S
 from tests.helpers.problems import linear_problem
 from tests.helpers.service import linear_parts, wait_ready
 
@@ -82,3 +88,53 @@ async def test_delete_removes_files_and_cached_explanations(service):
     assert not service.context.store.model_dir(model_id).exists()
     trash = service.context.store.trash_dir
     assert not trash.exists() or not any(p.name.startswith(model_id) for p in trash.iterdir())
+
+
+async def test_uploads_beyond_the_concurrency_limit_are_429(service, monkeypatch):
+    slots = service.context.upload_slots
+    monkeypatch.setattr(slots, "active", slots.capacity)  # every slot held by slow clients
+    async with service.client() as client:
+        response = await client.post("/models", files=linear_parts(linear_problem(), SPEC))
+    body = assert_problem(response, 429, "too-many-requests")
+    assert "RPS_MAX_CONCURRENT_UPLOADS" in body["detail"]
+    assert int(response.headers["Retry-After"]) >= 1
+    assert service.upload_files() == []
+
+
+def _age(path: Path, seconds: float) -> None:
+    moment = time.time() - seconds
+    for item in [path, *path.rglob("*")]:
+        os.utime(item, (moment, moment))
+
+
+async def test_leftovers_older_than_the_grace_period_are_swept(service, binary_model):
+    store, tmp_root, grace_s = service.context.store, service.settings.upload_tmp_dir, 60.0
+    crashed_upload = tmp_root / "upload-crashed"
+    (crashed_upload / "part-0.npy").parent.mkdir(parents=True)
+    (crashed_upload / "part-0.npy").write_bytes(b"\0" * 4096)
+    _age(crashed_upload, 2 * grace_s)
+    live_upload = tmp_root / "upload-streaming"
+    live_upload.mkdir()
+    orphan = store.model_dir(str(uuid.uuid4()))
+    (orphan / "inputs").mkdir(parents=True)
+    (orphan / "inputs" / "train_features.npy").write_bytes(b"\0" * 4096)
+    _age(orphan, 2 * grace_s)
+    young_orphan = store.model_dir(str(uuid.uuid4()))  # files stored, row not committed yet
+    young_orphan.mkdir(parents=True)
+    _age(store.model_dir(binary_model.id), 2 * grace_s)  # old, but its row exists
+    store.trash_dir.mkdir(parents=True, exist_ok=True)
+    old_trash = store.trash_dir / f"{uuid.uuid4()}.{int(time.time() - 2 * TRASH_GRACE_S)}.ab12"
+    old_trash.mkdir()
+    fresh_trash = store.trash_dir / f"{uuid.uuid4()}.{int(time.time())}.cd34"
+    fresh_trash.mkdir()  # a deletion still committing: it may move back
+
+    swept = sweep_leftovers(store, tmp_root, service.context.sessions, grace_s=grace_s)
+
+    assert swept.temp_uploads == ["upload-crashed"] and not crashed_upload.exists()
+    assert swept.orphan_models == [orphan.name] and not orphan.exists()
+    assert swept.trash == [old_trash.name] and not old_trash.exists()
+    assert swept.freed_bytes >= 2 * 4096
+    assert live_upload.exists() and young_orphan.exists() and fresh_trash.exists()
+    assert store.model_dir(binary_model.id).exists()
+    for folder in (live_upload, young_orphan, fresh_trash):
+        folder.rmdir()
