@@ -296,10 +296,10 @@ def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> d
             test_labels=problem["test_labels"],
         )
         registered_s = time.perf_counter() - started
-        client.wait_ready(model["id"], timeout=3600, progress=True)
+        client.wait_ready(model.id, timeout=3600, progress=True)
         ready_s = time.perf_counter() - started
     test_ids = [str(index) for index in range(size.n_test)]
-    time_requests(base_url, model["id"], test_ids[: size.warmup], top_k=size.top_k)
+    time_requests(base_url, model.id, test_ids[: size.warmup], top_k=size.top_k)
     levels = {}
     for position, clients in enumerate(CLIENT_LEVELS):
         start = size.warmup + position * size.requests_per_level
@@ -310,7 +310,7 @@ def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> d
         with ThreadPoolExecutor(max_workers=clients) as pool:
             timings = list(
                 pool.map(
-                    lambda chunk: time_requests(base_url, model["id"], chunk, top_k=size.top_k),
+                    lambda chunk: time_requests(base_url, model.id, chunk, top_k=size.top_k),
                     chunks,
                 )
             )

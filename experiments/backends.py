@@ -166,32 +166,26 @@ class ServiceBackend(Backend):
                 test_features=registration.test_features,
                 **common,
             )
-        self.client.wait_ready(body["id"], timeout=READY_TIMEOUT_S, progress=False)
-        return body["id"]
+        self.client.wait_ready(body.id, timeout=READY_TIMEOUT_S, progress=False)
+        return body.id
 
     def suspicious_ranking(self, handle: str, *, method: str) -> np.ndarray:
-        ranking: list[int] = []
-        while True:
-            page = self.client.suspicious(
-                handle, method=method, limit=PAGE_SIZE, offset=len(ranking)
-            )
-            ranking.extend(int(item["train_index"]) for item in page["items"])
-            if not page["items"] or len(ranking) >= int(page["total"]):
-                return np.asarray(ranking, dtype=np.int64)
+        items = self.client.iter_suspicious(handle, method=method, page_size=PAGE_SIZE)
+        return np.asarray([item.train_index for item in items], dtype=np.int64)
 
     def explain(self, handle: str, test_index: int, *, method: str, k: int) -> ExplainedPoint:
         body = self.client.explain(handle, test_id=str(test_index), k=k, method=method)
-        positive = body["positive"]
+        positive = body.positive
         return ExplainedPoint(
             test_index=test_index,
-            predicted_class=int(body["prediction"]["predicted_class"]),
-            positive_indices=np.array([item["train_index"] for item in positive], dtype=np.int64),
+            predicted_class=body.prediction.predicted_class,
+            positive_indices=np.array([item.train_index for item in positive], dtype=np.int64),
             positive_contributions=np.array(
-                [item["contribution"] for item in positive], dtype=np.float64
+                [item.contribution for item in positive], dtype=np.float64
             ),
-            positive_records=[item.get("record") for item in positive],
-            positive_labels=[int(item["label"]) for item in positive],
-            residual=float(body["decomposition"]["residual"]),
+            positive_records=[item.record for item in positive],
+            positive_labels=[item.label for item in positive],
+            residual=body.decomposition.residual,
         )
 
     def close(self) -> None:

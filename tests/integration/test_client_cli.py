@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 import time
@@ -368,3 +369,41 @@ def test_review_loop_through_the_client_and_the_cli(embedded_server, problem):
     assert answer["refit"]["relabelled"] == 1 and answer["refit"]["removed"] == 1
     assert answer["model"]["n_train"] == len(problem.train_labels) - 1
     assert "refit_test_accuracy_change" in answer["model"]["diagnostics"]
+
+
+def test_cli_explain_batch_writes_json_lines_and_csv(embedded_server, problem, tmp_path):
+    with Client(embedded_server.base_url) as client:
+        model = _register(client, problem, methods=("lje",))
+        client.wait_ready(model.id, timeout=READY_TIMEOUT_S, progress=False)
+        expected = client.explain_batch(model.id, ["te-2", "te-0"], k=3)
+        everything = client.explain_batch(model.id, [f"te-{i}" for i in range(12)], k=2)
+
+    lines = _rps(embedded_server, "explain-batch", model.id, "--test-ids", "te-2,te-0", "-k", "3")
+    assert lines.returncode == 0, lines.stderr
+    bodies = [json.loads(line) for line in lines.stdout.splitlines()]
+    assert bodies == [explanation.raw for explanation in expected]
+
+    output = tmp_path / "all.csv"
+    table = _rps(
+        embedded_server,
+        "explain-batch",
+        model.id,
+        "--all",
+        "-k",
+        "2",
+        "--format",
+        "csv",
+        "--chunk",
+        "5",
+        "-o",
+        str(output),
+    )
+    assert table.returncode == 0, table.stderr
+    with output.open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 12 * 4  # 12 stored test points, 2 points on each side
+    assert [(row["test_id"], row["train_id"]) for row in rows] == [
+        (explanation.test_id, point.train_id)
+        for explanation in everything
+        for point in explanation.positive + explanation.negative
+    ]
