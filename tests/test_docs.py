@@ -16,6 +16,7 @@ python blocks compile, and every ``rps`` command shown in a shell block exists.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import pkgutil
 import re
@@ -260,12 +261,27 @@ def test_readme_keeps_make_test() -> None:
     assert "make test" in _read(README)
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return dict(action.choices)
+    return {}
+
+
 def _rps_commands() -> set[str]:
-    parser = build_parser()
-    [subparsers] = [
-        action for action in parser._actions if action.__class__.__name__ == "_SubParsersAction"
-    ]
-    return set(subparsers.choices)
+    return set(_subcommands(build_parser()))
+
+
+def test_every_rps_command_is_documented() -> None:
+    """Each ``rps`` command, and each of its own subcommands (``keys create``), is named in
+    docs/ as ``rps <command>``."""
+    docs = _docs_text()
+    missing = []
+    for name, parser in _subcommands(build_parser()).items():
+        for full in [name] + [f"{name} {sub}" for sub in _subcommands(parser)]:
+            if not re.search(rf"\brps {re.escape(full)}(?![\w-])", docs):
+                missing.append(f"rps {full}")
+    assert not missing, f"rps commands not documented in docs/: {missing}"
 
 
 @pytest.mark.parametrize("path", MARKDOWN_FILES, ids=lambda path: path.name)

@@ -430,6 +430,42 @@ class _Requests:
             {"params": params},
         )
 
+    @staticmethod
+    def _review_call(
+        model_id: str, train_id: str, decision: str, *, label: int | None, note: str
+    ) -> _Call[JsonBody]:
+        return _Call(
+            "PUT",
+            f"/models/{model_id}/reviews/{train_id}",
+            _json_body,
+            {"json": _review_body(decision, label, note)},
+        )
+
+    @staticmethod
+    def _reviews_call(model_id: str, *, format: str) -> _Call[Any]:
+        return _Call(
+            "GET",
+            f"/models/{model_id}/reviews",
+            _reviews_answer(format),
+            {"params": {"format": format}},
+        )
+
+    @staticmethod
+    def _refit_call(model_id: str, *, name: str | None) -> _Call[JsonBody]:
+        body = {} if name is None else {"name": name}
+        return _Call("POST", f"/models/{model_id}/refit", _json_body, {"json": body})
+
+
+def _review_body(decision: str, label: int | None, note: str) -> JsonBody:
+    body: JsonBody = {"decision": getattr(decision, "value", decision), "note": note}
+    if label is not None:
+        body["label"] = int(label)
+    return body
+
+
+def _reviews_answer(format: str) -> Callable[[httpx.Response], Any]:
+    return lambda response: response.text if format == "csv" else response.json()
+
 
 def _chunks(values: Sequence[str], size: int) -> Iterator[Sequence[str]]:
     for start in range(0, len(values), size):
@@ -768,22 +804,17 @@ class Client(_Requests):
     ) -> JsonBody:
         """Set the review of one training point: ``keep``, ``relabel`` (with ``label``) or
         ``remove``; setting it again replaces it."""
-        body: JsonBody = {"decision": decision, "note": note}
-        if label is not None:
-            body["label"] = int(label)
-        return self._json("PUT", f"/models/{model_id}/reviews/{train_id}", json=body)
+        return self._run(self._review_call(model_id, train_id, decision, label=label, note=note))
 
     def reviews(self, model_id: str, *, format: str = "json") -> Any:
         """Every review of the model: the JSON body, or the CSV text with ``format="csv"``."""
-        response = self._request("GET", f"/models/{model_id}/reviews", params={"format": format})
-        return response.text if format == "csv" else response.json()
+        return self._run(self._reviews_call(model_id, format=format))
 
     def refit(self, model_id: str, *, name: str | None = None) -> JsonBody:
         """Register a new model whose head is refit on the reviewed labels (``parent_id`` =
         ``model_id``); wait for it with ``wait_ready``: its ``diagnostics`` give the test
         accuracy before and after (``refit_test_accuracy_*``)."""
-        body = {} if name is None else {"name": name}
-        return self._json("POST", f"/models/{model_id}/refit", json=body)
+        return self._run(self._refit_call(model_id, name=name))
 
 
 class AsyncClient(_Requests):
@@ -1004,6 +1035,28 @@ class AsyncClient(_Requests):
             offset += len(page.items)
             if not page.items or offset >= page.total:
                 return
+
+    async def review(
+        self,
+        model_id: str,
+        train_id: str,
+        decision: str,
+        *,
+        label: int | None = None,
+        note: str = "",
+    ) -> JsonBody:
+        """As ``Client.review``."""
+        return await self._run(
+            self._review_call(model_id, train_id, decision, label=label, note=note)
+        )
+
+    async def reviews(self, model_id: str, *, format: str = "json") -> Any:
+        """As ``Client.reviews``."""
+        return await self._run(self._reviews_call(model_id, format=format))
+
+    async def refit(self, model_id: str, *, name: str | None = None) -> JsonBody:
+        """As ``Client.refit``."""
+        return await self._run(self._refit_call(model_id, name=name))
 
 
 def _ids_and_records(

@@ -138,3 +138,36 @@ async def test_frames_when_pandas_is_installed(service, multiclass_model):
     ]
     ranking = page.to_frame()
     assert ranking["train_id"].tolist() == [item.train_id for item in page.items]
+
+
+def test_the_async_client_has_every_method_of_the_client():
+    import inspect
+
+    public = {
+        name
+        for name, member in inspect.getmembers(Client, inspect.isfunction)
+        if not name.startswith("_") and name != "close"
+    }
+    missing = sorted(name for name in public if not hasattr(AsyncClient, name))
+    assert missing == []
+    for name in public - {"iter_models", "iter_suspicious"}:
+        member = getattr(AsyncClient, name)
+        assert inspect.iscoroutinefunction(member), name
+
+
+async def test_the_async_review_loop(service):
+    problem = linear_problem(n=40, d=4, k=3, m=2, seed=5)
+    async with _client(service) as client:
+        model = await client.register_linear(
+            problem["weights"], problem["bias"], problem["train_features"], problem["train_labels"]
+        )  # a model of its own: the shared ones stay unreviewed
+        await client.wait_ready(model.id, timeout=90)
+        page = await client.suspicious(model.id, method="lje", limit=1)
+        point = page.items[0]
+        review = await client.review(model.id, point.train_id, "keep", note="checked")
+        listed = await client.reviews(model.id)
+        table = await client.reviews(model.id, format="csv")
+        await client.delete_model(model.id)
+    assert review["decision"] == "keep" and review["train_id"] == point.train_id
+    assert point.train_id in {item["train_id"] for item in listed["items"]}
+    assert point.train_id in table

@@ -63,8 +63,10 @@ def chromium_path() -> str:
     return _find_chromium() or _install_chromium()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser(chromium_path) -> Iterator[Any]:
+    """Chromium for one module: playwright's sync API keeps an event loop running while it
+    is open, which would break the ``asyncio.run`` of tests collected after this folder."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
         launched = playwright.chromium.launch(
