@@ -63,4 +63,4 @@ def test_a_registration_is_traced_from_request_to_worker_in_json_logs(production
     ready_lines = [line for line in job_lines if "ready" in line["message"]]
     assert ready_lines and all(line.get("model_id") == model["id"] for line in ready_lines)
     assert any("attempt 1" in line["message"] for line in job_lines)
-    assert {line["logger"] for line in job_lines} <= {"workers.precompute", "workers.runner"}
+    assert all(line["logger"].startswith("workers.") for line in job_lines)  # module names
