@@ -7,6 +7,7 @@ and the per-method self-scores that ``/debug/suspicious`` ranks with an index.
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
@@ -128,6 +129,17 @@ class Job(Base):
     """When its message was last sent; NULL: not yet (the broker was down): the sweep sends it."""
     heartbeat_at: Mapped[datetime | None] = mapped_column(nullable=True)
     """Last sign of life of the worker running it; stale: another worker takes the job over."""
+
+    @classmethod
+    def queued_for(cls, model_id: str) -> Job:
+        """A new job of ``model_id``, queued and not yet tried (for a new model or a refit)."""
+        return cls(
+            id=str(uuid.uuid4()),
+            model_id=model_id,
+            status=JobStatus.QUEUED.value,
+            attempts=0,
+            progress=0.0,
+        )
 
 
 class TrainPoint(Base):

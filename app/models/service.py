@@ -28,7 +28,7 @@ from app.models.schemas import (
 )
 from app.models.uploads import Upload
 from app.models.validation import load_json_part
-from models_store import ArtifactStore, Job, JobStatus, Model, ModelFiles, ModelStatus, TestPoint
+from models_store import ArtifactStore, Job, Model, ModelFiles, ModelStatus, TestPoint
 from rps.spec import SpecError
 from rps_server.broker import enqueue_precompute
 
@@ -137,14 +137,7 @@ def _new_rows(plan: RegistrationPlan, *, tenant: str) -> tuple[Model, Job]:
         queue=spec.queue.value,
         version=0,
     )
-    job = Job(
-        id=str(uuid.uuid4()),
-        model_id=model.id,
-        status=JobStatus.QUEUED.value,
-        attempts=0,
-        progress=0.0,
-    )
-    return model, job
+    return model, Job.queued_for(model.id)
 
 
 def register(

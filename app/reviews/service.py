@@ -26,7 +26,6 @@ from app.reviews.schemas import (
 )
 from models_store import (
     Job,
-    JobStatus,
     Model,
     ModelFiles,
     ModelKind,
@@ -236,14 +235,7 @@ def _new_rows(source: Model, body: RefitCreate, *, n_train: int, tenant: str) ->
         version=0,
         parent_id=source.id,
     )
-    job = Job(
-        id=str(uuid.uuid4()),
-        model_id=model.id,
-        status=JobStatus.QUEUED.value,
-        attempts=0,
-        progress=0.0,
-    )
-    return model, job
+    return model, Job.queued_for(model.id)
 
 
 def _store_inputs(
