@@ -15,11 +15,13 @@ import torch
 
 from representer.errors import SingularSystemError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
-from representer.pcg import class_support, project
+from representer.pcg import project
 from representer.progress import ProgressCallback
 
 __all__ = [
     "BLOCK_RIDGE",
+    "PRECONDITIONER_MASS_RTOL",
+    "block_thresholds",
     "classes_per_pass",
     "support_mask",
     "BlockPreconditioner",
@@ -32,6 +34,12 @@ BLOCK_RIDGE = 1e-5
 """ε_c relative to the block's mean diagonal: keeps float32 factors well inside their range."""
 BLOCK_SUMS_BYTES = 512 * 1024**2
 """Float64 block sums accumulated per pass over the features (k = 1000, D = 1025: 63 a pass)."""
+PRECONDITIONER_MASS_RTOL = 1e-4
+"""The block sums of class c leave out its smallest weights w_ic = P_ic(1 − P_ic) as long as
+together they carry at most this fraction of the class's weight mass Σ_i w_ic: a
+preconditioner needs the block, not its last digits. On peaked heads the mass sits in a few
+pairs per row (n=50,000, d=1,024, k=1,000, separation 3: 8 kept pairs a row out of 1,000),
+so the block sums and the block self-scores cost s·D² with s ≈ 8n instead of n·k·D²."""
 MIN_TRACE_FRACTION = 1e-3
 """A block's ridge is at least BLOCK_RIDGE times this fraction of the mean block trace, so
 a class without points still gets a usable (scaled identity) block."""
@@ -65,7 +73,7 @@ def factor_blocks(
     probabilities: np.ndarray,
     *,
     damping: float,
-    threshold: float,
+    thresholds: np.ndarray,
     device: torch.device,
     progress: ProgressCallback,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -73,7 +81,7 @@ def factor_blocks(
 
     The blocks are summed ``classes_per_pass`` classes at a time (one pass over the
     features each), so only that many float64 D×D sums exist at once; a row enters the
-    sum of class c only where (i, c) is in ``class_support``.
+    sum of class c only where w_ic = P_ic(1 − P_ic) > ``thresholds[c]`` (``block_thresholds``).
 
     Parameters
     ----------
@@ -81,8 +89,8 @@ def factor_blocks(
     probabilities : ndarray of shape (n, k), float64
     damping : float
         δ >= 0, added to every block.
-    threshold : float
-        ``support_threshold`` of P.
+    thresholds : ndarray of shape (k,), float64
+        ``block_thresholds`` of P.
     device : torch.device
     progress : callable taking a float in [0, 1]
 
@@ -105,7 +113,7 @@ def factor_blocks(
     for first in range(0, num_classes, per_pass):
         classes = range(first, min(num_classes, first + per_pass))
         sums = _block_sums(
-            train_features, probabilities, classes, live, threshold=threshold, device=device
+            train_features, probabilities, classes, live, thresholds=thresholds, device=device
         )
         _factor_into(cholesky, sums, classes, damping=damping)
         progress(classes.stop / num_classes)
@@ -123,21 +131,26 @@ def _block_sums(
     classes: range,
     live: torch.Tensor,
     *,
-    threshold: float,
+    thresholds: np.ndarray,
     device: torch.device,
 ) -> torch.Tensor:
     """(1/n) Σ_i P_ic(1 − P_ic) φ̃_i φ̃_iᵀ for c in ``classes``; ORs seen features into ``live``."""
     n, d = train_features.shape
     dim = d + 1
     sums = torch.zeros((len(classes), dim, dim), dtype=torch.float64, device=device)
+    chosen_thresholds = torch.as_tensor(
+        thresholds[classes.start : classes.stop], dtype=torch.float64, device=device
+    )  # (g,)
     block_rows = rows_per_block(8 * (dim * 4 + probabilities.shape[1]))
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        block_probabilities = block_tensor(
-            probabilities, rows, dtype=np.dtype(np.float64), device=device
-        )
-        keep = class_support(block_probabilities, threshold)[:, classes.start : classes.stop]
-        chosen_probabilities = block_probabilities[:, classes.start : classes.stop]
-        weights = chosen_probabilities * (1.0 - chosen_probabilities) * keep  # (b, g)
+        chosen_probabilities = block_tensor(
+            probabilities[:, classes.start : classes.stop],  # a view: only g columns copied
+            rows,
+            dtype=np.dtype(np.float64),
+            device=device,
+        )  # (b, g)
+        weights = chosen_probabilities * (1.0 - chosen_probabilities)  # (b, g)
+        weights *= weights > chosen_thresholds
         live |= (block != 0).any(dim=0)
         for j in range(len(classes)):
             members = torch.nonzero(weights[:, j] > 0).flatten()
@@ -211,16 +224,21 @@ def block_quadratic_forms(
     return forms
 
 
-def support_mask(probabilities: np.ndarray, residuals: np.ndarray, threshold: float) -> np.ndarray:
-    """(i, c) whose terms matter: ``class_support`` of P, plus the label (where r_ic < 0).
+def support_mask(
+    probabilities: np.ndarray, residuals: np.ndarray, thresholds: np.ndarray
+) -> np.ndarray:
+    """(i, c) whose block self-score terms matter: w_ic > ``thresholds[c]``, plus the label.
+
+    The left-out terms r_ic q_ic / k have r_ic = P_ic, below the weights the block sums
+    leave out themselves (``block_thresholds``).
 
     Parameters
     ----------
     probabilities : ndarray of shape (n, k), float64
     residuals : ndarray of shape (n, k), float64
         r = P − e_y.
-    threshold : float
-        ``support_threshold`` of P.
+    thresholds : ndarray of shape (k,), float64
+        ``block_thresholds`` of P.
 
     Returns
     -------
@@ -231,6 +249,47 @@ def support_mask(probabilities: np.ndarray, residuals: np.ndarray, threshold: fl
     step = rows_per_block(8 * num_classes * 3)
     for start in range(0, n, step):
         rows = slice(start, min(n, start + step))
-        block = torch.from_numpy(np.array(probabilities[rows], dtype=np.float64))
-        mask[rows] = class_support(block, threshold).numpy() | (np.asarray(residuals[rows]) < 0)
+        block = np.asarray(probabilities[rows], dtype=np.float64)
+        mask[rows] = (block * (1.0 - block) > thresholds) | (np.asarray(residuals[rows]) < 0)
     return mask
+
+
+def block_thresholds(
+    probabilities: np.ndarray, mass_rtol: float = PRECONDITIONER_MASS_RTOL
+) -> np.ndarray:
+    """Per class c, the weight t_c at or below which w_ic = P_ic(1 − P_ic) leaves the block sums.
+
+    The left-out weights of class c sum to at most ``mass_rtol`` · Σ_i w_ic (binned by powers
+    of two, so the bound holds and a little less than allowed is left out).
+
+    Parameters
+    ----------
+    probabilities : ndarray of shape (n, k), float64 (may be a memmap; read in row blocks)
+    mass_rtol : float
+
+    Returns
+    -------
+    ndarray of shape (k,), float64, >= 0.
+    """
+    n, num_classes = probabilities.shape
+    bins = 1100  # 2^-1074 (the smallest subnormal) .. 2^0 (w <= 1/4)
+    mass = np.zeros((num_classes, bins))
+    step = rows_per_block(8 * num_classes * 4)
+    offsets = np.arange(num_classes) * bins  # (k,)
+    for start in range(0, n, step):
+        block = np.asarray(probabilities[start : start + step], dtype=np.float64)
+        weights = block * (1.0 - block)  # (b, k)
+        _, exponent = np.frexp(weights)  # w in [2^(e−1), 2^e)
+        index = np.clip(-exponent, 0, bins - 1)  # bin j holds w < 2^−j
+        mass += np.bincount(
+            (index + offsets).ravel(), weights.ravel(), minlength=num_classes * bins
+        ).reshape(num_classes, bins)
+    # mass[:, j] sums w in [2^(−j−1), 2^−j); walk from the smallest weights up.
+    below = np.cumsum(mass[:, ::-1], axis=1)[:, ::-1]  # below[c, j]: mass of w < 2^−j
+    allowed = mass_rtol * below[:, 0]  # (k,)
+    thresholds = np.zeros(num_classes)
+    for c in range(num_classes):
+        fits = np.flatnonzero(below[c] <= allowed[c])  # j with the mass below 2^−j allowed
+        if fits.size:
+            thresholds[c] = np.nextafter(np.ldexp(1.0, -int(fits[0])), 0.0)  # keep w >= 2^−j
+    return thresholds

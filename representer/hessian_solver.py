@@ -12,12 +12,17 @@ import threading
 import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
-from representer.block_hessian import BlockPreconditioner, block_bytes, factor_blocks
+from representer.block_hessian import (
+    BlockPreconditioner,
+    block_bytes,
+    block_thresholds,
+    factor_blocks,
+)
 from representer.config import HessianMode, InfluenceConfig, LJEConfig, MethodConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.explanation import SolverReport
@@ -25,10 +30,13 @@ from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_
 from representer.hessian import FACTOR_COPIES, check_hessian_memory
 from representer.kernel import kernel_scores
 from representer.pcg import (
+    FLOAT32_MIN_TOLERANCE,
     SPARSE_FILL,
     HessianProduct,
+    LeftOutProduct,
     PCGResult,
     class_support,
+    project,
     solve_pcg,
     support_threshold,
 )
@@ -54,14 +62,28 @@ n·(kD)² to accumulate plus about 1.4·(kD)³ to factor and invert, stays below
 cores at load 5-8) measured dense 186 s to precompute and 0.14 s a query, blocks 60-103 s
 and 17 s a query (21 PCG iterations): dense pays for itself after a handful of queries, so
 AUTO stays dense up to a few times that size and takes blocks where dense cannot fit."""
+REFINE_THRESHOLD = 1e-8
+"""A refined solve (``BlockSystem``) runs PCG on the sparse operator H̃ of the pairs with
+P_ic > this (and each row's top class), and corrects with the exact residual b − H x, whose
+left-out part ``LeftOutProduct`` adds densely: x ← x + H̃⁻¹(b − H x). Each correction shrinks
+the error by ‖H̃⁻¹(H − H̃)‖; the stop is the exact relative residual, as for plain PCG."""
+REFINE_MAX_FILL = 0.1
+"""Refine only where H̃ keeps at most this fraction of the pairs (else plain PCG on H)."""
+MAX_REFINEMENTS = 8
+"""Corrections a refined solve makes before it finishes by plain PCG on the exact H."""
 SOLVED_VECTORS_BYTES = 256 * 1024**2
 """How much of recently solved H⁺b a state keeps for repeated queries (per method)."""
 _SCRATCH_LOCK = threading.Lock()
 
 
 def blocks_memory_bytes(n: int, num_classes: int, dim: int) -> int:
-    """What the block solver holds: k float32 factors, the block sums, P (n, k) float64."""
-    return block_bytes(num_classes, dim) + num_classes * dim * dim * 8 + n * num_classes * 8
+    """What the block solver holds: k float32 factors and one pass's block sums
+    (``block_bytes``), P (n, k) float64 twice (the stored copy and a working one) and the
+    float64 copy of Φ̃ a solve keeps (at most ``FEATURE_CACHE_BYTES``)."""
+    from representer.pcg import FEATURE_CACHE_BYTES
+
+    features = min(FEATURE_CACHE_BYTES, n * dim * 8)
+    return block_bytes(num_classes, dim) + 2 * n * num_classes * 8 + features
 
 
 def _dense_flops(n: int, size: int) -> float:
@@ -127,11 +149,18 @@ def pcg_reports(result: PCGResult) -> list[SolverReport]:
 
 @dataclass(frozen=True)
 class BlockSystem:
-    """Solves (H + δI) x = Π b on the zero class-sum subspace by block-preconditioned CG."""
+    """Solves (H + δI) x = Π b on the zero class-sum subspace by block-preconditioned CG.
+
+    ``refined`` (set where the sparse operator H̃ keeps few pairs, ``REFINE_MAX_FILL``):
+    PCG runs on H̃ and the exact residual corrects it (``REFINE_THRESHOLD``).
+    """
 
     product: HessianProduct
     preconditioner: BlockPreconditioner
     tolerance: float
+    block_thresholds: np.ndarray | None = None
+    """Per class, the weights the block sums left out (``block_thresholds``); set by ``fit``."""
+    refined: tuple[HessianProduct, LeftOutProduct] | None = None
 
     @classmethod
     def fit(
@@ -145,19 +174,57 @@ class BlockSystem:
         progress: ProgressCallback,
     ) -> BlockSystem:
         """Factor the blocks of H at the probabilities P (n, k) float64."""
-        threshold = support_threshold(probabilities)
+        thresholds = block_thresholds(probabilities)
         cholesky, live = factor_blocks(
             train_features,
             probabilities,
             damping=damping,
-            threshold=threshold,
+            thresholds=thresholds,
             device=device,
             progress=progress,
         )
+        return cls.assemble(
+            train_features,
+            probabilities,
+            cholesky,
+            live,
+            damping=damping,
+            tolerance=tolerance,
+            block_thresholds=thresholds,
+        )
+
+    @classmethod
+    def assemble(
+        cls,
+        train_features: np.ndarray,
+        probabilities: np.ndarray,
+        cholesky: torch.Tensor,
+        live: torch.Tensor,
+        *,
+        damping: float,
+        tolerance: float,
+        block_thresholds: np.ndarray | None = None,
+    ) -> BlockSystem:
+        """The system over factored blocks; refined where H̃ keeps at most REFINE_MAX_FILL."""
+        threshold = support_threshold(probabilities)
+        product = HessianProduct(train_features, probabilities, damping, live, threshold)
+        refined = None
+        if support_fill(probabilities, REFINE_THRESHOLD) <= REFINE_MAX_FILL:
+            sparse = replace(product, threshold=max(threshold, REFINE_THRESHOLD), supports={})
+            left_out = LeftOutProduct(
+                train_features,
+                probabilities,
+                sparse.threshold,
+                live,
+                float32=tolerance >= FLOAT32_MIN_TOLERANCE,
+            )
+            refined = (sparse, left_out)
         return cls(
-            product=HessianProduct(train_features, probabilities, damping, live, threshold),
+            product=product,
             preconditioner=BlockPreconditioner(cholesky),
             tolerance=tolerance,
+            block_thresholds=block_thresholds,
+            refined=refined,
         )
 
     @classmethod
@@ -170,18 +237,26 @@ class BlockSystem:
         tolerance: float,
     ) -> BlockSystem:
         """Rebuild from the arrays ``to_arrays`` wrote (on the CPU)."""
-        live = torch.from_numpy(np.array(arrays["live_features"], dtype=np.bool_))
-        return cls(
-            product=HessianProduct(
-                train_features,
-                arrays["hessian_probabilities"],
-                damping,
-                live,
-                support_threshold(arrays["hessian_probabilities"]),
-            ),
-            preconditioner=BlockPreconditioner(_read_only_tensor(arrays["block_cholesky"])),
+        return cls.assemble(
+            train_features,
+            arrays["hessian_probabilities"],
+            _read_only_tensor(arrays["block_cholesky"]),
+            torch.from_numpy(np.array(arrays["live_features"], dtype=np.bool_)),
+            damping=damping,
             tolerance=tolerance,
         )
+
+    def over(self, train_features: np.ndarray) -> BlockSystem:
+        """The same system over another array of the same features (e.g. a fresh memmap)."""
+        product = replace(self.product, train_features=train_features, supports={})
+        refined = None
+        if self.refined is not None:
+            sparse, left_out = self.refined
+            refined = (
+                replace(sparse, train_features=train_features, supports={}),
+                replace(left_out, train_features=train_features),
+            )
+        return replace(self, product=product, refined=refined)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """``block_cholesky`` (k, D, D) float32, ``hessian_probabilities`` (n, k) float64,
@@ -197,8 +272,84 @@ class BlockSystem:
         device = self.preconditioner.cholesky.device
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
+        if self.refined is not None:
+            sparse, left_out = self.refined
+            return refined_solve(
+                sparse.in_memory(device),
+                left_out,
+                self.preconditioner,
+                rhs,
+                tolerance=self.tolerance,
+            )
         product = self.product.in_memory(device)
         return solve_pcg(product, self.preconditioner, rhs, tolerance=self.tolerance)
+
+
+def support_fill(probabilities: np.ndarray, threshold: float) -> float:
+    """The fraction of pairs (i, c) that ``class_support`` keeps at ``threshold``."""
+    n, num_classes = probabilities.shape
+    kept = 0
+    step = rows_per_block(8 * num_classes * 3)
+    for start in range(0, n, step):
+        block = torch.from_numpy(np.array(probabilities[start : start + step], dtype=np.float64))
+        kept += int(class_support(block, threshold).sum())
+    return kept / max(1, n * num_classes)
+
+
+def refined_solve(
+    sparse: HessianProduct,
+    left_out: LeftOutProduct,
+    precondition: BlockPreconditioner,
+    right_hand_sides: torch.Tensor,
+    *,
+    tolerance: float,
+) -> PCGResult:
+    """H⁺ Π b by PCG on the sparse H̃, corrected by exact residuals (``REFINE_THRESHOLD``).
+
+    x ← x + H̃⁻¹ r with r = Π b − (H̃ + (H − H̃)) x, each H̃⁻¹ r by PCG to the accuracy the
+    exact residual still needs; a system whose exact residual stops falling by half a
+    correction finishes by plain PCG on the exact H. ``iterations`` counts the PCG
+    iterations and the exact products; ``relative_residual`` is exact.
+    """
+    rhs = project(right_hand_sides)
+    q = rhs.shape[0]
+    rhs_norm = rhs.flatten(1).norm(dim=1).clamp_min(1e-300)  # (q,)
+    solution = torch.zeros_like(rhs)
+    residual = rhs.clone()
+    relative = (rhs.flatten(1).norm(dim=1) / rhs_norm).cpu().numpy()  # 1, or 0 for b = 0
+    iterations = np.zeros(q, dtype=np.int64)
+
+    def truncated(directions: torch.Tensor) -> torch.Tensor:  # Π H̃ Π: H̃'s rows leave S
+        return project(sparse(directions))
+
+    def exact(directions: torch.Tensor) -> torch.Tensor:
+        return project(sparse(directions) + left_out(directions))
+
+    for _ in range(MAX_REFINEMENTS):
+        active = np.flatnonzero(relative > tolerance)
+        if active.size == 0:
+            break
+        index = torch.as_tensor(active, device=rhs.device)
+        wanted = 0.5 * tolerance / torch.as_tensor(relative[active], device=rhs.device)
+        inner = solve_pcg(truncated, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
+        solution[index] += inner.solution
+        residual[index] = rhs[index] - exact(solution[index])
+        iterations[active] += inner.iterations + 1
+        reached = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
+        stalled = active[reached > 0.5 * relative[active]]
+        relative[active] = reached
+        if stalled.size:
+            break
+    active = np.flatnonzero(relative > tolerance)
+    if active.size:  # finish on the exact operator
+        index = torch.as_tensor(active, device=rhs.device)
+        wanted = tolerance / torch.as_tensor(relative[active], device=rhs.device)
+        inner = solve_pcg(exact, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
+        solution[index] += inner.solution
+        residual[index] = rhs[index] - exact(solution[index])
+        iterations[active] += inner.iterations + 1
+        relative[active] = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
+    return PCGResult(solution=solution, iterations=iterations, relative_residual=relative)
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
@@ -250,18 +401,7 @@ def _state_solver(state: FittedState, train_features: np.ndarray) -> BlockSystem
             state.scratch["solved_vectors"] = SolvedVectors()
         system: BlockSystem = state.scratch["block_system"]
     if system.product.train_features is not train_features:
-        product = system.product
-        system = BlockSystem(
-            HessianProduct(
-                train_features,
-                product.probabilities,
-                product.damping,
-                product.live,
-                product.threshold,
-            ),
-            system.preconditioner,
-            system.tolerance,
-        )
+        system = system.over(train_features)
     return system
 
 

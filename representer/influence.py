@@ -165,10 +165,11 @@ def _blocks_solve(
         progress=stage_progress(progress, 0.0, 0.5),
     )
     newton = system.solve(at_dagger.mean_gradient[None])  # mat(H⁺ vec ḡ) (1, k, D)
+    assert system.block_thresholds is not None  # set by fit
     forms = block_quadratic_forms(
         train_features,
         system.preconditioner.cholesky,
-        support_mask(probabilities, residuals, system.product.threshold),
+        support_mask(probabilities, residuals, system.block_thresholds),
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)
     self_influence = (residuals * residuals * forms).sum(axis=1) / n  # (n,)

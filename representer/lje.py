@@ -223,8 +223,9 @@ def _blocks_solve(
     )
     newton = system.solve(at_star.mean_gradient[None])  # mat(H*⁺ vec ḡ*) (1, k, D)
     residuals = at_star.residuals  # r* (n, k)
+    assert system.block_thresholds is not None  # set by fit
     needed = support_mask(
-        probabilities, residuals, system.product.threshold
+        probabilities, residuals, system.block_thresholds
     )  # the label is among them (r < 0)
     forms = block_quadratic_forms(
         train_features,
