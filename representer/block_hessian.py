@@ -14,16 +14,16 @@ import numpy as np
 import torch
 
 from representer.errors import SingularSystemError
-from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
-from representer.pcg import project
+from representer.feature_blocks import augmented_row_blocks, rows_per_block
+from representer.pcg import GATHER_ROWS, ClassPairs, augmented_rows, project
 from representer.progress import ProgressCallback
 
 __all__ = [
     "BLOCK_RIDGE",
     "PRECONDITIONER_MASS_RTOL",
     "block_thresholds",
-    "classes_per_pass",
-    "support_mask",
+    "support_pairs",
+    "ClassPairs",
     "BlockPreconditioner",
     "block_bytes",
     "factor_blocks",
@@ -32,22 +32,22 @@ __all__ = [
 
 BLOCK_RIDGE = 1e-5
 """ε_c relative to the block's mean diagonal: keeps float32 factors well inside their range."""
-BLOCK_SUMS_BYTES = 512 * 1024**2
-"""Float64 block sums accumulated per pass over the features (k = 1000, D = 1025: 63 a pass)."""
-PRECONDITIONER_MASS_RTOL = 1e-4
+PRECONDITIONER_MASS_RTOL = 1e-3
 """The block sums of class c leave out its smallest weights w_ic = P_ic(1 − P_ic) as long as
 together they carry at most this fraction of the class's weight mass Σ_i w_ic: a
 preconditioner needs the block, not its last digits. On peaked heads the mass sits in a few
-pairs per row (n=50,000, d=1,024, k=1,000, separation 3: 8 kept pairs a row out of 1,000),
-so the block sums and the block self-scores cost s·D² with s ≈ 8n instead of n·k·D²."""
+pairs per row (n=50,000, d=1,024, k=1,000, separation 3: 2.7 kept pairs a row of 1,000;
+k=10, separation 2: 1.9 of 10), so the block sums and self-scores cost s·D², not n·k·D²."""
+FACTOR_BATCH = 8
+"""Blocks factored by one batched Cholesky call."""
 MIN_TRACE_FRACTION = 1e-3
 """A block's ridge is at least BLOCK_RIDGE times this fraction of the mean block trace, so
 a class without points still gets a usable (scaled identity) block."""
 
 
 def block_bytes(num_classes: int, dim: int) -> int:
-    """Memory of the k float32 D×D factors plus the float64 sums of one pass."""
-    return num_classes * dim * dim * 4 + min(num_classes, classes_per_pass(dim)) * dim * dim * 8
+    """Memory of the k float32 D×D factors plus the float64 sums of one factor batch."""
+    return num_classes * dim * dim * 4 + 3 * min(num_classes, FACTOR_BATCH) * dim * dim * 8
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,11 @@ def factor_blocks(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Float32 Cholesky factors of every H_cc, and the live-feature mask.
 
-    The blocks are summed ``classes_per_pass`` classes at a time (one pass over the
-    features each), so only that many float64 D×D sums exist at once; a row enters the
-    sum of class c only where w_ic = P_ic(1 − P_ic) > ``thresholds[c]`` (``block_thresholds``).
+    A row enters the sum of class c only where w_ic = P_ic(1 − P_ic) > ``thresholds[c]``
+    (``block_thresholds``). The kept pairs are grouped by class first, so each block is
+    summed from its own rows in a few large GEMMs (s·D² flops for s kept pairs, the D×D
+    sum touched once per chunk of rows, not once per class and row block), and factored
+    ``FACTOR_BATCH`` classes at a time: only that many float64 D×D sums exist at once.
 
     Parameters
     ----------
@@ -107,126 +109,97 @@ def factor_blocks(
     """
     n, d = train_features.shape
     num_classes, dim = probabilities.shape[1], d + 1
-    per_pass = classes_per_pass(dim)
+    live, squared_norms = _feature_scan(train_features, device=device)
+    pairs = ClassPairs.of(probabilities, lambda block: block * (1.0 - block) > thresholds)
+    weights = pairs.values * (1.0 - pairs.values)  # w_ic of the kept pairs (s,)
+    traces = np.bincount(
+        pairs.classes, weights * squared_norms[pairs.rows], minlength=num_classes
+    ) / (n * dim)  # tr(H_cc)/D (k,)
+    ridges = BLOCK_RIDGE * np.maximum(traces, MIN_TRACE_FRACTION * traces.mean())
+    ridges[~(ridges > 0)] = BLOCK_RIDGE  # no curvature at all (every P one-hot)
     cholesky = torch.empty((num_classes, dim, dim), dtype=torch.float32, device=device)
-    live = torch.zeros(dim, dtype=torch.bool, device=device)
-    for first in range(0, num_classes, per_pass):
-        classes = range(first, min(num_classes, first + per_pass))
-        sums = _block_sums(
-            train_features, probabilities, classes, live, thresholds=thresholds, device=device
+    for first in range(0, num_classes, FACTOR_BATCH):
+        classes = range(first, min(num_classes, first + FACTOR_BATCH))
+        sums = torch.zeros((len(classes), dim, dim), dtype=torch.float64, device=device)
+        for j, c in enumerate(classes):
+            members, values = pairs.of_class(c)
+            for chunk in range(0, members.size, GATHER_ROWS):
+                part = slice(chunk, chunk + GATHER_ROWS)
+                chosen = augmented_rows(train_features, members[part], device=device)
+                weight = torch.as_tensor(values[part] * (1.0 - values[part]), device=device)
+                sums[j].addmm_(chosen.T, chosen * weight[:, None])  # (D, D)
+        sums /= n
+        sums.diagonal(dim1=1, dim2=2).add_(
+            torch.as_tensor(ridges[first : classes.stop] + damping, device=device)[:, None]
         )
-        _factor_into(cholesky, sums, classes, damping=damping)
+        factors, info = torch.linalg.cholesky_ex(0.5 * (sums + sums.transpose(1, 2)))
+        failed = torch.nonzero((info != 0) | ~torch.isfinite(factors).flatten(1).all(dim=1))
+        if failed.numel():
+            raise SingularSystemError(
+                f"the Hessian block of class {first + int(failed[0])} is not positive definite "
+                "even with its ridge; check the features for non-finite values or raise "
+                "`damping`",
+                argument="damping",
+            )
+        cholesky[first : classes.stop] = factors.to(torch.float32)
         progress(classes.stop / num_classes)
     return cholesky, live
 
 
-def classes_per_pass(dim: int) -> int:
-    """How many float64 D×D block sums one pass over the features accumulates."""
-    return max(1, BLOCK_SUMS_BYTES // (8 * dim * dim))
-
-
-def _block_sums(
-    train_features: np.ndarray,
-    probabilities: np.ndarray,
-    classes: range,
-    live: torch.Tensor,
-    *,
-    thresholds: np.ndarray,
-    device: torch.device,
-) -> torch.Tensor:
-    """(1/n) Σ_i P_ic(1 − P_ic) φ̃_i φ̃_iᵀ for c in ``classes``; ORs seen features into ``live``."""
+def _feature_scan(
+    train_features: np.ndarray, *, device: torch.device
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Features nonzero on some row (D,) bool, and ‖φ̃_i‖² (n,) float64, in one pass."""
     n, d = train_features.shape
-    dim = d + 1
-    sums = torch.zeros((len(classes), dim, dim), dtype=torch.float64, device=device)
-    chosen_thresholds = torch.as_tensor(
-        thresholds[classes.start : classes.stop], dtype=torch.float64, device=device
-    )  # (g,)
-    block_rows = rows_per_block(8 * (dim * 4 + probabilities.shape[1]))
-    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        chosen_probabilities = block_tensor(
-            probabilities[:, classes.start : classes.stop],  # a view: only g columns copied
-            rows,
-            dtype=np.dtype(np.float64),
-            device=device,
-        )  # (b, g)
-        weights = chosen_probabilities * (1.0 - chosen_probabilities)  # (b, g)
-        weights *= weights > chosen_thresholds
+    live = torch.zeros(d + 1, dtype=torch.bool, device=device)
+    squared_norms = np.empty(n)
+    for rows, block in augmented_row_blocks(
+        train_features, block_rows=rows_per_block(8 * (d + 1) * 2), device=device
+    ):
         live |= (block != 0).any(dim=0)
-        for j in range(len(classes)):
-            members = torch.nonzero(weights[:, j] > 0).flatten()
-            if members.numel() == 0:
-                continue
-            chosen = block[members]  # (b_c, D)
-            sums[j].addmm_(chosen.T, chosen * weights[members, j, None])  # (D, D)
-    return sums / n
-
-
-def _factor_into(
-    cholesky: torch.Tensor, sums: torch.Tensor, classes: range, *, damping: float
-) -> None:
-    """Ridge, factor in float64 and store float32 factors of ``classes`` into ``cholesky``.
-
-    ε_c = BLOCK_RIDGE · max(tr(H_cc)/D, MIN_TRACE_FRACTION · the pass's mean of tr/D).
-    """
-    traces = torch.diagonal(sums, dim1=1, dim2=2).mean(dim=1)  # tr(H_cc)/D (g,)
-    floor = MIN_TRACE_FRACTION * float(traces.mean())
-    for j, c in enumerate(classes):
-        system = sums[j]
-        ridge = BLOCK_RIDGE * max(float(traces[j]), floor)
-        if not ridge > 0:  # no curvature at all in this pass (every P one-hot)
-            ridge = BLOCK_RIDGE
-        system.diagonal().add_(ridge + damping)
-        factor, info = torch.linalg.cholesky_ex(0.5 * (system + system.T))
-        if int(info) != 0 or not bool(torch.isfinite(factor).all()):
-            raise SingularSystemError(
-                f"the Hessian block of class {c} is not positive definite even with its ridge; "
-                "check the features for non-finite values or raise `damping`",
-                argument="damping",
-            )
-        cholesky[c] = factor.to(torch.float32)
+        squared_norms[rows] = block.square().sum(dim=1).cpu().numpy()
+    return live, squared_norms
 
 
 def block_quadratic_forms(
     train_features: np.ndarray,
     cholesky: torch.Tensor,
-    needed: np.ndarray,
+    pairs: ClassPairs,
     *,
     progress: ProgressCallback,
 ) -> np.ndarray:
-    """q_ic = φ̃_iᵀ H_cc⁻¹ φ̃_i = ‖L_c⁻¹ φ̃_i‖² where ``needed[i, c]``, 0 elsewhere.
+    """q_ic = φ̃_iᵀ H_cc⁻¹ φ̃_i = ‖L_c⁻¹ φ̃_i‖² for the ``pairs``, 0 elsewhere.
+
+    One triangular solve per class and chunk of its rows (float32, as the factors).
 
     Parameters
     ----------
     train_features : ndarray of shape (n, d), real
     cholesky : Tensor of shape (k, D, D), float32
-    needed : ndarray of shape (n, k), bool
+    pairs : ClassPairs (``support_pairs``)
 
     Returns
     -------
     ndarray of shape (n, k), float64.
     """
     n = train_features.shape[0]
-    num_classes, dim, _ = cholesky.shape
+    num_classes = cholesky.shape[0]
     device = cholesky.device
     forms = np.zeros((n, num_classes))
-    block_rows = rows_per_block(8 * dim * 4)
-    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=device):
-        block32 = block.to(torch.float32)
-        block_needed = needed[rows]
-        for c in np.flatnonzero(block_needed.any(axis=0)):
-            members = np.flatnonzero(block_needed[:, c])
-            chosen = block32[torch.as_tensor(members, device=device)].T  # (D, b_c)
-            whitened = torch.linalg.solve_triangular(cholesky[c], chosen, upper=False)
-            forms[rows.start + members, c] = (
-                whitened.double().square().sum(dim=0).cpu().numpy()
-            )  # (b_c,)
-        progress(rows.stop / n)
+    for c in range(num_classes):
+        members, _ = pairs.of_class(c)
+        for chunk in range(0, members.size, GATHER_ROWS):
+            rows = members[chunk : chunk + GATHER_ROWS]
+            chosen = augmented_rows(train_features, rows, device=device, dtype=torch.float32)
+            whitened = torch.linalg.solve_triangular(cholesky[c], chosen.T, upper=False)
+            forms[rows, c] = whitened.double().square().sum(dim=0).cpu().numpy()  # (b_c,)
+        progress((c + 1) / num_classes)
     return forms
 
 
-def support_mask(
-    probabilities: np.ndarray, residuals: np.ndarray, thresholds: np.ndarray
-) -> np.ndarray:
+def support_pairs(
+    probabilities: np.ndarray, train_labels: np.ndarray, thresholds: np.ndarray
+) -> ClassPairs:
     """(i, c) whose block self-score terms matter: w_ic > ``thresholds[c]``, plus the label.
 
     The left-out terms r_ic q_ic / k have r_ic = P_ic, below the weights the block sums
@@ -235,23 +208,22 @@ def support_mask(
     Parameters
     ----------
     probabilities : ndarray of shape (n, k), float64
-    residuals : ndarray of shape (n, k), float64
-        r = P − e_y.
+    train_labels : ndarray of shape (n,), int64
+        The scored class of every row (its label ỹ).
     thresholds : ndarray of shape (k,), float64
         ``block_thresholds`` of P.
-
-    Returns
-    -------
-    ndarray of shape (n, k), bool.
     """
-    n, num_classes = probabilities.shape
-    mask = np.empty((n, num_classes), dtype=np.bool_)
-    step = rows_per_block(8 * num_classes * 3)
-    for start in range(0, n, step):
-        rows = slice(start, min(n, start + step))
-        block = np.asarray(probabilities[rows], dtype=np.float64)
-        mask[rows] = (block * (1.0 - block) > thresholds) | (np.asarray(residuals[rows]) < 0)
-    return mask
+    labels = np.asarray(train_labels, dtype=np.int64)
+    position = [0]
+
+    def keep(block: np.ndarray) -> np.ndarray:
+        mask = block * (1.0 - block) > thresholds
+        start = position[0]
+        mask[np.arange(block.shape[0]), labels[start : start + block.shape[0]]] = True
+        position[0] += block.shape[0]
+        return mask
+
+    return ClassPairs.of(probabilities, keep)
 
 
 def block_thresholds(

@@ -32,6 +32,8 @@ from representer.kernel import kernel_scores
 from representer.pcg import (
     FLOAT32_MIN_TOLERANCE,
     SPARSE_FILL,
+    ClassPairs,
+    GroupedProduct,
     HessianProduct,
     LeftOutProduct,
     PCGResult,
@@ -62,13 +64,19 @@ n·(kD)² to accumulate plus about 1.4·(kD)³ to factor and invert, stays below
 cores at load 5-8) measured dense 186 s to precompute and 0.14 s a query, blocks 60-103 s
 and 17 s a query (21 PCG iterations): dense pays for itself after a handful of queries, so
 AUTO stays dense up to a few times that size and takes blocks where dense cannot fit."""
-REFINE_THRESHOLD = 1e-8
+REFINE_THRESHOLD = 1e-6
 """A refined solve (``BlockSystem``) runs PCG on the sparse operator H̃ of the pairs with
 P_ic > this (and each row's top class), and corrects with the exact residual b − H x, whose
 left-out part ``LeftOutProduct`` adds densely: x ← x + H̃⁻¹(b − H x). Each correction shrinks
 the error by ‖H̃⁻¹(H − H̃)‖; the stop is the exact relative residual, as for plain PCG."""
 REFINE_MAX_FILL = 0.1
 """Refine only where H̃ keeps at most this fraction of the pairs (else plain PCG on H)."""
+REFINE_CACHE_BYTES = 2 * 1024**3
+"""Largest float32 copy of the kept pairs' rows Φ̃[I_c] the inner solves keep (k=1,000,
+d=1,024, n=50,000 at separation 3: 265,000 pairs, 1.1 GB); beyond it, plain PCG."""
+INNER_MIN_TOLERANCE = 1e-5
+"""The inner solves multiply in float32 (cached rows): none is asked for less than this; the
+exact residual of each correction then takes the rest."""
 MAX_REFINEMENTS = 8
 """Corrections a refined solve makes before it finishes by plain PCG on the exact H."""
 SOLVED_VECTORS_BYTES = 256 * 1024**2
@@ -147,6 +155,40 @@ def pcg_reports(result: PCGResult) -> list[SolverReport]:
     ]
 
 
+class Refinement:
+    """What a refined solve needs: the kept pairs (P_ic > ``threshold`` or the top), the
+    left-out product, and (built at the first solve) the float32 rows of the kept pairs."""
+
+    def __init__(
+        self, train_features: np.ndarray, pairs: ClassPairs, left_out: LeftOutProduct
+    ) -> None:
+        self.train_features = train_features
+        self.pairs = pairs
+        self.left_out = left_out
+        self._inner: GroupedProduct | None = None
+        self._lock = threading.Lock()
+
+    def inner(self) -> GroupedProduct:
+        """H̃ over the cached float32 rows (gathered once per system)."""
+        with self._lock:
+            if self._inner is None:
+                self._inner = GroupedProduct.cached(
+                    self.train_features, self.pairs, self.left_out.live
+                )
+            return self._inner
+
+    def exact_part(self, source: torch.Tensor | np.ndarray) -> GroupedProduct:
+        """H̃ in float64 from ``source`` (Φ̃ in memory, or the features themselves)."""
+        return GroupedProduct(
+            self.pairs, self.train_features.shape[0], self.left_out.live, source=source
+        )
+
+    def over(self, train_features: np.ndarray) -> Refinement:
+        return Refinement(
+            train_features, self.pairs, replace(self.left_out, train_features=train_features)
+        )
+
+
 @dataclass(frozen=True)
 class BlockSystem:
     """Solves (H + δI) x = Π b on the zero class-sum subspace by block-preconditioned CG.
@@ -160,7 +202,7 @@ class BlockSystem:
     tolerance: float
     block_thresholds: np.ndarray | None = None
     """Per class, the weights the block sums left out (``block_thresholds``); set by ``fit``."""
-    refined: tuple[HessianProduct, LeftOutProduct] | None = None
+    refined: Refinement | None = None
 
     @classmethod
     def fit(
@@ -209,16 +251,23 @@ class BlockSystem:
         threshold = support_threshold(probabilities)
         product = HessianProduct(train_features, probabilities, damping, live, threshold)
         refined = None
-        if support_fill(probabilities, REFINE_THRESHOLD) <= REFINE_MAX_FILL:
-            sparse = replace(product, threshold=max(threshold, REFINE_THRESHOLD), supports={})
+        threshold_refined = max(threshold, REFINE_THRESHOLD)
+        dim = train_features.shape[1] + 1
+        fill = support_fill(probabilities, threshold_refined)
+        kept = fill * probabilities.shape[0] * probabilities.shape[1]
+        if fill <= REFINE_MAX_FILL and kept * dim * 4 <= REFINE_CACHE_BYTES:
+            pairs = ClassPairs.of(
+                probabilities,
+                lambda block: class_support(torch.from_numpy(block), threshold_refined).numpy(),
+            )
             left_out = LeftOutProduct(
                 train_features,
                 probabilities,
-                sparse.threshold,
+                threshold_refined,
                 live,
                 float32=tolerance >= FLOAT32_MIN_TOLERANCE,
             )
-            refined = (sparse, left_out)
+            refined = Refinement(train_features, pairs, left_out)
         return cls(
             product=product,
             preconditioner=BlockPreconditioner(cholesky),
@@ -249,13 +298,7 @@ class BlockSystem:
     def over(self, train_features: np.ndarray) -> BlockSystem:
         """The same system over another array of the same features (e.g. a fresh memmap)."""
         product = replace(self.product, train_features=train_features, supports={})
-        refined = None
-        if self.refined is not None:
-            sparse, left_out = self.refined
-            refined = (
-                replace(sparse, train_features=train_features, supports={}),
-                replace(left_out, train_features=train_features),
-            )
+        refined = None if self.refined is None else self.refined.over(train_features)
         return replace(self, product=product, refined=refined)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
@@ -272,16 +315,20 @@ class BlockSystem:
         device = self.preconditioner.cholesky.device
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
+        product = self.product.in_memory(device)
         if self.refined is not None:
-            sparse, left_out = self.refined
+            source: torch.Tensor | np.ndarray = self.product.train_features
+            if product.feature_blocks is not None:
+                source = torch.cat([block for _, block in product.feature_blocks])
             return refined_solve(
-                sparse.in_memory(device),
-                left_out,
+                self.refined.inner(),
+                self.refined.exact_part(source),
+                self.refined.left_out,
                 self.preconditioner,
                 rhs,
+                damping=self.product.damping,
                 tolerance=self.tolerance,
             )
-        product = self.product.in_memory(device)
         return solve_pcg(product, self.preconditioner, rhs, tolerance=self.tolerance)
 
 
@@ -297,19 +344,22 @@ def support_fill(probabilities: np.ndarray, threshold: float) -> float:
 
 
 def refined_solve(
-    sparse: HessianProduct,
+    inner: GroupedProduct,
+    exact_part: GroupedProduct,
     left_out: LeftOutProduct,
     precondition: BlockPreconditioner,
     right_hand_sides: torch.Tensor,
     *,
+    damping: float,
     tolerance: float,
 ) -> PCGResult:
     """H⁺ Π b by PCG on the sparse H̃, corrected by exact residuals (``REFINE_THRESHOLD``).
 
-    x ← x + H̃⁻¹ r with r = Π b − (H̃ + (H − H̃)) x, each H̃⁻¹ r by PCG to the accuracy the
-    exact residual still needs; a system whose exact residual stops falling by half a
-    correction finishes by plain PCG on the exact H. ``iterations`` counts the PCG
-    iterations and the exact products; ``relative_residual`` is exact.
+    x ← x + H̃⁻¹ r with r = Π b − (H̃ + δI + (H − H̃)) x: H̃⁻¹ r by PCG on ``inner`` (float32
+    rows) to the accuracy the exact residual still needs (at least ``INNER_MIN_TOLERANCE``),
+    r from ``exact_part`` (float64) and ``left_out``. A system whose exact residual stops
+    falling by half a correction finishes by plain PCG on the exact H. ``iterations`` counts
+    the PCG iterations and the exact products; ``relative_residual`` is exact.
     """
     rhs = project(right_hand_sides)
     q = rhs.shape[0]
@@ -320,10 +370,10 @@ def refined_solve(
     iterations = np.zeros(q, dtype=np.int64)
 
     def truncated(directions: torch.Tensor) -> torch.Tensor:  # Π H̃ Π: H̃'s rows leave S
-        return project(sparse(directions))
+        return project(inner(directions) + damping * directions)
 
     def exact(directions: torch.Tensor) -> torch.Tensor:
-        return project(sparse(directions) + left_out(directions))
+        return project(exact_part(directions) + left_out(directions) + damping * directions)
 
     for _ in range(MAX_REFINEMENTS):
         active = np.flatnonzero(relative > tolerance)
@@ -331,10 +381,15 @@ def refined_solve(
             break
         index = torch.as_tensor(active, device=rhs.device)
         wanted = 0.5 * tolerance / torch.as_tensor(relative[active], device=rhs.device)
-        inner = solve_pcg(truncated, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
-        solution[index] += inner.solution
+        solved = solve_pcg(
+            truncated,
+            precondition,
+            residual[index],
+            tolerance=wanted.clamp(min=INNER_MIN_TOLERANCE, max=0.5),
+        )
+        solution[index] += solved.solution
         residual[index] = rhs[index] - exact(solution[index])
-        iterations[active] += inner.iterations + 1
+        iterations[active] += solved.iterations + 1
         reached = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
         stalled = active[reached > 0.5 * relative[active]]
         relative[active] = reached
@@ -344,10 +399,10 @@ def refined_solve(
     if active.size:  # finish on the exact operator
         index = torch.as_tensor(active, device=rhs.device)
         wanted = tolerance / torch.as_tensor(relative[active], device=rhs.device)
-        inner = solve_pcg(exact, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
-        solution[index] += inner.solution
+        solved = solve_pcg(exact, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
+        solution[index] += solved.solution
         residual[index] = rhs[index] - exact(solution[index])
-        iterations[active] += inner.iterations + 1
+        iterations[active] += solved.iterations + 1
         relative[active] = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
     return PCGResult(solution=solution, iterations=iterations, relative_residual=relative)
 

@@ -18,7 +18,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from representer.block_hessian import block_quadratic_forms, support_mask
+from representer.block_hessian import block_quadratic_forms, support_pairs
 from representer.config import HessianMode, LJEConfig, WeightLayout
 from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import (
@@ -224,9 +224,7 @@ def _blocks_solve(
     newton = system.solve(at_star.mean_gradient[None])  # mat(H*⁺ vec ḡ*) (1, k, D)
     residuals = at_star.residuals  # r* (n, k)
     assert system.block_thresholds is not None  # set by fit
-    needed = support_mask(
-        probabilities, residuals, system.block_thresholds
-    )  # the label is among them (r < 0)
+    needed = support_pairs(probabilities, own_class, system.block_thresholds)
     forms = block_quadratic_forms(
         train_features,
         system.preconditioner.cholesky,

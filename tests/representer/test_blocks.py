@@ -337,7 +337,7 @@ def test_batched_solves_share_products_and_stop_each_at_its_own_tolerance(cluste
     rng = np.random.default_rng(4)
     rhs = torch.from_numpy(rng.normal(size=(3, *theta.shape)))
     rhs[1] *= 1e-3  # scale does not change a relative tolerance ...
-    rhs[2, :, :-1] = 0.0  # ... but a different right-hand side takes a different path
+    rhs[2, 1:] = 0.0  # ... but a different right-hand side (one class) takes a different path
     together = system.solve(rhs)
     for j in range(3):
         alone = system.solve(rhs[j : j + 1])
@@ -408,3 +408,32 @@ def test_refined_solves_equal_plain_solves_on_peaked_heads(peaked):
     assert (solved.relative_residual <= 1e-7).all()
     difference = (solved.solution - expected.solution).abs().max()
     assert float(difference) <= REFINED_RTOL * float(expected.solution.abs().max())
+
+
+GROUPED_FLOAT32_RTOL = 1e-5
+"""The grouped product over float32 rows against the float64 sparse product."""
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_grouped_product_is_the_sparse_product(peaked, cached):
+    from representer.pcg import ClassPairs, GroupedProduct, class_support
+
+    train = peaked["train_features"].astype(np.float64)[:300]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    threshold = 1e-4
+    pairs = ClassPairs.of(
+        probs, lambda block: class_support(torch.from_numpy(block), threshold).numpy()
+    )
+    grouped = (
+        GroupedProduct.cached(train, pairs, live)
+        if cached
+        else GroupedProduct(pairs, train.shape[0], live, source=train)
+    )
+    directions = torch.from_numpy(np.random.default_rng(6).normal(size=(2, *theta.shape)))
+    expected = HessianProduct(train, probs, 0.0, live, threshold)(directions).numpy()
+    tolerance = GROUPED_FLOAT32_RTOL if cached else PRODUCT_RTOL
+    np.testing.assert_allclose(
+        grouped(directions).numpy(), expected, rtol=0, atol=tolerance * np.abs(expected).max()
+    )
