@@ -8,6 +8,7 @@ the service keeps them. Each variant runs in its own process so its peak RSS is 
     python -m benchmarks.large_heads --case k100     # n=50,000 d=768  k=100: blocks vs reference
     python -m benchmarks.large_heads --case k1000    # n=50,000 d=1024 k=1000: blocks vs reference
     python -m benchmarks.large_heads --case k1000 --damping 1e-4 --http   # ... and through HTTP
+    python -m benchmarks.large_heads --case n1m      # n=1,000,000 d=128 k=10: auto vs blocks
 
 The reference is dense where it fits, otherwise the same PCG run to a relative residual of
 1e-10 (float64 products). Reported per variant: precompute seconds, query p50 (one test
@@ -60,6 +61,13 @@ CASES = {
         "k": 1000,
         "separation": 3.0,
         "variants": ["reference", "blocks"],
+    },
+    "n1m": {
+        "n": 1_000_000,
+        "d": 128,
+        "k": 10,
+        "separation": 2.0,
+        "variants": ["auto", "blocks"],
     },
     "small": {
         "n": 3_000,
