@@ -8,6 +8,7 @@ Cholesky factors (k, D, D): enough for a preconditioner, half the memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "support_pairs",
     "ClassPairs",
     "BlockPreconditioner",
+    "LowRankBlocks",
     "block_bytes",
     "factor_blocks",
     "block_quadratic_forms",
@@ -38,6 +40,9 @@ together they carry at most this fraction of the class's weight mass Σ_i w_ic: 
 preconditioner needs the block, not its last digits. On peaked heads the mass sits in a few
 pairs per row (n=50,000, d=1,024, k=1,000, separation 3: 2.7 kept pairs a row of 1,000;
 k=10, separation 2: 1.9 of 10), so the block sums and self-scores cost s·D², not n·k·D²."""
+LOWRANK_FRACTION = 0.5
+"""A block of at most this many kept rows per feature is kept as its rows (``LowRankBlocks``):
+k=1,000, n=50,000 leaves about 130 rows per class against D = 1,025."""
 FACTOR_BATCH = 8
 """Blocks factored by one batched Cholesky call."""
 MIN_TRACE_FRACTION = 1e-3
@@ -51,21 +56,118 @@ def block_bytes(num_classes: int, dim: int) -> int:
 
 
 @dataclass(frozen=True)
+class LowRankBlocks:
+    """Blocks H_cc = σ_c I + Ĝ_cᵀ Ĝ_c with few rows Ĝ_c = diag(√(w/n)) Φ̃[I_c] (m_c < D).
+
+    H_cc⁻¹ v = (v − Ĝ_cᵀ K_c⁻¹ Ĝ_c v)/σ_c with K_c = σ_c I + Ĝ_c Ĝ_cᵀ (Woodbury): m_c×D rows
+    and an m_c×m_c factor instead of D×D, 2·m_c·D flops an apply instead of 2·D².
+
+    Attributes
+    ----------
+    classes : ndarray of shape (k_l,), int64
+    rows : Tensor of shape (Σ m_c, D), float32
+        Ĝ of every low-rank class, stacked in ``classes`` order.
+    starts : ndarray of shape (k_l + 1,), int64
+        Class j's rows are ``rows[starts[j]:starts[j + 1]]``.
+    kernels : Tensor of shape (Σ m_c²,), float32
+        The lower Cholesky factors of K_c, flattened, at offsets Σ_{j' < j} m_j'².
+    sigma : ndarray of shape (k_l,), float64
+        σ_c = ε_c + δ.
+    """
+
+    classes: np.ndarray
+    rows: torch.Tensor
+    starts: np.ndarray
+    kernels: torch.Tensor
+    sigma: np.ndarray
+
+    def parts(self) -> Iterator[tuple[int, torch.Tensor, torch.Tensor, float]]:
+        """(class, Ĝ_c, factor of K_c, σ_c) for every low-rank class."""
+        offset = 0
+        for j, c in enumerate(self.classes.tolist()):
+            first, last = int(self.starts[j]), int(self.starts[j + 1])
+            size = last - first
+            factor = self.kernels[offset : offset + size * size].reshape(size, size)
+            offset += size * size
+            yield c, self.rows[first:last], factor, float(self.sigma[j])
+
+
+@dataclass(frozen=True)
 class BlockPreconditioner:
     """M⁻¹ = Π blockdiag(H_11⁻¹, …, H_kk⁻¹) Π (symmetric positive definite on S).
 
     Attributes
     ----------
-    cholesky : Tensor of shape (k, D, D), float32, lower triangular
+    cholesky : Tensor of shape (k_d, D, D), float32, lower triangular
+        The factors of the dense blocks.
+    dense_classes : ndarray of shape (k_d,), int64, or None (every class is dense)
+    lowrank : LowRankBlocks, or None
     """
 
     cholesky: torch.Tensor
+    dense_classes: np.ndarray | None = None
+    lowrank: LowRankBlocks | None = None
 
     def __call__(self, directions: torch.Tensor) -> torch.Tensor:
         """M⁻¹ V for a stack (q, k, D) float64; shape (q, k, D), float64, in S."""
         projected = project(directions).to(torch.float32).permute(1, 2, 0)  # (k, D, q)
-        solved = torch.cholesky_solve(projected, self.cholesky)  # H_cc⁻¹ (k, D, q)
+        if self.dense_classes is None:
+            solved = torch.cholesky_solve(projected, self.cholesky)  # H_cc⁻¹ (k, D, q)
+        else:
+            solved = torch.empty_like(projected)
+            dense = torch.as_tensor(self.dense_classes, device=projected.device)
+            if dense.numel():
+                solved[dense] = torch.cholesky_solve(projected[dense], self.cholesky)
+            for c, rows, factor, sigma in self.lowrank.parts() if self.lowrank else []:
+                vectors = projected[c]  # (D, q)
+                inner = torch.cholesky_solve(rows @ vectors, factor)  # K_c⁻¹ Ĝ_c v (m_c, q)
+                solved[c] = (vectors - rows.T @ inner) / sigma
         return project(solved.permute(2, 0, 1).to(torch.float64))
+
+    def dense_index(self) -> dict[int, int]:
+        """Class → its position in ``cholesky``, for the dense classes."""
+        if self.dense_classes is None:
+            return {c: c for c in range(self.cholesky.shape[0])}
+        return {int(c): position for position, c in enumerate(self.dense_classes.tolist())}
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The factors as the arrays ``from_arrays`` reads."""
+        num_classes = self.cholesky.shape[0]
+        dense = self.dense_classes
+        arrays = {
+            "block_cholesky": self.cholesky.cpu().numpy(),
+            "block_dense_classes": np.arange(num_classes) if dense is None else dense,
+        }
+        if self.lowrank is not None:
+            arrays.update(
+                block_lowrank_classes=self.lowrank.classes,
+                block_lowrank_rows=self.lowrank.rows.cpu().numpy(),
+                block_lowrank_starts=self.lowrank.starts,
+                block_lowrank_kernels=self.lowrank.kernels.cpu().numpy(),
+                block_lowrank_sigma=self.lowrank.sigma,
+            )
+        return arrays
+
+    @classmethod
+    def from_arrays(
+        cls, arrays: Mapping[str, np.ndarray], tensor: Callable[[np.ndarray], torch.Tensor]
+    ) -> BlockPreconditioner:
+        """Read ``to_arrays``'s arrays; ``tensor`` wraps a float32 array (e.g. without a copy)."""
+        cholesky = tensor(arrays["block_cholesky"])
+        if "block_lowrank_classes" not in arrays:
+            dense = arrays.get("block_dense_classes")
+            return cls(cholesky, None if dense is None else np.asarray(dense, dtype=np.int64))
+        return cls(
+            cholesky,
+            np.asarray(arrays["block_dense_classes"], dtype=np.int64),
+            LowRankBlocks(
+                classes=np.asarray(arrays["block_lowrank_classes"], dtype=np.int64),
+                rows=tensor(arrays["block_lowrank_rows"]),
+                starts=np.asarray(arrays["block_lowrank_starts"], dtype=np.int64),
+                kernels=tensor(arrays["block_lowrank_kernels"]),
+                sigma=np.asarray(arrays["block_lowrank_sigma"], dtype=np.float64),
+            ),
+        )
 
 
 def factor_blocks(
@@ -76,14 +178,16 @@ def factor_blocks(
     thresholds: np.ndarray,
     device: torch.device,
     progress: ProgressCallback,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Float32 Cholesky factors of every H_cc, and the live-feature mask.
+) -> tuple[BlockPreconditioner, torch.Tensor]:
+    """The factors of every H_cc (float32), and the live-feature mask.
 
     A row enters the sum of class c only where w_ic = P_ic(1 − P_ic) > ``thresholds[c]``
     (``block_thresholds``). The kept pairs are grouped by class first, so each block is
     summed from its own rows in a few large GEMMs (s·D² flops for s kept pairs, the D×D
     sum touched once per chunk of rows, not once per class and row block), and factored
-    ``FACTOR_BATCH`` classes at a time: only that many float64 D×D sums exist at once.
+    ``FACTOR_BATCH`` classes at a time: only that many float64 D×D sums exist at once. A
+    class with at most ``LOWRANK_FRACTION``·D kept rows keeps its rows instead
+    (``LowRankBlocks``: H_cc = σ_c I + Ĝ_cᵀĜ_c, an m_c×m_c factor, no D×D matrix at all).
 
     Parameters
     ----------
@@ -98,7 +202,7 @@ def factor_blocks(
 
     Returns
     -------
-    cholesky : Tensor of shape (k, D, D), float32
+    preconditioner : BlockPreconditioner
     live : Tensor of shape (D,), bool
         Features nonzero on some training row.
 
@@ -117,11 +221,16 @@ def factor_blocks(
     ) / (n * dim)  # tr(H_cc)/D (k,)
     ridges = BLOCK_RIDGE * np.maximum(traces, MIN_TRACE_FRACTION * traces.mean())
     ridges[~(ridges > 0)] = BLOCK_RIDGE  # no curvature at all (every P one-hot)
-    cholesky = torch.empty((num_classes, dim, dim), dtype=torch.float32, device=device)
-    for first in range(0, num_classes, FACTOR_BATCH):
-        classes = range(first, min(num_classes, first + FACTOR_BATCH))
-        sums = torch.zeros((len(classes), dim, dim), dtype=torch.float64, device=device)
-        for j, c in enumerate(classes):
+    sigma = ridges + damping  # (k,)
+    counts = np.diff(pairs.starts)  # m_c (k,)
+    low = counts <= LOWRANK_FRACTION * dim
+    dense_classes = np.flatnonzero(~low)
+    cholesky = torch.empty((dense_classes.size, dim, dim), dtype=torch.float32, device=device)
+    done = 0
+    for first in range(0, dense_classes.size, FACTOR_BATCH):
+        batch = dense_classes[first : first + FACTOR_BATCH]
+        sums = torch.zeros((batch.size, dim, dim), dtype=torch.float64, device=device)
+        for j, c in enumerate(batch.tolist()):
             members, values = pairs.of_class(c)
             for chunk in range(0, members.size, GATHER_ROWS):
                 part = slice(chunk, chunk + GATHER_ROWS)
@@ -129,21 +238,50 @@ def factor_blocks(
                 weight = torch.as_tensor(values[part] * (1.0 - values[part]), device=device)
                 sums[j].addmm_(chosen.T, chosen * weight[:, None])  # (D, D)
         sums /= n
-        sums.diagonal(dim1=1, dim2=2).add_(
-            torch.as_tensor(ridges[first : classes.stop] + damping, device=device)[:, None]
-        )
+        sums.diagonal(dim1=1, dim2=2).add_(torch.as_tensor(sigma[batch], device=device)[:, None])
         factors, info = torch.linalg.cholesky_ex(0.5 * (sums + sums.transpose(1, 2)))
-        failed = torch.nonzero((info != 0) | ~torch.isfinite(factors).flatten(1).all(dim=1))
-        if failed.numel():
-            raise SingularSystemError(
-                f"the Hessian block of class {first + int(failed[0])} is not positive definite "
-                "even with its ridge; check the features for non-finite values or raise "
-                "`damping`",
-                argument="damping",
-            )
-        cholesky[first : classes.stop] = factors.to(torch.float32)
-        progress(classes.stop / num_classes)
-    return cholesky, live
+        _check_factors(factors, info, batch)
+        cholesky[first : first + batch.size] = factors.to(torch.float32)
+        done += batch.size
+        progress(done / num_classes)
+    low_classes = np.flatnonzero(low)
+    rows, kernels = [], []
+    for c in low_classes.tolist():
+        members, values = pairs.of_class(c)
+        scale = torch.as_tensor(np.sqrt(values * (1.0 - values) / n), device=device)
+        scaled = augmented_rows(train_features, members, device=device) * scale[:, None]  # Ĝ_c
+        kernel = scaled @ scaled.T  # Ĝ Ĝᵀ (m_c, m_c)
+        kernel.diagonal().add_(float(sigma[c]))
+        factor, info = torch.linalg.cholesky_ex(kernel[None])
+        _check_factors(factor, info, np.array([c]))
+        rows.append(scaled.to(torch.float32))
+        kernels.append(factor[0].to(torch.float32).flatten())
+        done += 1
+        if done % FACTOR_BATCH == 0 or done == num_classes:
+            progress(done / num_classes)
+    if low_classes.size == 0:
+        return BlockPreconditioner(cholesky), live
+    empty = torch.zeros(0, dtype=torch.float32, device=device)
+    lowrank = LowRankBlocks(
+        classes=low_classes,
+        rows=torch.cat(rows) if rows else empty.reshape(0, dim),
+        starts=np.concatenate([[0], np.cumsum(counts[low_classes])]).astype(np.int64),
+        kernels=torch.cat(kernels) if kernels else empty,
+        sigma=sigma[low_classes],
+    )
+    return BlockPreconditioner(cholesky, dense_classes, lowrank), live
+
+
+def _check_factors(factors: torch.Tensor, info: torch.Tensor, classes: np.ndarray) -> None:
+    """Raise ``SingularSystemError`` naming the first block whose factorisation failed."""
+    failed = torch.nonzero((info != 0) | ~torch.isfinite(factors).flatten(1).all(dim=1))
+    if failed.numel():
+        raise SingularSystemError(
+            f"the Hessian block of class {int(classes[int(failed[0])])} is not positive "
+            "definite even with its ridge; check the features for non-finite values or raise "
+            "`damping`",
+            argument="damping",
+        )
 
 
 def _feature_scan(
@@ -163,19 +301,20 @@ def _feature_scan(
 
 def block_quadratic_forms(
     train_features: np.ndarray,
-    cholesky: torch.Tensor,
+    preconditioner: BlockPreconditioner,
     pairs: ClassPairs,
     *,
     progress: ProgressCallback,
 ) -> np.ndarray:
-    """q_ic = φ̃_iᵀ H_cc⁻¹ φ̃_i = ‖L_c⁻¹ φ̃_i‖² for the ``pairs``, 0 elsewhere.
+    """q_ic = φ̃_iᵀ H_cc⁻¹ φ̃_i for the ``pairs``, 0 elsewhere.
 
-    One triangular solve per class and chunk of its rows (float32, as the factors).
+    Dense blocks: ‖L_c⁻¹ φ̃_i‖², one triangular solve per class and chunk of its rows; low-rank
+    blocks: (‖φ̃_i‖² − ‖L_K⁻¹ Ĝ_c φ̃_i‖²)/σ_c. Float32, as the factors.
 
     Parameters
     ----------
     train_features : ndarray of shape (n, d), real
-    cholesky : Tensor of shape (k, D, D), float32
+    preconditioner : BlockPreconditioner
     pairs : ClassPairs (``support_pairs``)
 
     Returns
@@ -183,16 +322,33 @@ def block_quadratic_forms(
     ndarray of shape (n, k), float64.
     """
     n = train_features.shape[0]
-    num_classes = cholesky.shape[0]
-    device = cholesky.device
+    num_classes = pairs.starts.size - 1
+    device = preconditioner.cholesky.device
     forms = np.zeros((n, num_classes))
+    lowrank = {
+        c: (rows, factor, sigma)
+        for c, rows, factor, sigma in (
+            preconditioner.lowrank.parts() if preconditioner.lowrank else []
+        )
+    }
+    dense = preconditioner.dense_index()
     for c in range(num_classes):
         members, _ = pairs.of_class(c)
         for chunk in range(0, members.size, GATHER_ROWS):
             rows = members[chunk : chunk + GATHER_ROWS]
-            chosen = augmented_rows(train_features, rows, device=device, dtype=torch.float32)
-            whitened = torch.linalg.solve_triangular(cholesky[c], chosen.T, upper=False)
-            forms[rows, c] = whitened.double().square().sum(dim=0).cpu().numpy()  # (b_c,)
+            chosen = augmented_rows(train_features, rows, device=device, dtype=torch.float32).T
+            if c in lowrank:
+                scaled, factor, sigma = lowrank[c]
+                inner = torch.linalg.solve_triangular(factor, scaled @ chosen, upper=False)
+                values = (
+                    chosen.double().square().sum(dim=0) - inner.double().square().sum(dim=0)
+                ) / sigma
+            else:
+                whitened = torch.linalg.solve_triangular(
+                    preconditioner.cholesky[dense[c]], chosen, upper=False
+                )
+                values = whitened.double().square().sum(dim=0)
+            forms[rows, c] = values.cpu().numpy()  # (b_c,)
         progress((c + 1) / num_classes)
     return forms
 

@@ -217,7 +217,7 @@ class BlockSystem:
     ) -> BlockSystem:
         """Factor the blocks of H at the probabilities P (n, k) float64."""
         thresholds = block_thresholds(probabilities)
-        cholesky, live = factor_blocks(
+        preconditioner, live = factor_blocks(
             train_features,
             probabilities,
             damping=damping,
@@ -228,7 +228,7 @@ class BlockSystem:
         return cls.assemble(
             train_features,
             probabilities,
-            cholesky,
+            preconditioner,
             live,
             damping=damping,
             tolerance=tolerance,
@@ -240,7 +240,7 @@ class BlockSystem:
         cls,
         train_features: np.ndarray,
         probabilities: np.ndarray,
-        cholesky: torch.Tensor,
+        preconditioner: BlockPreconditioner,
         live: torch.Tensor,
         *,
         damping: float,
@@ -270,7 +270,7 @@ class BlockSystem:
             refined = Refinement(train_features, pairs, left_out)
         return cls(
             product=product,
-            preconditioner=BlockPreconditioner(cholesky),
+            preconditioner=preconditioner,
             tolerance=tolerance,
             block_thresholds=block_thresholds,
             refined=refined,
@@ -289,7 +289,7 @@ class BlockSystem:
         return cls.assemble(
             train_features,
             arrays["hessian_probabilities"],
-            _read_only_tensor(arrays["block_cholesky"]),
+            BlockPreconditioner.from_arrays(arrays, _read_only_tensor),
             torch.from_numpy(np.array(arrays["live_features"], dtype=np.bool_)),
             damping=damping,
             tolerance=tolerance,
@@ -302,10 +302,11 @@ class BlockSystem:
         return replace(self, product=product, refined=refined)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        """``block_cholesky`` (k, D, D) float32, ``hessian_probabilities`` (n, k) float64,
+        """The factors (``BlockPreconditioner.to_arrays``: ``block_cholesky`` (k_d, D, D)
+        float32 and the low-rank blocks), ``hessian_probabilities`` (n, k) float64,
         ``live_features`` (D,) bool."""
         return {
-            "block_cholesky": self.preconditioner.cholesky.cpu().numpy(),
+            **self.preconditioner.to_arrays(),
             "hessian_probabilities": np.asarray(self.product.probabilities, dtype=np.float64),
             "live_features": self.product.live.cpu().numpy(),
         }

@@ -168,7 +168,7 @@ def _blocks_solve(
     assert system.block_thresholds is not None  # set by fit
     forms = block_quadratic_forms(
         train_features,
-        system.preconditioner.cholesky,
+        system.preconditioner,
         support_pairs(probabilities, train_labels, system.block_thresholds),
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)

@@ -227,7 +227,7 @@ def _blocks_solve(
     needed = support_pairs(probabilities, own_class, system.block_thresholds)
     forms = block_quadratic_forms(
         train_features,
-        system.preconditioner.cholesky,
+        system.preconditioner,
         needed,
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)

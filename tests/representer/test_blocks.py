@@ -24,7 +24,7 @@ from representer import (
     explain,
     fit,
 )
-from representer.block_hessian import BlockPreconditioner, block_thresholds, factor_blocks
+from representer.block_hessian import block_thresholds, factor_blocks
 from representer.hessian_solver import choose_hessian
 from representer.pcg import HessianProduct, project, support_threshold
 from tests.helpers.problems import brute_hessian, clustered_problem, probabilities
@@ -176,7 +176,7 @@ def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered
     train = clustered["train_features"]
     theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
     probs = probabilities(theta, train.astype(np.float64))
-    cholesky, _ = factor_blocks(
+    precondition, _ = factor_blocks(
         train,
         probs,
         damping=0.0,
@@ -184,7 +184,6 @@ def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered
         device=torch.device("cpu"),
         progress=lambda fraction: None,
     )
-    precondition = BlockPreconditioner(cholesky)
     rng = np.random.default_rng(1)
     left, right = (project(torch.from_numpy(rng.normal(size=(4, *theta.shape)))) for _ in "lr")
     applied_right, applied_left = precondition(right), precondition(left)
@@ -437,3 +436,37 @@ def test_grouped_product_is_the_sparse_product(peaked, cached):
     np.testing.assert_allclose(
         grouped(directions).numpy(), expected, rtol=0, atol=tolerance * np.abs(expected).max()
     )
+
+
+LOWRANK_RTOL = 1e-4
+"""Low-rank (Woodbury) and dense block factors, both float32, applied to the same vectors."""
+
+
+def test_low_rank_blocks_equal_dense_blocks(peaked, monkeypatch):
+    import representer.block_hessian as block_hessian
+    from representer.block_hessian import block_quadratic_forms, support_pairs
+
+    train = peaked["train_features"]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
+    thresholds = block_thresholds(probs)
+    fields = {"damping": 1e-4, "thresholds": thresholds, "device": torch.device("cpu")}
+    built = {}
+    for name, fraction in (("dense", 0.0), ("lowrank", 1e9)):
+        monkeypatch.setattr(block_hessian, "LOWRANK_FRACTION", fraction)
+        built[name], _ = factor_blocks(train, probs, progress=lambda fraction: None, **fields)
+    assert built["dense"].lowrank is None and built["lowrank"].cholesky.shape[0] == 0
+    vectors = project(torch.from_numpy(np.random.default_rng(7).normal(size=(3, *theta.shape))))
+    expected = built["dense"](vectors)
+    np.testing.assert_allclose(
+        built["lowrank"](vectors).numpy(),
+        expected.numpy(),
+        rtol=0,
+        atol=LOWRANK_RTOL * float(expected.abs().max()),
+    )
+    pairs = support_pairs(probs, peaked["train_labels"], thresholds)
+    forms = {
+        name: block_quadratic_forms(train, built[name], pairs, progress=lambda fraction: None)
+        for name in built
+    }
+    np.testing.assert_allclose(forms["lowrank"], forms["dense"], rtol=LOWRANK_RTOL * 10)
