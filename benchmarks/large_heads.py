@@ -61,6 +61,7 @@ CASES = {
         "k": 1000,
         "separation": 3.0,
         "variants": ["reference", "blocks"],
+        "test_points": 3,
     },
     "n1m": {
         "n": 1_000_000,
@@ -125,7 +126,7 @@ def _problem(case: str, directory: Path) -> dict:
         return json.loads(marker.read_text())
     problem = clustered_problem(
         n_train=spec["n"],
-        n_test=TEST_POINTS,
+        n_test=spec.get("test_points", TEST_POINTS),
         dim=spec["d"],
         num_classes=spec["k"],
         separation=spec["separation"],
