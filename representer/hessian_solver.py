@@ -178,7 +178,10 @@ class Refinement:
             return self._inner
 
     def exact_part(self, source: torch.Tensor | np.ndarray) -> GroupedProduct:
-        """H̃ in float64 from ``source`` (Φ̃ in memory, or the features themselves)."""
+        """H̃ in float64: over the cached rows when the features are float32 (then the cache
+        holds them exactly), else from ``source`` (Φ̃ in memory, or the features)."""
+        if self.train_features.dtype == np.float32:
+            return replace(self.inner(), float64=True)
         return GroupedProduct(
             self.pairs, self.train_features.shape[0], self.left_out.live, source=source
         )
@@ -316,11 +319,12 @@ class BlockSystem:
         device = self.preconditioner.cholesky.device
         rhs = right_hand_sides.to(device=device, dtype=torch.float64).clone()
         rhs[:, :, ~self.product.live] = 0.0
-        product = self.product.in_memory(device)
         if self.refined is not None:
             source: torch.Tensor | np.ndarray = self.product.train_features
-            if product.feature_blocks is not None:
-                source = torch.cat([block for _, block in product.feature_blocks])
+            if source.dtype != np.float32:  # float32 features: the cached rows are exact
+                blocks = self.product.in_memory(device).feature_blocks
+                if blocks is not None:
+                    source = torch.cat([block for _, block in blocks])
             return refined_solve(
                 self.refined.inner(),
                 self.refined.exact_part(source),
@@ -330,6 +334,7 @@ class BlockSystem:
                 damping=self.product.damping,
                 tolerance=self.tolerance,
             )
+        product = self.product.in_memory(device)
         return solve_pcg(product, self.preconditioner, rhs, tolerance=self.tolerance)
 
 

@@ -334,6 +334,8 @@ class GroupedProduct:
     cache: list[torch.Tensor] | None = None
     source: torch.Tensor | np.ndarray | None = None
     """Φ̃ (n, D) float64 in memory, or Φ (n, d) itself (rows gathered and augmented per call)."""
+    float64: bool = False
+    """Multiply the cached rows in float64 (exact when the features are float32 themselves)."""
 
     @classmethod
     def cached(
@@ -350,7 +352,7 @@ class GroupedProduct:
     def rows_of(self, c: int, part: slice) -> torch.Tensor:
         """Φ̃ of class c's kept pairs ``part``."""
         if self.cache is not None:
-            return self.cache[c][part]
+            return self.cache[c][part].double() if self.float64 else self.cache[c][part]
         rows = self.pairs.of_class(c)[0][part]
         if isinstance(self.source, torch.Tensor):
             return self.source.index_select(0, torch.as_tensor(rows, device=self.source.device))
@@ -362,7 +364,7 @@ class GroupedProduct:
         q, num_classes, dim = directions.shape
         device = directions.device
         starts = self.pairs.starts
-        dtype = torch.float32 if self.cache is not None else torch.float64
+        dtype = torch.float32 if self.cache is not None and not self.float64 else torch.float64
         values = torch.as_tensor(self.pairs.values, device=device)  # P of the pairs (s,)
         rows = torch.as_tensor(self.pairs.rows, device=device)
         logits = torch.empty((values.shape[0], q), dtype=torch.float64, device=device)
