@@ -1,13 +1,15 @@
 """Request dependencies as ``Annotated`` aliases: the session (the transaction boundary),
-the tenant, the tenant's model named by ``model_id`` (path or query), the tenant's READY
-model with a precomputed method, and the paging offset.
+the tenant, the tenant's model named by ``model_id`` (path or query), and the paging offset;
+``ready_model`` (the tenant's READY model with a precomputed method) and
+``read_only_session`` for the explain routes, which do all their work in one thread call.
 
 Domains get their model from here instead of calling each other's services.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,10 +29,11 @@ from representer import Method
 __all__ = [
     "ContextDep",
     "SessionDep",
+    "read_only_session",
+    "ReadyModelQuery",
+    "ReadyModelQueryDep",
     "TenantDep",
     "ModelDep",
-    "ReadyModel",
-    "ReadyModelDep",
     "ready_model",
     "ready_any_method",
     "OffsetQuery",
@@ -74,6 +77,18 @@ async def get_session(request: Request, context: ContextDep) -> AsyncIterator[Se
 
 
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
+
+
+@contextmanager
+def read_only_session(context: ServiceContext) -> Iterator[Session]:
+    """The session of a request that never writes (the explain queries), opened and closed
+    in the calling worker thread: the route makes one thread-pool call, and ending the read
+    transaction (a round trip on PostgreSQL) never runs on the event loop."""
+    session = context.sessions()
+    try:
+        yield session
+    finally:
+        session.close()
 
 
 BEARER = HTTPBearer(
@@ -151,27 +166,25 @@ def ready_any_method(session: Session, model_id: str, *, tenant: str) -> Model:
 
 
 @dataclass(frozen=True)
-class ReadyModel:
-    """A ready model and the precomputed method a query asked for."""
+class ReadyModelQuery:
+    """The ``model_id`` and ``method`` a query names; the route resolves them with
+    ``ready_model`` inside its one thread call (404, 409 and 422 as documented there)."""
 
-    model: Model
+    model_id: str
     method: Method
 
 
-def get_ready_model(
-    session: SessionDep,
-    tenant: TenantDep,
+async def get_ready_model_query(
     model_id: Annotated[str, Query(description="The model's id (from POST /models).")],
     method: Annotated[
         Method, Query(description="A method the model was registered with (spec.methods).")
     ] = Method.LJE,
-) -> ReadyModel:
-    """``ready_model`` for routes taking ``model_id`` and ``method`` in the query."""
-    model = ready_model(session, model_id, tenant=tenant, method=method, location="query")
-    return ReadyModel(model, method)
+) -> ReadyModelQuery:
+    """Only parses the query (on the event loop, no thread hop, no database)."""
+    return ReadyModelQuery(model_id, method)
 
 
-ReadyModelDep = Annotated[ReadyModel, Depends(get_ready_model)]
+ReadyModelQueryDep = Annotated[ReadyModelQuery, Depends(get_ready_model_query)]
 
 
 MAX_OFFSET = 2**63 - 1

@@ -21,14 +21,15 @@ def cache_key(model_id: str, version: int, query: dict[str, Any], *, namespace: 
 
 
 class ResultCache:
-    """A thin JSON cache over Redis; failures are logged and treated as misses."""
+    """Serialised JSON answers in Redis, stored and returned as the bytes sent; failures are
+    logged and treated as misses."""
 
     def __init__(self, url: str, *, ttl_s: int, namespace: str = "rps") -> None:
         self._client = redis.Redis.from_url(url, socket_timeout=1.0)
         self._ttl_s = ttl_s
         self.namespace = namespace
 
-    def get(self, key: str) -> Any | None:
+    def get(self, key: str) -> bytes | None:
         if self._ttl_s <= 0:
             return None
         try:
@@ -36,13 +37,13 @@ class ResultCache:
         except redis.RedisError as error:
             logger.warning("explain cache read failed: %s", error)
             return None
-        return None if raw is None else json.loads(raw)
+        return raw if isinstance(raw, bytes) else None
 
-    def put(self, key: str, value: Any) -> None:
+    def put(self, key: str, body: bytes) -> None:
         if self._ttl_s <= 0:
             return
         try:
-            self._client.set(key, json.dumps(value), ex=self._ttl_s)
+            self._client.set(key, body, ex=self._ttl_s)
         except redis.RedisError as error:
             logger.warning("explain cache write failed: %s", error)
 

@@ -1,6 +1,8 @@
-"""Routes of the explain domain: ``GET /explain`` (stored test point), ``POST /explain``.
+"""Routes of the explain domain: ``GET /explain`` (stored test point), ``POST /explain``,
+``POST /explain/batch``.
 
-The hot path runs in ONE thread-pool call per request (model lookup, engine, row join).
+Each runs in ONE thread-pool call per request (session, model lookup, engine, row join,
+serialised answer); the event loop only parses the request and sends the bytes.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.openapi import problem_responses
 from app.core.responses import json_response
-from app.dependencies import ContextDep, ReadyModelDep, SessionDep, TenantDep, ready_model
+from app.dependencies import (
+    ContextDep,
+    ReadyModelQueryDep,
+    TenantDep,
+    read_only_session,
+    ready_model,
+)
 from app.explain import service
 from app.explain.schemas import (
     MAX_TOP_K,
@@ -36,25 +44,26 @@ TARGET_DESCRIPTION = (
     responses=problem_responses(404, 409, 429),
 )
 async def explain_test_point(
-    session: SessionDep,
     context: ContextDep,
-    ready: ReadyModelDep,
+    tenant: TenantDep,
+    query: ReadyModelQueryDep,
     test_id: Annotated[str, Query(description="The id of a test point stored with the model.")],
     k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Training points on each side.")] = 10,
     target: Annotated[str, Query(description=TARGET_DESCRIPTION)] = "predicted",
 ) -> Response:
     """Top-k positive and negative representer points of a stored test point."""
-    body = await run_in_threadpool(
-        service.explain_stored,
-        session,
-        ready.model,
-        context=context,
-        test_id=test_id,
-        k=k,
-        method=ready.method,
-        target=target,
-    )
-    return json_response(body)
+    method = query.method
+
+    def answer() -> bytes:
+        with read_only_session(context) as session:
+            model = ready_model(
+                session, query.model_id, tenant=tenant, method=method, location="query"
+            )
+            return service.explain_stored(
+                session, model, context=context, test_id=test_id, k=k, method=method, target=target
+            )
+
+    return json_response(await run_in_threadpool(answer))
 
 
 @router.post(
@@ -64,18 +73,18 @@ async def explain_test_point(
     responses=problem_responses(404, 409, 429),
 )
 async def explain_submitted(
-    session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainRequest
+    context: ContextDep, tenant: TenantDep, body: ExplainRequest
 ) -> Response:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
 
-    def answer_rows() -> ExplanationList:
-        model = ready_model(
-            session, body.model_id, tenant=tenant, method=body.method, location="body"
-        )
-        return service.explain_rows(session, model, body, context=context)
+    def answer() -> bytes:
+        with read_only_session(context) as session:
+            model = ready_model(
+                session, body.model_id, tenant=tenant, method=body.method, location="body"
+            )
+            return service.explain_rows(session, model, body, context=context)
 
-    answer = await run_in_threadpool(answer_rows)
-    return json_response(answer)
+    return json_response(await run_in_threadpool(answer))
 
 
 @router.post(
@@ -85,15 +94,15 @@ async def explain_submitted(
     responses=problem_responses(404, 409, 429),
 )
 async def explain_batch(
-    session: SessionDep, tenant: TenantDep, context: ContextDep, body: ExplainBatchRequest
+    context: ContextDep, tenant: TenantDep, body: ExplainBatchRequest
 ) -> Response:
     """Explanations of up to 1000 stored test points of one model, in the order asked."""
 
-    def answer_batch() -> ExplanationList:
-        model = ready_model(
-            session, body.model_id, tenant=tenant, method=body.method, location="body"
-        )
-        return service.explain_batch(session, model, body, context=context)
+    def answer() -> bytes:
+        with read_only_session(context) as session:
+            model = ready_model(
+                session, body.model_id, tenant=tenant, method=body.method, location="body"
+            )
+            return service.explain_batch(session, model, body, context=context)
 
-    answer = await run_in_threadpool(answer_batch)
-    return json_response(answer)
+    return json_response(await run_in_threadpool(answer))

@@ -1,7 +1,11 @@
 """The query path: explanations of stored test points and of submitted rows.
 
 Per request: one model row (by primary key), the cached memory-mapped arrays, one engine
-call (a pass over the n training features), and one query for the ≤ 2·k returned rows.
+call (a pass over the n training features, shared with concurrent requests), and one
+query for the ≤ 2·k returned rows (plain columns, records as stored JSON text). Answers are
+built as plain JSON values in the shape of ``ExplanationPublic`` (the schema documents
+them; the values are typed here, so they are not validated again) and serialised once, to
+bytes, in the worker thread; the result cache stores those bytes.
 """
 
 from __future__ import annotations
@@ -22,16 +26,12 @@ from app.core.errors import (
     TooManyRequestsError,
 )
 from app.core.metrics import EXPLAIN_REJECTED
+from app.core.responses import json_bytes
 from app.explain.batcher import QueueFullError
 from app.explain.cache import cache_key
 from app.explain.loader import LoadedModel
-from app.explain.repository import train_points_by_index
-from app.explain.schemas import (
-    ExplainBatchRequest,
-    ExplainRequest,
-    ExplanationList,
-    ExplanationPublic,
-)
+from app.explain.repository import TrainRow, train_rows_by_index
+from app.explain.schemas import ExplainBatchRequest, ExplainRequest
 from app.explain.scoring import ScoringItem, score_items
 from models_store import Model
 from representer import Explanation, InvalidInputError, Method
@@ -89,7 +89,10 @@ def _finite(value: float) -> float:
     return float(value)
 
 
-def _points(rows: dict[int, Any], indices: np.ndarray, values: np.ndarray) -> list[dict[str, Any]]:
+def _points(
+    rows: dict[int, TrainRow], indices: np.ndarray, values: np.ndarray
+) -> list[dict[str, Any]]:
+    """``RepresenterPoint`` values, strongest first."""
     points = []
     for rank, (index, contribution) in enumerate(
         zip(indices.tolist(), values.tolist(), strict=False), start=1
@@ -115,7 +118,7 @@ def _publish(
     *,
     method: Method,
     test_ids: list[str | None],
-) -> list[ExplanationPublic]:
+) -> list[dict[str, Any]]:
     """Answers for ``explanations``, with every returned training row fetched in one query."""
     indices = sorted(
         {
@@ -124,7 +127,7 @@ def _publish(
             for index in (*explanation.positive_indices, *explanation.negative_indices)
         }
     )
-    rows = train_points_by_index(session, model.id, indices)
+    rows = train_rows_by_index(session, model.id, indices)
     return [
         _to_public(rows, model, explanation, method=method, test_id=test_id)
         for explanation, test_id in zip(explanations, test_ids, strict=True)
@@ -132,58 +135,53 @@ def _publish(
 
 
 def _to_public(
-    rows: dict[int, Any],
+    rows: dict[int, TrainRow],
     model: Model,
     explanation: Explanation,
     *,
     method: Method,
     test_id: str | None,
-) -> ExplanationPublic:
-    return ExplanationPublic.model_validate(
-        {
-            "model_id": model.id,
-            "test_id": test_id,
-            "method": method,
-            "target_class": int(explanation.target_class),
-            "prediction": {
-                "logits": [_finite(v) for v in np.ravel(explanation.logits).tolist()],
-                "probabilities": [_finite(v) for v in np.ravel(explanation.probabilities).tolist()],
-                "predicted_class": int(explanation.predicted_class),
-            },
-            "decomposition": {
-                "sum_of_contributions": _finite(explanation.sum_of_contributions),
-                "model_output": _finite(explanation.model_output),
-                "residual": _finite(explanation.residual),
-            },
-            "solver": {
-                "name": explanation.solver.name,
-                "iterations": int(explanation.solver.iterations),
-                "relative_residual": _finite(explanation.solver.relative_residual),
-            },
-            "positive": _points(
-                rows, explanation.positive_indices, explanation.positive_contributions
-            ),
-            "negative": _points(
-                rows, explanation.negative_indices, explanation.negative_contributions
-            ),
-        }
-    )
+) -> dict[str, Any]:
+    """The ``ExplanationPublic`` JSON of one explanation (every number a Python int/float)."""
+    return {
+        "model_id": model.id,
+        "test_id": test_id,
+        "method": method.value,
+        "target_class": int(explanation.target_class),
+        "prediction": {
+            "logits": [_finite(v) for v in np.ravel(explanation.logits).tolist()],
+            "probabilities": [_finite(v) for v in np.ravel(explanation.probabilities).tolist()],
+            "predicted_class": int(explanation.predicted_class),
+        },
+        "decomposition": {
+            "sum_of_contributions": _finite(explanation.sum_of_contributions),
+            "model_output": _finite(explanation.model_output),
+            "residual": _finite(explanation.residual),
+        },
+        "solver": {
+            "name": explanation.solver.name,
+            "iterations": int(explanation.solver.iterations),
+            "relative_residual": _finite(explanation.solver.relative_residual),
+        },
+        "positive": _points(rows, explanation.positive_indices, explanation.positive_contributions),
+        "negative": _points(rows, explanation.negative_indices, explanation.negative_contributions),
+    }
 
 
 def _cached(
     context: ServiceContext,
     model: Model,
     query: dict[str, Any],
-    compute: Callable[[], ExplanationPublic],
-) -> dict[str, Any]:
-    """The JSON body of ``compute()``, from the explain cache when it holds one."""
+    compute: Callable[[], dict[str, Any]],
+) -> bytes:
+    """The serialised JSON of ``compute()``, from the explain cache when it holds one."""
     if context.results is None:
-        return compute().model_dump(mode="json")
+        return json_bytes(compute())
     key = cache_key(model.id, model.version, query, namespace=context.results.namespace)
     hit = context.results.get(key)
     if hit is not None:
         return hit
-    body = compute().model_dump(mode="json")
+    body = json_bytes(compute())
     context.results.put(key, body)
     return body
 
@@ -197,7 +195,7 @@ def explain_stored(
     k: int,
     method: Method,
     target: str,
-) -> dict[str, Any]:
+) -> bytes:
     """The JSON answer explaining the stored test point ``test_id`` of the ready ``model``."""
     loaded = context.models.get(model)
     index = loaded.test_index(test_id)
@@ -210,7 +208,7 @@ def explain_stored(
     )
     query = {"test_id": test_id, "k": k, "method": method.value, "target": engine_target}
 
-    def compute() -> ExplanationPublic:
+    def compute() -> dict[str, Any]:
         item = ScoringItem(
             rows=test_features[index : index + 1],
             targets=[engine_target],
@@ -262,8 +260,8 @@ def _check_width(name: str, rows: list[list[float]], width: int | None) -> None:
 
 def explain_rows(
     session: Session, model: Model, request: ExplainRequest, *, context: ServiceContext
-) -> ExplanationList:
-    """Explain each submitted row of ``request`` with the ready ``model``, in order."""
+) -> bytes:
+    """The JSON ``ExplanationList`` of each submitted row of ``request``, in order."""
     target = parse_target(
         request.target, num_classes=model.num_classes, label=None, location="body"
     )
@@ -284,13 +282,13 @@ def explain_rows(
     answers = _publish(
         session, model, explanations, method=request.method, test_ids=[None] * len(explanations)
     )
-    return ExplanationList(explanations=answers)
+    return json_bytes({"explanations": answers})
 
 
 def explain_batch(
     session: Session, model: Model, request: ExplainBatchRequest, *, context: ServiceContext
-) -> ExplanationList:
-    """Explain the stored test points ``request.test_ids`` of the ready ``model``, in order."""
+) -> bytes:
+    """The JSON ``ExplanationList`` of the stored test points ``request.test_ids``, in order."""
     loaded = context.models.get(model)
     if loaded.test_features is None:
         raise NotFoundError(f"model {model.id} has no stored test points")
@@ -319,7 +317,7 @@ def explain_batch(
     answers = _publish(
         session, model, explanations, method=request.method, test_ids=list(request.test_ids)
     )
-    return ExplanationList(explanations=answers)
+    return json_bytes({"explanations": answers})
 
 
 def _scored(

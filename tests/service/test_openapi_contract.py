@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from fastapi.routing import APIRoute, iter_route_contexts
 
-from app.dependencies import get_model, get_ready_model, get_tenant
+from app.dependencies import get_model, get_ready_model_query, get_tenant
 from rps.spec import ModelSpec, json_name, leaves
 
 PROBLEM = "application/problem+json"
@@ -98,9 +98,9 @@ async def test_routes_document_the_statuses_their_dependencies_answer(service, d
         if get_tenant in calls:
             assert "401" in responses, label
             assert operations[label].get("security") == [{"bearerAuth": []}], label
-        if get_model in calls or get_ready_model in calls:
+        if get_model in calls or get_ready_model_query in calls:
             assert "404" in responses, label
-        if get_ready_model in calls:
+        if get_ready_model_query in calls:
             assert {"404", "409", "422"} <= set(responses), label
     assert "429" in operations["GET /explain"]["responses"]
     assert {"413", "415"} <= set(operations["POST /models"]["responses"])
