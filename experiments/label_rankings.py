@@ -37,6 +37,7 @@ import representer
 from experiments.noise import flip_labels, found_curve
 from experiments.settings import LJE_LR_DEBUGGING, REPO_ROOT, Mode, TaskName, run_settings
 from representer.label_errors import (
+    ADAPTIVE_TIE_NATS,
     FUSION_IN_SAMPLE_WEIGHT,
     LabelRanking,
     fusion_scores,
@@ -355,9 +356,11 @@ def section_markdown(summary: dict) -> list[str]:
         + f" (at least as good everywhere: {verdict.get('at_least_as_good_everywhere')}; "
         f"better than both at: {', '.join(verdict.get('strictly_better_at') or []) or 'nowhere'}).",
         "",
-        "`adaptive` = `confidence` where the registered head's mean log-loss on the test set is "
-        "at most that of a logistic head refit on all the training features, else "
-        "`confidence_oof`. The view it took, per task and seed: "
+        "`adaptive`: the view whose model has the lower mean log-loss on the test set "
+        "(the registered head: `confidence`; a logistic head refit on all the training "
+        "features: `confidence_oof`), or, when the two differ by less than "
+        f"{ADAPTIVE_TIE_NATS} nats, the mean of both views' percentile ranks (`blend`). "
+        "The view it took, per task and seed: "
         + ", ".join(f"{key}: {view}" for key, view in summary.get("adaptive_views", {}).items())
         + ".",
         "",
