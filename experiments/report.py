@@ -220,4 +220,10 @@ def write_report(mode: Mode, *, root: Path | None = None) -> Path:
 
         if SUMMARY.exists():  # the label-ranking section has its own command; keep it
             write_section(json.loads(SUMMARY.read_text()), report)
+        from experiments import review_refit
+
+        if review_refit.OUTPUT.exists():  # so has the review-then-refit curve
+            payload = json.loads(review_refit.OUTPUT.read_text())
+            if "summary" in payload:
+                review_refit.write_section(payload, report)
     return report

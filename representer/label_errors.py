@@ -15,12 +15,23 @@ one) and a ``label_error_probability`` in [0, 1]:
   whether the other points agree. The weight w (``FUSION_IN_SAMPLE_WEIGHT``) was chosen on
   seeds 0-2 of the experiments as the one whose worst shortfall against the better of
   ``confidence`` and ``cleanlab`` (any task, 10% or 20% checked) is smallest.
+* ``adaptive`` (the default): the view whose model predicts the stored test labels
+  better. The user's head and a head refit on all the training features (the model
+  behind the out-of-fold view) are both scored by their mean log-loss on the test set:
+  if one is lower by at least ``ADAPTIVE_TIE_NATS``, its view (``confidence`` or
+  ``confidence_oof``) is taken; within that margin neither model is the better one and
+  the score is the mean of the two views' percentile ranks. Without test labels it is
+  ``confidence``. No fixed blend works everywhere: the in-sample view wins where the
+  user's head generalises better than a refit on its features (German Credit's XGBoost,
+  whose tree embedding a refit overfits; digits), the out-of-fold view where the refit
+  generalises better (CIFAR car/horse, whose network head is undertrained).
 
 ``label_error_probability`` = sigmoid(a + b · score) with (a, b) per ranking fitted by
 logistic regression on the flipped labels of ``python -m experiments.label_rankings``
 (seeds 0-2, 20% of the labels flipped; see experiments/RESULTS.md). It is calibrated for
 data with a noise rate like the experiments' 20%; read it as a relative likelihood
-elsewhere.
+elsewhere. ``adaptive`` gives the probability of the view it took (a blend: the mean of
+the two views' probabilities).
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from representer.logistic import (
     RefitTimeout,
     class_probabilities,
     estimate_refit_seconds,
+    fit_logistic_head,
     out_of_fold_probabilities,
 )
 
@@ -52,6 +64,10 @@ __all__ = [
     "fusion_scores",
     "FUSION_IN_SAMPLE_WEIGHT",
     "choose_ranking",
+    "AdaptiveView",
+    "choose_view",
+    "ADAPTIVE_TIE_NATS",
+    "percentile_ranks",
 ]
 
 
@@ -62,16 +78,38 @@ class LabelRanking(str, Enum):
     CONFIDENCE_OOF = "confidence_oof"
     CLEANLAB = "cleanlab"
     FUSION = "fusion"
+    ADAPTIVE = "adaptive"
 
 
-FUSION_IN_SAMPLE_WEIGHT = 0.95
+class AdaptiveView(str, Enum):
+    """Which view ``adaptive`` took, and why."""
+
+    IN_SAMPLE = "in_sample"
+    """The user's head predicts the stored test labels better than the refit, by at least
+    ``ADAPTIVE_TIE_NATS``."""
+    OUT_OF_FOLD = "out_of_fold"
+    """The refit head predicts the stored test labels better, by at least the margin."""
+    BLEND = "blend"
+    """Within the margin: the mean of both views' percentile ranks."""
+    NO_TEST_LABELS = "no_test_labels"
+    """No labelled test set to compare on: the in-sample view."""
+
+
+ADAPTIVE_TIE_NATS = 0.04
+"""Test log-loss difference (nats) below which ``adaptive`` blends the two views. On seeds
+0-2 of the experiments the differences were 0.002-0.022 on IMDB (both models near chance)
+and at least 0.065 elsewhere; any margin between gives the same choices."""
+
+
+FUSION_IN_SAMPLE_WEIGHT = 0.7
 """w of ``fusion`` (experiments.label_rankings, seeds 0-2)."""
 
-DEFAULT_RANKING = LabelRanking.FUSION
+DEFAULT_RANKING = LabelRanking.ADAPTIVE
 """The ranking ``/debug/suspicious`` answers when no method is named (chosen by
 experiments.label_rankings on seeds 0-2; see experiments/RESULTS.md)."""
 
 FALLBACK_ORDER = (
+    LabelRanking.ADAPTIVE,
     LabelRanking.FUSION,
     LabelRanking.CLEANLAB,
     LabelRanking.CONFIDENCE_OOF,
@@ -79,14 +117,15 @@ FALLBACK_ORDER = (
 )
 
 CALIBRATION: dict[LabelRanking, tuple[float, float]] = {
-    LabelRanking.CONFIDENCE: (-5.773, 8.715),
-    LabelRanking.CONFIDENCE_OOF: (-3.739, 4.859),
-    LabelRanking.CLEANLAB: (-3.079, 2.244),
-    LabelRanking.FUSION: (-5.691, 8.589),
+    LabelRanking.CONFIDENCE: (-5.625, 8.653),
+    LabelRanking.CONFIDENCE_OOF: (-3.868, 5.074),
+    LabelRanking.CLEANLAB: (-2.877, 2.002),
+    LabelRanking.FUSION: (-5.192, 7.855),
 }
-"""(a, b) of label_error_probability = sigmoid(a + b · score), per ranking: logistic
-regression of "flipped" on the score, pooled over German Credit, CIFAR car/horse and digits,
-seeds 0-2, 20% flipped (experiments.label_rankings; experiments/RESULTS.md)."""
+"""(a, b) of label_error_probability = sigmoid(a + b · score), per ranking (``adaptive``
+takes its view's): logistic
+regression of "flipped" on the score, pooled over German Credit, CIFAR car/horse, IMDB and
+digits, seeds 0-2, 20% flipped (experiments.label_rankings; experiments/RESULTS.md)."""
 
 DEFAULT_REFIT_MEMORY_BYTES = 4 * 1024**3
 
@@ -115,6 +154,10 @@ class LabelRankings:
     rankings: dict[LabelRanking, LabelScores]
     skipped: dict[LabelRanking, str] = field(default_factory=dict)
     refit_seconds: float = 0.0
+    adaptive_view: AdaptiveView | None = None
+    """The view ``adaptive`` took (None: not computed)."""
+    test_log_loss: dict[str, float] = field(default_factory=dict)
+    """Mean test log-loss of the ``head`` and of the ``refit`` head, when compared."""
 
 
 def calibrated_probability(ranking: LabelRanking, scores: np.ndarray) -> np.ndarray:
@@ -186,8 +229,77 @@ def _refit_skip_reason(
         return f"the refits would need {needed / 2**30:.1f} GiB, over {DEFAULT_REFIT_MEMORY_BYTES / 2**30:.0f} GiB"
     estimate = estimate_refit_seconds(features, num_classes, config)
     if estimate > budget_s:
-        return f"the {config.folds} head refits were estimated at {estimate:.1f} s, over the refit budget of {budget_s:.1f} s"
+        return f"the {config.folds + 1} head refits were estimated at {estimate:.1f} s, over the refit budget of {budget_s:.1f} s"
     return None
+
+
+def _mean_log_loss(head: LinearHead, features: np.ndarray, labels: np.ndarray) -> float:
+    probabilities = class_probabilities(head, features)  # (m, k)
+    return float(-np.mean(np.log(np.clip(_given(probabilities, labels), 1e-300, None))))
+
+
+def choose_view(
+    head: LinearHead,
+    refit_head: LinearHead,
+    test_features: np.ndarray | None,
+    test_labels: np.ndarray | None,
+) -> tuple[AdaptiveView, dict[str, float]]:
+    """``adaptive``'s view from the two heads' mean log-loss on the test set.
+
+    test_features : (m, d) float or None; test_labels : (m,) int in 0..k-1 or None.
+    Returns the view and the two mean log-losses (empty without test labels).
+    """
+    if test_features is None or test_labels is None or len(test_labels) == 0:
+        return AdaptiveView.NO_TEST_LABELS, {}
+    labels = np.asarray(test_labels, dtype=np.int64)
+    losses = {
+        "head": _mean_log_loss(head, test_features, labels),
+        "refit": _mean_log_loss(refit_head, test_features, labels),
+    }
+    if abs(losses["head"] - losses["refit"]) < ADAPTIVE_TIE_NATS:
+        return AdaptiveView.BLEND, losses
+    view = AdaptiveView.OUT_OF_FOLD if losses["refit"] < losses["head"] else AdaptiveView.IN_SAMPLE
+    return view, losses
+
+
+def percentile_ranks(scores: np.ndarray) -> np.ndarray:
+    """Rank of every score in [0, 1] (0: the smallest), shape (n,) float64; ties by position."""
+    order = np.argsort(scores, kind="stable")  # (n,)
+    ranks = np.empty(len(scores), dtype=np.float64)
+    ranks[order] = np.arange(len(scores)) / max(len(scores) - 1, 1)
+    return ranks
+
+
+def _adaptive(
+    view: AdaptiveView,
+    rankings: dict[LabelRanking, LabelScores],
+    in_sample: np.ndarray,
+    out_of_fold: np.ndarray,
+    labels: np.ndarray,
+) -> LabelScores:
+    """``adaptive``'s numbers for ``view`` from the two views' rankings and (n, k) probabilities."""
+    if view is AdaptiveView.OUT_OF_FOLD:
+        return rankings[LabelRanking.CONFIDENCE_OOF]
+    if view is not AdaptiveView.BLEND:
+        return rankings[LabelRanking.CONFIDENCE]
+    inside, outside = rankings[LabelRanking.CONFIDENCE], rankings[LabelRanking.CONFIDENCE_OOF]
+    return LabelScores(
+        scores=(percentile_ranks(inside.scores) + percentile_ranks(outside.scores)) / 2,
+        suggested_label=_suggested((in_sample + out_of_fold) / 2, labels),
+        label_error_probability=(inside.label_error_probability + outside.label_error_probability)
+        / 2,
+    )
+
+
+def _usable_test_labels(
+    test_features: np.ndarray | None, test_labels: np.ndarray | None, num_classes: int
+) -> bool:
+    if test_features is None or test_labels is None or len(test_labels) == 0:
+        return False
+    labels = np.asarray(test_labels)
+    return len(labels) == len(test_features) and bool(
+        np.all((labels >= 0) & (labels < num_classes))
+    )
 
 
 def label_rankings(
@@ -195,6 +307,8 @@ def label_rankings(
     train_features: np.ndarray,
     train_labels: np.ndarray,
     *,
+    test_features: np.ndarray | None = None,
+    test_labels: np.ndarray | None = None,
     budget_s: float = math.inf,
     config: RefitConfig | None = None,
 ) -> LabelRankings:
@@ -205,15 +319,19 @@ def label_rankings(
     head : LinearHead
     train_features : array of shape (n, d), float
     train_labels : array of shape (n,), int in 0..num_classes-1 (already validated)
+    test_features : array of shape (m, d), float, optional
+    test_labels : array of shape (m,), int, optional
+        The stored test set; with labels, ``adaptive`` compares the head and a refit on it.
     budget_s : float
-        Seconds the K refits may take; over it (estimated first, then enforced as a
-        deadline) the out-of-fold rankings are skipped with the reason in ``skipped``.
+        Seconds the refits (K folds and one on all rows) may take; over it (estimated
+        first, then enforced as a deadline) the rankings that need them are skipped with
+        the reason in ``skipped``.
     config : RefitConfig, optional
     """
     config = config or RefitConfig()
     labels = np.asarray(train_labels, dtype=np.int64)
     in_sample = class_probabilities(head, train_features)  # (n, k)
-    out_of_fold = None
+    out_of_fold, refit_head = None, None
     started = time.monotonic()
     reason = _refit_skip_reason(train_features, labels, head.num_classes, config, budget_s)
     if reason is None:
@@ -225,8 +343,17 @@ def label_rankings(
                 config=config,
                 deadline=started + budget_s,
             )
+            if _usable_test_labels(test_features, test_labels, head.num_classes):
+                refit_head = fit_logistic_head(
+                    train_features,
+                    labels,
+                    num_classes=head.num_classes,
+                    config=config,
+                    deadline=started + budget_s,
+                )
         except RefitTimeout:
-            reason = f"the {config.folds} head refits passed the refit budget of {budget_s:.1f} s"
+            out_of_fold = None
+            reason = f"the head refits passed the refit budget of {budget_s:.1f} s"
     flagged, cleanlab_reason = None, None
     if out_of_fold is not None:
         try:
@@ -252,6 +379,14 @@ def label_rankings(
         )
         for ranking, score in scores.items()
     }
+    view: AdaptiveView | None = None
+    losses: dict[str, float] = {}
+    if out_of_fold is not None:
+        if refit_head is None:
+            view = AdaptiveView.NO_TEST_LABELS
+        else:
+            view, losses = choose_view(head, refit_head, test_features, test_labels)
+        rankings[LabelRanking.ADAPTIVE] = _adaptive(view, rankings, in_sample, out_of_fold, labels)
     skipped = {
         ranking: (
             cleanlab_reason if ranking is LabelRanking.CLEANLAB and reason is None else reason
@@ -260,7 +395,7 @@ def label_rankings(
         for ranking in LabelRanking
         if ranking not in rankings
     }
-    return LabelRankings(rankings, skipped, time.monotonic() - started)
+    return LabelRankings(rankings, skipped, time.monotonic() - started, view, losses)
 
 
 def choose_ranking(available: set[str] | set[LabelRanking]) -> LabelRanking:

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,12 +38,19 @@ __all__ = ["ModelInputs", "PrecomputeResult", "RefitBudget", "compute_result", "
 
 @dataclass(frozen=True)
 class RefitBudget:
-    """Seconds the label rankings' head refits may take: max(min_s, share x methods' time)."""
+    """Seconds the label rankings' head refits may take: max(min_s, share x methods' time).
+
+    A head served by per-class blocks (``hessian_used`` "blocks", a large head) gets the share
+    alone: the floor would otherwise add a minute to heads whose precompute takes seconds
+    (issue 9's targets, e.g. n=50,000, d=512, k=10 ready in 10 s).
+    """
 
     min_s: float = 60.0
     share: float = 0.5
 
-    def seconds(self, methods_seconds: float) -> float:
+    def seconds(self, methods_seconds: float, *, blocks: bool = False) -> float:
+        if blocks:
+            return self.share * methods_seconds
         return max(self.min_s, self.share * methods_seconds)
 
 
@@ -92,7 +100,7 @@ class PrecomputeResult:
     self_scores: dict[Method, np.ndarray]
     diagnostics: dict[str, float]
     label_scores: dict[str, LabelScores]
-    rankings: dict[str, dict[str, str]]
+    rankings: dict[str, dict[str, Any]]
     test_predicted_class: np.ndarray | None = None
 
 
@@ -232,7 +240,12 @@ def _compute_into(
         train_features,
         train_labels,
         self_scores,
-        budget_s=refit_budget.seconds(time.perf_counter() - methods_started),
+        test_features=result.load_optional(result.test_features),
+        test_labels=result.load_optional(result.test_labels),
+        budget_s=refit_budget.seconds(
+            time.perf_counter() - methods_started,
+            blocks=any(state.meta.get("hessian_used") == "blocks" for state in states.values()),
+        ),
     )
     return PrecomputeResult(
         directory=result.directory,
@@ -283,10 +296,21 @@ def _label_rankings(
     train_labels: np.ndarray,
     self_scores: dict[Method, np.ndarray],
     *,
+    test_features: np.ndarray | None,
+    test_labels: np.ndarray | None,
     budget_s: float,
-) -> tuple[dict[str, LabelScores], dict[str, dict[str, str]]]:
-    """The label rankings, plus the methods' self-scores with the default's suggestions."""
-    computed = label_rankings(head, train_features, train_labels, budget_s=budget_s)
+) -> tuple[dict[str, LabelScores], dict[str, dict[str, Any]]]:
+    """The label rankings, plus the methods' self-scores with the default's suggestions.
+
+    ``adaptive``'s status also names the view it took and the test log-losses behind it."""
+    computed = label_rankings(
+        head,
+        train_features,
+        train_labels,
+        test_features=test_features,
+        test_labels=test_labels,
+        budget_s=budget_s,
+    )
     scores: dict[str, LabelScores] = {
         ranking.value: values for ranking, values in computed.rankings.items()
     }
@@ -297,10 +321,13 @@ def _label_rankings(
             suggested_label=reference.suggested_label,
             label_error_probability=reference.label_error_probability,
         )
-    rankings: dict[str, dict[str, str]] = {}
+    rankings: dict[str, dict[str, Any]] = {}
     for ranking in LabelRanking:
         if ranking in computed.rankings:
             rankings[ranking.value] = {"status": "ready"}
+            if ranking is LabelRanking.ADAPTIVE and computed.adaptive_view is not None:
+                rankings[ranking.value]["view"] = computed.adaptive_view.value
+                rankings[ranking.value]["test_log_loss"] = computed.test_log_loss
         else:
             reason = computed.skipped.get(ranking, "not computed")
             rankings[ranking.value] = {"status": "skipped", "reason": reason}

@@ -21,6 +21,7 @@ class Ranking(str, Enum):
     CONFIDENCE_OOF = "confidence_oof"
     CLEANLAB = "cleanlab"
     FUSION = "fusion"
+    ADAPTIVE = "adaptive"
 
 
 class SuspiciousPoint(BaseModel):

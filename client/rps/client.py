@@ -763,7 +763,7 @@ class Client(_Requests):
         """A page of training points, most likely mislabelled first.
 
         ``method``: lje | l2 | influence (self-contribution) or confidence | confidence_oof |
-        cleanlab | fusion (label-error rankings); None: the service's default, named in the
+        cleanlab | fusion | adaptive (label-error rankings); None: the service's default, named in the
         answer's ``method``.
         """
         return self._run(

@@ -33,7 +33,7 @@ WAIT_TIMEOUT_S = 3600.0
 RECORD_WIDTH = 60
 
 _METHODS = [method.value for method in Method]
-_LABEL_RANKINGS = ["confidence", "confidence_oof", "cleanlab", "fusion"]
+_LABEL_RANKINGS = ["confidence", "confidence_oof", "cleanlab", "fusion", "adaptive"]
 """Label-error rankings of ``GET /debug/suspicious`` beside the methods' self-scores."""
 
 Handler = Callable[[argparse.Namespace], int]

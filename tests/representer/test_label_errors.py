@@ -7,9 +7,11 @@ import pytest
 
 from representer import LinearHead
 from representer.label_errors import (
+    AdaptiveView,
     LabelRanking,
     choose_ranking,
     label_rankings,
+    percentile_ranks,
 )
 from representer.logistic import (
     RefitConfig,
@@ -69,7 +71,12 @@ def test_refits_over_the_budget_are_skipped_with_the_reason():
     features, _, noisy, _, head = noisy_problem(k=3, n=200)
     result = label_rankings(head, features, noisy, budget_s=0.0)
     assert set(result.rankings) == {LabelRanking.CONFIDENCE}
-    for ranking in (LabelRanking.CONFIDENCE_OOF, LabelRanking.CLEANLAB, LabelRanking.FUSION):
+    for ranking in (
+        LabelRanking.CONFIDENCE_OOF,
+        LabelRanking.CLEANLAB,
+        LabelRanking.FUSION,
+        LabelRanking.ADAPTIVE,
+    ):
         assert "refit budget of 0.0 s" in result.skipped[ranking]
     assert choose_ranking(set(result.rankings)) is LabelRanking.CONFIDENCE
 
@@ -87,9 +94,11 @@ def test_logistic_head_matches_scikit_learn_on_standardised_features():
     from sklearn.linear_model import LogisticRegression
 
     features, _, noisy, _, _ = noisy_problem(k=3, n=300)
-    head = fit_logistic_head(features, noisy, num_classes=3, config=RefitConfig(max_iter=1000))
+    config = RefitConfig(max_iter=1000)
+    head = fit_logistic_head(features, noisy, num_classes=3, config=config)
     standardised = (features - features.mean(axis=0)) / features.std(axis=0)
-    reference = LogisticRegression(C=1.0, max_iter=5000, tol=1e-10).fit(standardised, noisy)
+    reference = LogisticRegression(C=1.0 / config.l2, max_iter=5000, tol=1e-10)
+    reference.fit(standardised, noisy)
     np.testing.assert_allclose(
         class_probabilities(head, features),
         reference.predict_proba(standardised),
@@ -104,8 +113,65 @@ def test_binary_refit_is_a_one_logit_head():
 
 
 def test_out_of_fold_probabilities_differ_from_in_sample_on_flips():
-    features, _, noisy, flipped, head = noisy_problem(k=3, n=300)
+    features, _, noisy, flipped, _ = noisy_problem(k=3, n=300)
+    weak = RefitConfig(l2=1.0)  # the pull of one point shrinks as α grows
+    head = fit_logistic_head(features, noisy, num_classes=3, config=weak)
     in_sample = class_probabilities(head, features)[np.arange(300), noisy]
-    out_of_fold = out_of_fold_probabilities(features, noisy, num_classes=3)[np.arange(300), noisy]
+    out_of_fold = out_of_fold_probabilities(features, noisy, num_classes=3, config=weak)
+    out_of_fold = out_of_fold[np.arange(300), noisy]
     # A flipped point pulls the in-sample head toward its wrong label; held out, it cannot.
     assert np.mean(out_of_fold[flipped]) < np.mean(in_sample[flipped])
+
+
+def test_adaptive_takes_the_view_whose_model_predicts_the_test_labels_better():
+    features, clean, noisy, _, _ = noisy_problem(k=3, n=400, seed=1)
+    test_features, test_labels = features[:100], clean[:100]
+    good = fit_logistic_head(features, clean, num_classes=3)
+    bad = LinearHead(-good.weights, -good.bias)  # predicts the test labels worse than a refit
+    for head, view, source in (
+        (good, AdaptiveView.IN_SAMPLE, LabelRanking.CONFIDENCE),
+        (bad, AdaptiveView.OUT_OF_FOLD, LabelRanking.CONFIDENCE_OOF),
+    ):
+        result = label_rankings(
+            head, features, noisy, test_features=test_features, test_labels=test_labels
+        )
+        assert result.adaptive_view is view
+        assert set(result.test_log_loss) == {"head", "refit"}
+        adaptive = result.rankings[LabelRanking.ADAPTIVE]
+        np.testing.assert_array_equal(adaptive.scores, result.rankings[source].scores)
+        np.testing.assert_array_equal(
+            adaptive.suggested_label, result.rankings[source].suggested_label
+        )
+
+
+def test_adaptive_without_test_labels_is_in_sample_confidence():
+    features, _, noisy, _, head = noisy_problem(k=2, n=200)
+    result = label_rankings(head, features, noisy)
+    assert result.adaptive_view is AdaptiveView.NO_TEST_LABELS and result.test_log_loss == {}
+    np.testing.assert_array_equal(
+        result.rankings[LabelRanking.ADAPTIVE].scores,
+        result.rankings[LabelRanking.CONFIDENCE].scores,
+    )
+
+
+def test_adaptive_blends_the_views_when_neither_model_predicts_the_test_labels_better():
+    features, clean, noisy, _, head = noisy_problem(k=3, n=300, seed=2)
+    # The head is the refit itself: equal test log-loss, so neither view is preferred.
+    result = label_rankings(
+        head, features, noisy, test_features=features[:50], test_labels=clean[:50]
+    )
+    assert result.adaptive_view is AdaptiveView.BLEND
+    inside = result.rankings[LabelRanking.CONFIDENCE]
+    outside = result.rankings[LabelRanking.CONFIDENCE_OOF]
+    adaptive = result.rankings[LabelRanking.ADAPTIVE]
+    expected = (percentile_ranks(inside.scores) + percentile_ranks(outside.scores)) / 2
+    np.testing.assert_allclose(adaptive.scores, expected)
+    np.testing.assert_allclose(
+        adaptive.label_error_probability,
+        (inside.label_error_probability + outside.label_error_probability) / 2,
+    )
+    assert np.all(adaptive.suggested_label != noisy)
+
+
+def test_percentile_ranks_order_the_scores_from_zero_to_one():
+    np.testing.assert_allclose(percentile_ranks(np.array([0.3, 0.1, 0.9])), [0.5, 0.0, 1.0])

@@ -20,6 +20,8 @@ def engine_rankings(model):
         LinearHead(problem["weights"], problem["bias"]),
         problem["train_features"].astype(np.float32),
         problem["train_labels"],
+        test_features=problem["test_features"].astype(np.float32),
+        test_labels=problem["test_labels"],
     )
 
 
@@ -70,6 +72,10 @@ async def test_default_ranking_is_named_and_method_rankings_keep_working(service
     assert {name: state["status"] for name, state in status["rankings"].items()} == {
         ranking.value: "ready" for ranking in LabelRanking
     }
+    # The stored test set has labels: adaptive says which view it took and why.
+    adaptive = status["rankings"]["adaptive"]
+    assert adaptive["view"] == engine_rankings(multiclass_model).adaptive_view.value
+    assert set(adaptive["test_log_loss"]) == {"head", "refit"}
 
 
 @pytest.fixture(scope="module")
