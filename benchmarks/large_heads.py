@@ -7,12 +7,22 @@ the service keeps them. Each variant runs in its own process so its peak RSS is 
     python -m benchmarks.large_heads --case k10      # n=50,000 d=512  k=10: dense, blocks, auto
     python -m benchmarks.large_heads --case k100     # n=50,000 d=768  k=100: blocks vs reference
     python -m benchmarks.large_heads --case k1000    # n=50,000 d=1024 k=1000: blocks vs reference
+    python -m benchmarks.large_heads --case k1000 --damping 1e-4 --http   # ... and through HTTP
+    python -m benchmarks.large_heads --case n1m      # n=1,000,000 d=128 k=10: auto vs blocks
 
 The reference is dense where it fits, otherwise the same PCG run to a relative residual of
 1e-10 (float64 products). Reported per variant: precompute seconds, query p50 (one test
 point, cold: each point is new), peak RSS, the load average around the run, and agreement
 with the reference over the contributions of every training point (median Spearman, top-10
 positive + negative overlap, max |c − c_ref| / max |c_ref|) and of the self-scores (Spearman).
+
+``--http`` adds the variant ``http`` to the same run: ``rps serve`` + ``rps worker`` on
+PostgreSQL and Redis (as ``benchmarks.http_bench``'s production deployment), the head
+registered through the API with ``hessian: blocks`` (and the run's damping), the time from
+registration to ready, ``GET /explain`` for every stored test point (p50), the peak RSS of
+the worker's processes (sampled VmHWM of the worker and its children) and of the API
+process, and whether each answer's top-10 positive and negative training points are the
+reference's.
 """
 
 from __future__ import annotations
@@ -51,6 +61,14 @@ CASES = {
         "k": 1000,
         "separation": 3.0,
         "variants": ["reference", "blocks"],
+        "test_points": 3,
+    },
+    "n1m": {
+        "n": 1_000_000,
+        "d": 128,
+        "k": 10,
+        "separation": 2.0,
+        "variants": ["auto", "blocks"],
     },
     "small": {
         "n": 3_000,
@@ -108,7 +126,7 @@ def _problem(case: str, directory: Path) -> dict:
         return json.loads(marker.read_text())
     problem = clustered_problem(
         n_train=spec["n"],
-        n_test=TEST_POINTS,
+        n_test=spec.get("test_points", TEST_POINTS),
         dim=spec["d"],
         num_classes=spec["k"],
         separation=spec["separation"],
@@ -183,6 +201,130 @@ def _run_variant(case: str, variant: str, directory: Path, damping: float) -> di
     }
 
 
+def _process_tree(root: int) -> list[int]:
+    """``root`` and its descendants (from /proc/<pid>/task/<tid>/children)."""
+    found, stack = [], [root]
+    while stack:
+        pid = stack.pop()
+        found.append(pid)
+        for task in Path(f"/proc/{pid}/task").glob("*"):
+            try:
+                stack += [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+    return found
+
+
+def _peak_rss_gib(pids: list[int]) -> float:
+    """The largest VmHWM (peak resident set) among ``pids``, in GiB."""
+    peak = 0
+    for pid in pids:
+        try:
+            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]))
+        except OSError:
+            continue
+    return peak / 1024**2
+
+
+def _run_http(case: str, directory: Path, damping: float) -> dict:
+    """Register through the API, wait until ready, explain every stored test point."""
+    import threading
+
+    from benchmarks.http_bench import deployment
+    from rps.client import Client
+
+    problem = {
+        name: np.load(directory / f"{name}.npy")
+        for name in ("weights", "bias", "train_features", "train_labels", "test_features")
+    }
+    peaks = {"worker": 0.0, "serve": 0.0}
+    stop = threading.Event()
+
+    def sample(data_dir: str) -> None:  # this deployment's processes: by their RPS_DATA_DIR
+        marker = f"RPS_DATA_DIR={data_dir}".encode()
+        while not stop.is_set():
+            for key in peaks:
+                for line in subprocess.run(
+                    ["pgrep", "-f", f"rps {key}"], capture_output=True, text=True, check=False
+                ).stdout.split():
+                    try:
+                        environment = Path(f"/proc/{line}/environ").read_bytes().split(b"\0")
+                    except OSError:
+                        continue
+                    if marker in environment:
+                        peaks[key] = max(peaks[key], _peak_rss_gib(_process_tree(int(line))))
+            stop.wait(0.5)
+
+    with tempfile.TemporaryDirectory(prefix="large_heads_http_") as scratch:
+        workdir = Path(scratch)
+        with deployment("production", workdir) as base_url:
+            sampler = threading.Thread(
+                target=sample, args=(str(workdir / "production"),), daemon=True
+            )
+            sampler.start()
+            load_before = os.getloadavg()[0]
+            with Client(base_url, timeout=3600) as client:
+                started = time.perf_counter()
+                model = client.register_linear(
+                    problem["weights"],
+                    problem["bias"],
+                    problem["train_features"],
+                    problem["train_labels"],
+                    spec={"lje": {"hessian": "blocks", "damping": damping}},
+                    name=f"large-heads-{case}",
+                    methods=["lje"],
+                    test_features=problem["test_features"],
+                )
+                upload_s = time.perf_counter() - started
+                client.wait_ready(model.id, timeout=7200, progress=False)
+                ready_s = time.perf_counter() - started
+                query_s, answers = [], []
+                for row in range(problem["test_features"].shape[0]):
+                    started = time.perf_counter()
+                    answers.append(client.explain(model.id, test_id=str(row), k=TOP_K))
+                    query_s.append(time.perf_counter() - started)
+            stop.set()
+            load_after = os.getloadavg()[0]
+    top = [
+        {
+            "positive": [item.train_index for item in answer.positive],
+            "negative": [item.train_index for item in answer.negative],
+        }
+        for answer in answers
+    ]
+    (directory / "http_top.json").write_text(json.dumps(top))
+    first = answers[0].solver
+    return {
+        "variant": "http",
+        "upload_s": round(upload_s, 2),
+        "register_to_ready_s": round(ready_s, 2),
+        "query_p50_s": round(float(np.median(query_s)), 3),
+        "query_s": [round(value, 3) for value in query_s],
+        "peak_rss_gib_worker": round(peaks["worker"], 2),
+        "peak_rss_gib_serve": round(peaks["serve"], 2),
+        "load_average": [round(load_before, 1), round(load_after, 1)],
+        "solver": [first.name, first.iterations, first.relative_residual] if first else None,
+    }
+
+
+def _http_agreement(directory: Path, reference: str) -> dict:
+    """Top-10 positive and negative indices over HTTP against the reference's contributions."""
+    exact = np.load(directory / f"contributions_{reference}.npy")
+    top = json.loads((directory / "http_top.json").read_text())
+    same, overlaps = [], []
+    for answer, exact_row in zip(top, exact, strict=True):
+        order = np.argsort(exact_row)
+        positive, negative = set(order[-TOP_K:].tolist()), set(order[:TOP_K].tolist())
+        same.append(set(answer["positive"]) == positive and set(answer["negative"]) == negative)
+        overlaps.append(
+            (len(set(answer["positive"]) & positive) + len(set(answer["negative"]) & negative))
+            / (2 * TOP_K)
+        )
+    return {"identical_top10": int(sum(same)), "of": len(same), "top10_overlap": min(overlaps)}
+
+
 def _rank_correlation(left: np.ndarray, right: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -214,8 +356,12 @@ def main() -> None:
     parser.add_argument("--variants", help="comma-separated subset of the case's variants")
     parser.add_argument("--directory", type=Path, help="keep the arrays here (default: a temp dir)")
     parser.add_argument("--damping", type=float, default=0.0, help="lje damping δ (all variants)")
+    parser.add_argument("--http", action="store_true", help="also register and query over HTTP")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args()
+    if args.variant == "http":
+        print(json.dumps(_run_http(args.case, args.directory, args.damping)))
+        return
     if args.variant:
         print(json.dumps(_run_variant(args.case, args.variant, args.directory, args.damping)))
         return
@@ -224,6 +370,8 @@ def main() -> None:
         directory.mkdir(parents=True, exist_ok=True)
         info = _problem(args.case, directory)
         variants = args.variants.split(",") if args.variants else CASES[args.case]["variants"]
+        if args.http and "http" not in variants:
+            variants.append("http")
         results = []
         for variant in variants:
             command = [sys.executable, "-m", "benchmarks.large_heads", "--case", args.case]
@@ -237,7 +385,11 @@ def main() -> None:
             print(json.dumps(results[-1]), flush=True)
         reference = variants[0]
         for result in results[1:]:
-            if "error" not in result and "error" not in results[0]:
+            if "error" in result or "error" in results[0]:
+                continue
+            if result["variant"] == "http":
+                result["agreement_with_" + reference] = _http_agreement(directory, reference)
+            else:
                 result["agreement_with_" + reference] = _agreement(
                     directory, result["variant"], reference
                 )

@@ -16,7 +16,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from representer.block_hessian import block_quadratic_forms, support_mask
+from representer.block_hessian import block_quadratic_forms, support_pairs
 from representer.config import HessianMode, InfluenceConfig
 from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
@@ -165,10 +165,11 @@ def _blocks_solve(
         progress=stage_progress(progress, 0.0, 0.5),
     )
     newton = system.solve(at_dagger.mean_gradient[None])  # mat(H⁺ vec ḡ) (1, k, D)
+    assert system.block_thresholds is not None  # set by fit
     forms = block_quadratic_forms(
         train_features,
-        system.preconditioner.cholesky,
-        support_mask(probabilities, residuals, system.product.threshold),
+        system.preconditioner,
+        support_pairs(probabilities, train_labels, system.block_thresholds),
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)
     self_influence = (residuals * residuals * forms).sum(axis=1) / n  # (n,)

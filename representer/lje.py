@@ -18,7 +18,7 @@ from collections.abc import Hashable
 import numpy as np
 import torch
 
-from representer.block_hessian import block_quadratic_forms, support_mask
+from representer.block_hessian import block_quadratic_forms, support_pairs
 from representer.config import HessianMode, LJEConfig, WeightLayout
 from representer.explanation import DENSE_SOLVE, SolverReport
 from representer.feature_blocks import (
@@ -223,12 +223,11 @@ def _blocks_solve(
     )
     newton = system.solve(at_star.mean_gradient[None])  # mat(H*⁺ vec ḡ*) (1, k, D)
     residuals = at_star.residuals  # r* (n, k)
-    needed = support_mask(
-        probabilities, residuals, system.product.threshold
-    )  # the label is among them (r < 0)
+    assert system.block_thresholds is not None  # set by fit
+    needed = support_pairs(probabilities, own_class, system.block_thresholds)
     forms = block_quadratic_forms(
         train_features,
-        system.preconditioner.cholesky,
+        system.preconditioner,
         needed,
         progress=stage_progress(progress, 0.5, 1.0),
     )  # q_ic (n, k)

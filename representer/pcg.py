@@ -19,7 +19,11 @@ from representer.errors import SingularSystemError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 
 __all__ = [
+    "ClassPairs",
+    "GroupedProduct",
     "HessianProduct",
+    "LeftOutProduct",
+    "augmented_rows",
     "PCGResult",
     "class_support",
     "support_threshold",
@@ -43,6 +47,10 @@ SUPPORT_BLOCKINGS = 3
 """Ways of cutting the rows into blocks whose supports a product keeps cached."""
 PAIR_BYTES = 64 * 1024**2
 """Cap on the gathered (pairs, D) temporaries of the sparse product."""
+FLOAT32_MIN_TOLERANCE = 1e-8
+"""The left-out part of a refined solve (``LeftOutProduct``) multiplies in float32 when the
+cg_tolerance is at least this: its result is small (the left-out pairs carry little curvature),
+so float32's relative error in it is far below the tolerance. Tighter tolerances use float64."""
 
 
 def project(directions: torch.Tensor) -> torch.Tensor:
@@ -236,6 +244,218 @@ def _sparse_product(
         product.index_add_(1, classes[part], weighted[:, part, None] * features[None])
 
 
+GATHER_ROWS = 8192
+"""Rows of one class gathered for one GEMM (block sums, self-score forms, grouped products)."""
+
+
+@dataclass(frozen=True)
+class ClassPairs:
+    """Kept pairs (i, c) grouped by class: rows ascending within each class.
+
+    Attributes
+    ----------
+    rows, classes : ndarray of shape (s,), int64
+    values : ndarray of shape (s,), float64
+        P_ic of each pair.
+    starts : ndarray of shape (k + 1,), int64
+        Class c's pairs are ``[starts[c], starts[c + 1])``.
+    """
+
+    rows: np.ndarray
+    classes: np.ndarray
+    values: np.ndarray
+    starts: np.ndarray
+
+    @classmethod
+    def of(cls, probabilities: np.ndarray, keep: Callable[[np.ndarray], np.ndarray]) -> ClassPairs:
+        """The pairs where ``keep(P block)`` (a (b, k) bool mask), P read in row blocks."""
+        n, num_classes = probabilities.shape
+        rows, classes, values = [], [], []
+        step = rows_per_block(8 * num_classes * 4)
+        for start in range(0, n, step):
+            block = np.asarray(probabilities[start : start + step], dtype=np.float64)
+            local, chosen = np.nonzero(keep(block))
+            rows.append(local + start)
+            classes.append(chosen)
+            values.append(block[local, chosen])
+        all_classes = np.concatenate(classes).astype(np.int64)
+        order = np.argsort(all_classes, kind="stable")  # rows stay ascending per class
+        return cls(
+            rows=np.concatenate(rows).astype(np.int64)[order],
+            classes=all_classes[order],
+            values=np.concatenate(values)[order],
+            starts=np.searchsorted(all_classes[order], np.arange(num_classes + 1)),
+        )
+
+    def of_class(self, c: int) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, P_ic) of class c."""
+        part = slice(int(self.starts[c]), int(self.starts[c + 1]))
+        return self.rows[part], self.values[part]
+
+
+def augmented_rows(
+    train_features: np.ndarray,
+    rows: np.ndarray,
+    *,
+    device: torch.device,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
+    """Φ̃[rows] (ascending row indices) as a (len(rows), D) tensor, last column ones."""
+    d = train_features.shape[1]
+    block = torch.empty((rows.size, d + 1), dtype=dtype)
+    view = block.numpy()
+    view[:, :d] = train_features[rows]
+    view[:, d] = 1.0
+    return block.to(device)
+
+
+@dataclass(frozen=True)
+class GroupedProduct:
+    """V ↦ mat(H̃ vec V) over the kept ``pairs`` only, grouped by class (no damping, not in S).
+
+    For each class c with kept rows I_c: z = Φ̃[I_c] V_c (one GEMM), then the row sums
+    P_iᵀ z_i over each row's kept pairs, w = P ⊙ z − P ⊙ (row sum), and Φ̃[I_c]ᵀ w into row c:
+    4·s·D flops for s kept pairs. ``cache`` holds every Φ̃[I_c] gathered once (float32: half
+    the memory, for the inner solves of ``refined_solve``); without it the rows are gathered
+    from ``source`` (float64 row blocks of Φ̃, e.g. ``HessianProduct.in_memory``) per call.
+
+    Attributes
+    ----------
+    pairs : ClassPairs
+    n : int
+    live : Tensor of shape (D,), bool
+    cache : list of k Tensors (n_c, D), or None
+    source : Tensor of shape (n, D), float64, or None
+    """
+
+    pairs: ClassPairs
+    n: int
+    live: torch.Tensor
+    cache: list[torch.Tensor] | None = None
+    source: torch.Tensor | np.ndarray | None = None
+    """Φ̃ (n, D) float64 in memory, or Φ (n, d) itself (rows gathered and augmented per call)."""
+    float64: bool = False
+    """Multiply the cached rows in float64 (exact when the features are float32 themselves)."""
+
+    @classmethod
+    def cached(
+        cls, train_features: np.ndarray, pairs: ClassPairs, live: torch.Tensor
+    ) -> GroupedProduct:
+        """Φ̃[I_c] of every class gathered once, in float32."""
+        device = live.device
+        cache = [
+            augmented_rows(train_features, pairs.of_class(c)[0], device=device, dtype=torch.float32)
+            for c in range(pairs.starts.size - 1)
+        ]
+        return cls(pairs, train_features.shape[0], live, cache=cache)
+
+    def rows_of(self, c: int, part: slice) -> torch.Tensor:
+        """Φ̃ of class c's kept pairs ``part``."""
+        if self.cache is not None:
+            return self.cache[c][part].double() if self.float64 else self.cache[c][part]
+        rows = self.pairs.of_class(c)[0][part]
+        if isinstance(self.source, torch.Tensor):
+            return self.source.index_select(0, torch.as_tensor(rows, device=self.source.device))
+        assert self.source is not None
+        return augmented_rows(self.source, rows, device=self.live.device)
+
+    def __call__(self, directions: torch.Tensor) -> torch.Tensor:
+        """mat(H̃ vec V) for a stack (q, k, D) float64; shape (q, k, D), float64."""
+        q, num_classes, dim = directions.shape
+        device = directions.device
+        starts = self.pairs.starts
+        dtype = torch.float32 if self.cache is not None and not self.float64 else torch.float64
+        values = torch.as_tensor(self.pairs.values, device=device)  # P of the pairs (s,)
+        rows = torch.as_tensor(self.pairs.rows, device=device)
+        logits = torch.empty((values.shape[0], q), dtype=torch.float64, device=device)
+        cast = directions.to(dtype)
+        for c in range(num_classes):
+            for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS):
+                last = min(int(starts[c + 1]), first + GATHER_ROWS)
+                part = slice(first - int(starts[c]), last - int(starts[c]))
+                logits[first:last] = (self.rows_of(c, part) @ cast[:, c, :].T).double()
+        weighted = values[:, None] * logits  # P_ic z_ic (s, q)
+        row_sums = torch.zeros((self.n, q), dtype=torch.float64, device=device)
+        row_sums.index_add_(0, rows, weighted)  # P_iᵀ z_i over kept pairs (n, q)
+        weighted -= values[:, None] * row_sums[rows]  # Z'_ic (s, q)
+        product = torch.zeros((q, num_classes, dim), dtype=torch.float64, device=device)
+        for c in range(num_classes):
+            for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS):
+                last = min(int(starts[c + 1]), first + GATHER_ROWS)
+                part = slice(first - int(starts[c]), last - int(starts[c]))
+                chunk = weighted[first:last].to(dtype).T  # (q, b)
+                product[:, c, :] += (chunk @ self.rows_of(c, part)).double()
+        product /= self.n
+        product[:, :, ~self.live] = 0.0
+        return product
+
+
+@dataclass(frozen=True)
+class LeftOutProduct:
+    """V ↦ mat((H − H̃) vec V): what the pairs a sparse ``HessianProduct`` leaves out add.
+
+    With K_i the classes row i keeps (``class_support`` at ``threshold``), P^k = P ⊙ 1_K and
+    P^o = P − P^k, A_i − Ã_i applied to z = Z_i is P^o ⊙ z − P^o (Pᵀz) − P^k (P^oᵀ z): every
+    term carries a left-out P_ic, so the product is small and float32 GEMMs (``float32``)
+    keep its error far below the solve's tolerance. Streams Φ in row blocks in the
+    features' own dtype (no float64 copy); two dense GEMMs of n·k·D per call.
+
+    Attributes
+    ----------
+    train_features : ndarray of shape (n, d), real
+    probabilities : ndarray of shape (n, k), float64
+    threshold : float
+        The sparse operator's ``threshold``; pairs at or below it (not the top) are left out.
+    live : Tensor of shape (D,), bool
+    float32 : bool
+    """
+
+    train_features: np.ndarray
+    probabilities: np.ndarray
+    threshold: float
+    live: torch.Tensor
+    float32: bool
+
+    def __call__(self, directions: torch.Tensor) -> torch.Tensor:
+        """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64."""
+        q, num_classes, dim = directions.shape
+        device = directions.device
+        n, d = self.train_features.shape
+        dtype = torch.float32 if self.float32 else torch.float64
+        stacked = directions.reshape(q * num_classes, dim).to(dtype)  # (q·k, D)
+        weights_t, bias_t = stacked[:, :d].T.contiguous(), stacked[:, d]  # (d, q·k), (q·k,)
+        product = torch.zeros((q * num_classes, dim), dtype=torch.float64, device=device)
+        block_rows = rows_per_block(8 * (d + 4 * q * num_classes))
+        for start in range(0, n, block_rows):
+            rows = slice(start, min(n, start + block_rows))
+            block = block_tensor(
+                self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
+            )  # Φ rows (b, d)
+            probabilities = block_tensor(
+                self.probabilities, rows, dtype=np.dtype(np.float64), device=device
+            )  # (b, k)
+            kept = probabilities * class_support(probabilities, self.threshold)  # P^k
+            left = (probabilities - kept)[:, None, :]  # P^o (b, 1, k)
+            kept = kept[:, None, :]
+            logits = torch.addmm(bias_t, block, weights_t).to(torch.float64)
+            logits = logits.reshape(-1, q, num_classes)  # Z (b, q, k)
+            full_sums = (probabilities[:, None, :] * logits).sum(dim=2, keepdim=True)  # Pᵀz
+            left_sums = (left * logits).sum(dim=2, keepdim=True)  # P^oᵀ z
+            weighted = left * logits - left * full_sums - kept * left_sums  # (b, q, k)
+            weighted_t = weighted.reshape(-1, q * num_classes).T.to(dtype)  # (q·k, b)
+            product[:, :d] += (weighted_t @ block).to(torch.float64)
+            product[:, d] += weighted_t.sum(dim=1).to(torch.float64)
+        product /= n
+        result = product.reshape(q, num_classes, dim)
+        result[:, :, ~self.live] = 0.0
+        return result
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """The NumPy name of a torch floating dtype."""
+    return "float32" if dtype is torch.float32 else "float64"
+
+
 @dataclass(frozen=True)
 class PCGResult:
     """Solutions of a batch of systems and how far each got.
@@ -263,7 +483,7 @@ def solve_pcg(
     precondition: Callable[[torch.Tensor], torch.Tensor],
     right_hand_sides: torch.Tensor,
     *,
-    tolerance: float,
+    tolerance: float | torch.Tensor,
     max_iterations: int = MAX_CG_ITERATIONS,
 ) -> PCGResult:
     """Solve (H + δI) x_j = Π b_j on S for every j by preconditioned CG.
@@ -279,8 +499,8 @@ def solve_pcg(
         M⁻¹, symmetric positive definite on S and mapping into S.
     right_hand_sides : Tensor of shape (q, k, D), float64
         Projected onto S here.
-    tolerance : float
-        Stop when ‖r‖/‖b‖ <= tolerance.
+    tolerance : float, or Tensor of shape (q,)
+        Stop system j when ‖r_j‖/‖b_j‖ <= tolerance (tolerance[j]).
 
     Raises
     ------
@@ -293,6 +513,7 @@ def solve_pcg(
     solution = torch.zeros_like(rhs)
     residual = rhs.clone()
     iterations = np.zeros(q, dtype=np.int64)
+    tolerances = torch.as_tensor(tolerance, dtype=torch.float64, device=rhs.device).expand(q)
     active = torch.nonzero(rhs_norm > 0).flatten()
     if active.numel():
         preconditioned = precondition(residual[active])
@@ -314,7 +535,7 @@ def solve_pcg(
         residual[active] -= step[:, None, None] * curved
         iterations[active.cpu().numpy()] += 1
         reached = residual[active].flatten(1).norm(dim=1) / rhs_norm[active]  # (a,)
-        running = reached > tolerance
+        running = reached > tolerances[active]
         if not bool(running.any()):
             break
         active, direction, residual_dot = (

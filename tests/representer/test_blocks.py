@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from representer import (
     explain,
     fit,
 )
-from representer.block_hessian import BlockPreconditioner, factor_blocks
+from representer.block_hessian import block_thresholds, factor_blocks
 from representer.hessian_solver import choose_hessian
 from representer.pcg import HessianProduct, project, support_threshold
 from tests.helpers.problems import brute_hessian, clustered_problem, probabilities
@@ -175,15 +176,14 @@ def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered
     train = clustered["train_features"]
     theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
     probs = probabilities(theta, train.astype(np.float64))
-    cholesky, _ = factor_blocks(
+    precondition, _ = factor_blocks(
         train,
         probs,
         damping=0.0,
-        threshold=support_threshold(probs),
+        thresholds=block_thresholds(probs),
         device=torch.device("cpu"),
         progress=lambda fraction: None,
     )
-    precondition = BlockPreconditioner(cholesky)
     rng = np.random.default_rng(1)
     left, right = (project(torch.from_numpy(rng.normal(size=(4, *theta.shape)))) for _ in "lr")
     applied_right, applied_left = precondition(right), precondition(left)
@@ -336,7 +336,7 @@ def test_batched_solves_share_products_and_stop_each_at_its_own_tolerance(cluste
     rng = np.random.default_rng(4)
     rhs = torch.from_numpy(rng.normal(size=(3, *theta.shape)))
     rhs[1] *= 1e-3  # scale does not change a relative tolerance ...
-    rhs[2, :, :-1] = 0.0  # ... but a different right-hand side takes a different path
+    rhs[2, 1:] = 0.0  # ... but a different right-hand side (one class) takes a different path
     together = system.solve(rhs)
     for j in range(3):
         alone = system.solve(rhs[j : j + 1])
@@ -347,3 +347,126 @@ def test_batched_solves_share_products_and_stop_each_at_its_own_tolerance(cluste
         )
         assert together.relative_residual[j] <= 1e-8 * 10
     assert len(set(together.iterations.tolist())) > 1
+
+
+LEFT_OUT_RTOL = 1e-12
+"""Sparse product + left-out product (float64) against the explicit Kronecker Hessian."""
+LEFT_OUT_FLOAT32_RTOL = 1e-6
+"""The same with the left-out part in float32: its error is relative to that small part."""
+REFINED_RTOL = 1e-5
+"""Refined and plain solves, both to cg_tolerance 1e-7, agree to this relative difference."""
+
+
+@pytest.mark.parametrize("float32", [False, True])
+def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(peaked, float32):
+    from representer.pcg import LeftOutProduct
+
+    train = peaked["train_features"].astype(np.float64)[:300]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    threshold = 1e-4  # most pairs left out of the sparse operator
+    sparse = HessianProduct(train, probs, 0.0, live, threshold)
+    left_out = LeftOutProduct(train, probs, threshold, live, float32=float32)
+    directions = project(torch.from_numpy(np.random.default_rng(4).normal(size=(2, *theta.shape))))
+    expected = directions.reshape(2, -1).numpy() @ brute_hessian(theta, train)
+    truncated = sparse(directions)
+    assert (
+        np.abs(truncated.reshape(2, -1).numpy() - expected).max() > 1e-6 * np.abs(expected).max()
+    )  # the threshold does leave curvature out
+    actual = (truncated + left_out(directions)).reshape(2, -1).numpy()
+    tolerance = LEFT_OUT_FLOAT32_RTOL if float32 else LEFT_OUT_RTOL
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
+def test_block_thresholds_leave_out_at_most_their_share_of_each_class_mass(peaked):
+    from representer.block_hessian import PRECONDITIONER_MASS_RTOL
+
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, peaked["train_features"].astype(np.float64))
+    weights = probs * (1.0 - probs)
+    thresholds = block_thresholds(probs)
+    left_out = (weights * (weights <= thresholds)).sum(axis=0)
+    assert (left_out <= PRECONDITIONER_MASS_RTOL * weights.sum(axis=0)).all()
+    assert (weights > thresholds).mean() < 0.5  # peaked: most pairs leave the block sums
+
+
+def test_refined_solves_equal_plain_solves_on_peaked_heads(peaked):
+    from representer.hessian_solver import BlockSystem
+
+    train = peaked["train_features"]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
+    fields = {"damping": 1e-4, "tolerance": 1e-7, "device": torch.device("cpu")}
+    refined = BlockSystem.fit(train, probs, progress=lambda fraction: None, **fields)
+    assert refined.refined is not None  # peaked: the sparse operator keeps few pairs
+    plain = replace(refined, refined=None)
+    rng = np.random.default_rng(5)
+    rhs = torch.from_numpy(rng.normal(size=(3, *theta.shape)))
+    solved, expected = refined.solve(rhs), plain.solve(rhs)
+    assert (solved.relative_residual <= 1e-7).all()
+    difference = (solved.solution - expected.solution).abs().max()
+    assert float(difference) <= REFINED_RTOL * float(expected.solution.abs().max())
+
+
+GROUPED_FLOAT32_RTOL = 1e-5
+"""The grouped product over float32 rows against the float64 sparse product."""
+
+
+@pytest.mark.parametrize("cached", [False, True])
+def test_grouped_product_is_the_sparse_product(peaked, cached):
+    from representer.pcg import ClassPairs, GroupedProduct, class_support
+
+    train = peaked["train_features"].astype(np.float64)[:300]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    threshold = 1e-4
+    pairs = ClassPairs.of(
+        probs, lambda block: class_support(torch.from_numpy(block), threshold).numpy()
+    )
+    grouped = (
+        GroupedProduct.cached(train, pairs, live)
+        if cached
+        else GroupedProduct(pairs, train.shape[0], live, source=train)
+    )
+    directions = torch.from_numpy(np.random.default_rng(6).normal(size=(2, *theta.shape)))
+    expected = HessianProduct(train, probs, 0.0, live, threshold)(directions).numpy()
+    tolerance = GROUPED_FLOAT32_RTOL if cached else PRODUCT_RTOL
+    np.testing.assert_allclose(
+        grouped(directions).numpy(), expected, rtol=0, atol=tolerance * np.abs(expected).max()
+    )
+
+
+LOWRANK_RTOL = 1e-4
+"""Low-rank (Woodbury) and dense block factors, both float32, applied to the same vectors."""
+
+
+def test_low_rank_blocks_equal_dense_blocks(peaked, monkeypatch):
+    import representer.block_hessian as block_hessian
+    from representer.block_hessian import block_quadratic_forms, support_pairs
+
+    train = peaked["train_features"]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
+    thresholds = block_thresholds(probs)
+    fields = {"damping": 1e-4, "thresholds": thresholds, "device": torch.device("cpu")}
+    built = {}
+    for name, fraction in (("dense", 0.0), ("lowrank", 1e9)):
+        monkeypatch.setattr(block_hessian, "LOWRANK_FRACTION", fraction)
+        built[name], _ = factor_blocks(train, probs, progress=lambda fraction: None, **fields)
+    assert built["dense"].lowrank is None and built["lowrank"].cholesky.shape[0] == 0
+    vectors = project(torch.from_numpy(np.random.default_rng(7).normal(size=(3, *theta.shape))))
+    expected = built["dense"](vectors)
+    np.testing.assert_allclose(
+        built["lowrank"](vectors).numpy(),
+        expected.numpy(),
+        rtol=0,
+        atol=LOWRANK_RTOL * float(expected.abs().max()),
+    )
+    pairs = support_pairs(probs, peaked["train_labels"], thresholds)
+    forms = {
+        name: block_quadratic_forms(train, built[name], pairs, progress=lambda fraction: None)
+        for name in built
+    }
+    np.testing.assert_allclose(forms["lowrank"], forms["dense"], rtol=LOWRANK_RTOL * 10)

@@ -316,3 +316,12 @@ async def test_a_head_beyond_the_memory_ceiling_is_a_422_at_registration(service
     assert message in response.json()["detail"]
     assert any("spec.lje.memory_budget_bytes" in str(error) for error in response.json()["errors"])
     assert after == before
+
+
+def test_refit_budget_floor_does_not_apply_to_heads_served_by_blocks():
+    from workers.computation import RefitBudget
+
+    budget = RefitBudget(min_s=60.0, share=0.5)
+    assert budget.seconds(4.0) == 60.0  # the floor: small dense heads may always refit
+    assert budget.seconds(4.0, blocks=True) == 2.0  # a large head: its share alone
+    assert budget.seconds(600.0, blocks=True) == budget.seconds(600.0) == 300.0
