@@ -60,6 +60,9 @@ PROBLEMS = REPO_ROOT / "experiments" / "results" / "label_problems"
 OUTPUT = REPO_ROOT / "experiments" / "results" / "label_rankings.json"
 SUMMARY = REPO_ROOT / "experiments" / "results" / "label_rankings_summary.json"
 RESULTS_MD = REPO_ROOT / "experiments" / "RESULTS.md"
+RESULTS_FULL_MD = REPO_ROOT / "experiments" / "RESULTS_FULL.md"
+FULL_OUTPUT = REPO_ROOT / "experiments" / "results" / "full" / "label_rankings.json"
+FULL_SUMMARY = REPO_ROOT / "experiments" / "results" / "full" / "label_rankings_summary.json"
 SECTION_START, SECTION_END = "<!-- label-rankings -->", "<!-- /label-rankings -->"
 
 
@@ -144,14 +147,17 @@ def _digits(seed: int) -> Problem:
     )
 
 
-def _paper_task(name: str, seed: int) -> Problem:
+def _paper_task(name: str, seed: int, mode: Mode) -> Problem:
+    import torch
+
     from experiments.data import load_task
     from experiments.tasks import build_task
     from experiments.tasks.base import LinearRegistration
     from representer.adapters import BoosterEmbedding
 
-    settings = run_settings(TaskName(name), Mode.QUICK)
-    task = build_task(load_task(settings), settings)
+    settings = run_settings(TaskName(name), mode)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    task = build_task(load_task(settings), settings, device=device)
     noisy, flipped = flip_labels(task.data.train_labels, fraction=FLIP_FRACTION, seed=seed)
     model = task.fit(noisy, seed=seed)
     registration = task.registration(model)
@@ -172,24 +178,30 @@ def _paper_task(name: str, seed: int) -> Problem:
     return Problem(embedding.head, features, noisy, flipped, clean, test_features, test_labels)
 
 
-def load_problem(task: str, seed: int, *, cache: Path = PROBLEMS) -> Problem:
+def load_problem(
+    task: str, seed: int, *, mode: Mode = Mode.QUICK, cache: Path = PROBLEMS
+) -> Problem:
     """The trained (task, seed) problem, from ``cache`` when it was built before (one
-    training per seed, reused by every ranking and by the review-then-refit curve)."""
-    path = cache / f"{task}_{seed}.npz"
+    training per seed, reused by every ranking and by the review-then-refit curve).
+    Digits is the same in both modes."""
+    suffix = "" if Mode(mode) is Mode.QUICK or task == "digits" else "_full"
+    path = cache / f"{task}{suffix}_{seed}.npz"
     if path.exists():
         return Problem.load(path)
-    problem = _digits(seed) if task == "digits" else _paper_task(task, seed)
+    problem = _digits(seed) if task == "digits" else _paper_task(task, seed, Mode(mode))
     problem.save(path)
     return problem
 
 
-def rank_task_seed(task: str, seed: int, *, method_scores: dict | None = None) -> dict:
+def rank_task_seed(
+    task: str, seed: int, *, mode: Mode = Mode.QUICK, method_scores: dict | None = None
+) -> dict:
     """Scores of every ranking and the flips for one (task, seed); JSON-ready lists.
 
     ``method_scores``: the ``lje`` / ``l2`` / ``influence`` scores of an earlier run of the
     same cached problem, kept as they are (only the label rankings are recomputed)."""
     started = time.perf_counter()
-    problem = load_problem(task, seed)
+    problem = load_problem(task, seed, mode=mode)
     scores: dict[str, list[float]] = {}
     for method in METHODS if method_scores is None else ():
         config = (
@@ -336,8 +348,9 @@ def section_markdown(summary: dict) -> list[str]:
         "model trained on the noisy labels, every ranking computed by the code the worker runs "
         "(`representer.label_errors`, `representer.fit`). Fraction of the flipped labels found "
         "among the first 10 / 20 / 40% of the training points checked, mean over seeds. "
-        "German Credit (XGBoost, n=800), CIFAR car/horse (ResNet, quick size n=1000), IMDB "
-        "(Bi-LSTM, quick size n=1200), scikit-learn digits (multinomial logistic regression on "
+        f"Mode: {summary.get('mode', 'quick')}. German Credit (XGBoost, n=800), CIFAR car/horse "
+        f"(ResNet, n={_size('cifar', summary)}), IMDB (Bi-LSTM, n={_size('imdb', summary)}), "
+        "scikit-learn digits (multinomial logistic regression on "
         "the pixels, n=1437: a fixed stratified 80/20 split, the other 360 images are its test "
         "set). Networks trained with one torch thread. "
         f"Tasks measured: {', '.join(summary['report'] or summary['selection'])}. "
@@ -376,6 +389,11 @@ def section_markdown(summary: dict) -> list[str]:
     return [*lines, SECTION_END]
 
 
+def _size(task: str, summary: dict) -> str:
+    n_train = run_settings(TaskName(task), Mode(summary.get("mode", "quick"))).n_train
+    return "all" if n_train is None else str(n_train)
+
+
 def write_section(summary: dict, path: Path = RESULTS_MD) -> None:
     """Put the section into ``path``, replacing an earlier one."""
     text = path.read_text() if path.exists() else ""
@@ -392,7 +410,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--tasks", nargs="+", default=list(TASKS), choices=TASKS)
     parser.add_argument("--seeds", nargs="+", type=int, default=[*SELECTION_SEEDS, *REPORT_SEEDS])
-    parser.add_argument("--output", default=str(OUTPUT))
+    parser.add_argument(
+        "--mode",
+        default=Mode.QUICK.value,
+        choices=[mode.value for mode in Mode],
+        help="quick: CIFAR 1000 / IMDB 1200 training points; full: CIFAR 10000 (all), IMDB "
+        "10000, more epochs (experiments.settings); full writes under results/full/ and into "
+        "RESULTS_FULL.md",
+    )
+    parser.add_argument("--output", default=None, help="per-point scores (default by mode)")
     parser.add_argument("--note", default="", help="a sentence for the RESULTS.md section")
     parser.add_argument(
         "--threads",
@@ -411,13 +437,18 @@ def main(argv: list[str] | None = None) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
+    mode = Mode(args.mode)
+    quick = mode is Mode.QUICK
+    output = args.output or str(OUTPUT if quick else FULL_OUTPUT)
+    summary_path = SUMMARY if quick else FULL_SUMMARY
+    Path(output).parent.mkdir(parents=True, exist_ok=True)
     runs: list[dict] = []
-    if os.path.exists(args.output):  # resume: keep finished (task, seed) pairs
-        with open(args.output) as handle:
+    if os.path.exists(output):  # resume: keep finished (task, seed) pairs
+        with open(output) as handle:
             runs = json.load(handle)["runs"]
     if args.refresh_label_rankings:
         runs = [
-            rank_task_seed(run["task"], run["seed"], method_scores=run["scores"])
+            rank_task_seed(run["task"], run["seed"], mode=mode, method_scores=run["scores"])
             if run["task"] in args.tasks and run["seed"] in args.seeds
             else run
             for run in runs
@@ -427,9 +458,9 @@ def main(argv: list[str] | None = None) -> None:
         for seed in args.seeds:
             if (task, seed) in done:
                 continue
-            runs.append(rank_task_seed(task, seed))
+            runs.append(rank_task_seed(task, seed, mode=mode))
             print(f"{task} seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
-            with open(args.output, "w") as handle:
+            with open(output, "w") as handle:
                 json.dump({"runs": runs}, handle)
     weight = choose_fusion_weight(runs)
     if weight != FUSION_IN_SAMPLE_WEIGHT:
@@ -440,6 +471,7 @@ def main(argv: list[str] | None = None) -> None:
     selection, report = table(runs, SELECTION_SEEDS), table(runs, REPORT_SEEDS)
     default = choose_default(selection)
     summary = {
+        "mode": mode.value,
         "default": default,
         "fusion_in_sample_weight": weight,
         "calibration": calibration(runs, SELECTION_SEEDS),
@@ -453,8 +485,9 @@ def main(argv: list[str] | None = None) -> None:
         },
         "note": args.note,
     }
-    SUMMARY.write_text(json.dumps(summary, indent=1))
-    write_section(summary)
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps(summary, indent=1))
+    write_section(summary, RESULTS_MD if mode is Mode.QUICK else RESULTS_FULL_MD)
     print("\n".join(section_markdown(summary)))
 
 

@@ -215,14 +215,14 @@ def write_report(mode: Mode, *, root: Path | None = None) -> Path:
             lines += _task_section(json.loads(path.read_text()), figures, report.parent)
     lines += _leverage_section(results_dir / "german_leverage.json")
     report.write_text("\n".join(lines) + "\n")
-    if Mode(mode) is Mode.QUICK and root == EXPERIMENTS_DIR:
-        from experiments.label_rankings import SUMMARY, write_section
-
-        if SUMMARY.exists():  # the label-ranking section has its own command; keep it
-            write_section(json.loads(SUMMARY.read_text()), report)
+    if root == EXPERIMENTS_DIR:
         from experiments import review_refit
+        from experiments.label_rankings import FULL_SUMMARY, SUMMARY, write_section
 
-        if review_refit.OUTPUT.exists():  # so has the review-then-refit curve
+        summary = SUMMARY if Mode(mode) is Mode.QUICK else FULL_SUMMARY
+        if summary.exists():  # the label-ranking section has its own command; keep it
+            write_section(json.loads(summary.read_text()), report)
+        if Mode(mode) is Mode.QUICK and review_refit.OUTPUT.exists():  # so has this curve
             payload = json.loads(review_refit.OUTPUT.read_text())
             if "summary" in payload:
                 review_refit.write_section(payload, report)
