@@ -263,7 +263,8 @@ def _run_http(case: str, directory: Path, damping: float) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="large_heads_http_") as scratch:
         workdir = Path(scratch)
-        with deployment("production", workdir) as base_url:
+        with deployment("production", workdir) as deployed:
+            base_url = deployed[0] if isinstance(deployed, tuple) else deployed  # (url, pid)
             sampler = threading.Thread(
                 target=sample, args=(str(workdir / "production"),), daemon=True
             )
