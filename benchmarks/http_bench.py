@@ -16,8 +16,17 @@ Run::
     .venv/bin/python -m benchmarks.http_bench --quick        # n=5,000, d=64
 
 Concurrent requests of one model share engine passes (``app.explain.batcher``); the table
-shows throughput against one client, 429 refusals, 5xx answers, and the server time per
-request spent outside queueing and the engine (from the server's own /metrics).
+shows throughput against one client, 429 refusals, 5xx answers, the server time per
+request spent outside queueing and the engine (from the server's own /metrics), the mean
+requests per engine pass, and the API process's CPU per answered request: its event-loop
+thread (``loop``) and all its other threads (``threads``: engine passes, the thread-pool
+calls with their database queries and JSON).
+
+The clients are threads of this process (one interpreter lock: together they use at most
+one core); ``--client-processes`` makes each client a process of its own. Clients share the
+machine with the server either way: on a 2-core machine 16 client threads cost about 5 ms
+of CPU per request (contending for the lock), one client about 2 ms, and 16 client
+processes compete with the server for both cores.
 
 Targets: one client p50 <= 15 ms; 16 clients >= 1.3x the one-client throughput with p99 <=
 200 ms; 64 clients no 5xx, every refusal a 429. Results also go to benchmarks/out/.
@@ -35,7 +44,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,13 +113,25 @@ class Latency:
     server_errors: int
     outside_engine_ms: float
     """Server-side time per answered request outside queueing and the engine pass."""
+    requests_per_pass: float
+    """Mean requests scored together in one engine pass."""
+    loop_cpu_ms: float
+    """CPU of the API process's event-loop thread per answered request."""
+    threads_cpu_ms: float
+    """CPU of the API process's other threads (engine, thread pool) per answered request."""
 
     @classmethod
     def of(
-        cls, seconds: np.ndarray, statuses: np.ndarray, *, wall_s: float, outside_engine_ms: float
+        cls,
+        seconds: np.ndarray,
+        statuses: np.ndarray,
+        *,
+        wall_s: float,
+        server: ServerDelta,
     ) -> Latency:
         answered = statuses == 200
         millis = 1000.0 * np.asarray(seconds)[answered]
+        count = max(1, len(millis))
         return cls(
             len(millis),
             float(np.percentile(millis, 50)),
@@ -119,8 +140,54 @@ class Latency:
             len(millis) / wall_s,
             int((statuses == 429).sum()),
             int((statuses >= 500).sum()),
-            outside_engine_ms,
+            server.outside_engine_ms(),
+            server.requests_per_pass(),
+            1000.0 * server.loop_cpu_s / count,
+            1000.0 * server.threads_cpu_s / count,
         )
+
+
+@dataclass(frozen=True)
+class ServerDelta:
+    """What the API process did during one level: its /metrics sums and its CPU."""
+
+    metrics: dict[str, float]
+    loop_cpu_s: float
+    threads_cpu_s: float
+
+    def outside_engine_ms(self) -> float:
+        """Mean server time per request that is neither queueing nor an engine pass.
+
+        A shared pass counts once for all its requests, so this is the per-request cost of
+        HTTP, validation, the database, records and JSON (and of waiting for a core).
+        """
+        if self.metrics["requests"] <= 0:
+            return float("nan")
+        outside = self.metrics["request"] - self.metrics["wait"] - self.metrics["engine"]
+        return 1000.0 * outside / self.metrics["requests"]
+
+    def requests_per_pass(self) -> float:
+        if self.metrics["passes"] <= 0:
+            return float("nan")
+        return self.metrics["batched"] / self.metrics["passes"]
+
+
+def process_cpu_s(pid: int) -> tuple[float, float]:
+    """CPU seconds of ``pid``'s main thread (the event loop) and of all its other threads
+    (Linux /proc; threads that ended are not counted, so compare a level's start and end)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    main = other = 0.0
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        seconds = (int(fields[11]) + int(fields[12])) / tick  # utime + stime
+        if stat.parent.name == str(pid):
+            main += seconds
+        else:
+            other += seconds
+    return main, other
 
 
 @contextmanager
@@ -182,8 +249,9 @@ def deployment(
     *,
     server_threads: int | None = None,
     concurrent_queries: int | None = None,
-) -> Iterator[str]:
-    """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL.
+) -> Iterator[tuple[str, int]]:
+    """Start the servers of ``kind`` ("embedded" or "production"); yields the base URL and
+    the API process's pid.
 
     ``server_threads`` caps the BLAS / OpenMP / torch threads of each server process;
     ``concurrent_queries`` sets RPS_CONCURRENT_QUERIES (engine scorings at once per API process).
@@ -193,6 +261,7 @@ def deployment(
     if concurrent_queries is not None:
         env["RPS_CONCURRENT_QUERIES"] = str(concurrent_queries)
     if server_threads is not None:
+        env["RPS_QUERY_THREADS"] = str(server_threads)
         for variable in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[variable] = str(server_threads)
     (workdir / kind).mkdir()
@@ -221,7 +290,7 @@ def deployment(
         )
         base_url = f"http://127.0.0.1:{port}"
         wait_healthy(base_url, server, log_path)
-        yield base_url
+        yield base_url, server.pid
 
 
 def time_requests(
@@ -250,9 +319,17 @@ def time_requests(
 
 
 def server_seconds(base_url: str) -> dict[str, float]:
-    """Cumulative server-side seconds of /explain requests, queue waits and engine passes."""
+    """Cumulative server-side seconds of /explain requests, queue waits and engine passes,
+    and the number of passes and of requests they scored."""
     text = httpx.get(f"{base_url}/metrics", timeout=10).text
-    totals = {"request": 0.0, "requests": 0.0, "wait": 0.0, "engine": 0.0}
+    totals = {
+        "request": 0.0,
+        "requests": 0.0,
+        "wait": 0.0,
+        "engine": 0.0,
+        "passes": 0.0,
+        "batched": 0.0,
+    }
     for line in text.splitlines():
         if line.startswith("rps_http_request_duration_seconds_sum") and 'route="/explain"' in line:
             totals["request"] += float(line.rsplit(" ", 1)[1])
@@ -265,23 +342,70 @@ def server_seconds(base_url: str) -> dict[str, float]:
             totals["wait"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("rps_explain_engine_seconds_sum"):
             totals["engine"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("rps_explain_batch_size_count"):
+            totals["passes"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("rps_explain_batch_size_sum"):
+            totals["batched"] += float(line.rsplit(" ", 1)[1])
     return totals
 
 
-def outside_engine_ms(before: dict[str, float], after: dict[str, float]) -> float:
-    """Mean server time per request that is neither queueing nor an engine pass.
-
-    A shared pass counts once for all its requests, so this is the per-request cost of
-    HTTP, validation, the database, records and JSON.
-    """
-    delta = {name: after[name] - before[name] for name in after}
-    if delta["requests"] <= 0:
-        return float("nan")
-    outside = delta["request"] - delta["wait"] - delta["engine"]
-    return 1000.0 * outside / delta["requests"]
+def _timed_chunk(arguments: tuple[str, str, list[str], int]) -> tuple[np.ndarray, np.ndarray]:
+    base_url, model_id, test_ids, top_k = arguments
+    return time_requests(base_url, model_id, test_ids, top_k=top_k)
 
 
-def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> dict[str, object]:
+def _started(index: int) -> int:
+    return index
+
+
+def client_pool(clients: int, *, processes: bool) -> Executor:
+    """``clients`` workers, each timing its own share of the requests."""
+    if not processes:
+        return ThreadPoolExecutor(max_workers=clients)
+    pool = ProcessPoolExecutor(max_workers=clients)
+    list(pool.map(_started, range(clients)))  # every process started before the clock
+    return pool
+
+
+def time_level(
+    base_url: str,
+    pid: int,
+    model_id: str,
+    chunks: list[list[str]],
+    *,
+    top_k: int,
+    processes: bool,
+) -> Latency:
+    """One level: every chunk timed by its own client, all at once."""
+    with client_pool(len(chunks), processes=processes) as pool:
+        before, cpu_before = server_seconds(base_url), process_cpu_s(pid)
+        started = time.perf_counter()
+        timings = list(
+            pool.map(_timed_chunk, [(base_url, model_id, chunk, top_k) for chunk in chunks])
+        )
+        wall_s = time.perf_counter() - started
+        cpu_after, after = process_cpu_s(pid), server_seconds(base_url)
+    delta = ServerDelta(
+        {name: after[name] - before[name] for name in after},
+        loop_cpu_s=cpu_after[0] - cpu_before[0],
+        threads_cpu_s=cpu_after[1] - cpu_before[1],
+    )
+    return Latency.of(
+        np.concatenate([seconds for seconds, _ in timings]),
+        np.concatenate([statuses for _, statuses in timings]),
+        wall_s=wall_s,
+        server=delta,
+    )
+
+
+def measure(
+    base_url: str,
+    pid: int,
+    size: BenchSize,
+    problem: dict[str, np.ndarray],
+    *,
+    client_processes: bool,
+) -> dict[str, object]:
     """Register, wait, then time each level of concurrent clients on distinct test ids."""
     with Client(base_url, timeout=600) as client:
         started = time.perf_counter()
@@ -300,44 +424,49 @@ def measure(base_url: str, size: BenchSize, problem: dict[str, np.ndarray]) -> d
         ready_s = time.perf_counter() - started
     test_ids = [str(index) for index in range(size.n_test)]
     time_requests(base_url, model.id, test_ids[: size.warmup], top_k=size.top_k)
+    load_before = os.getloadavg()[0]
     levels = {}
     for position, clients in enumerate(CLIENT_LEVELS):
         start = size.warmup + position * size.requests_per_level
         ids = test_ids[start : start + size.requests_per_level]
         chunks = [ids[i::clients] for i in range(clients)]
-        before = server_seconds(base_url)
-        started = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            timings = list(
-                pool.map(
-                    lambda chunk: time_requests(base_url, model.id, chunk, top_k=size.top_k),
-                    chunks,
-                )
-            )
-        wall_s = time.perf_counter() - started
-        levels[str(clients)] = asdict(
-            Latency.of(
-                np.concatenate([seconds for seconds, _ in timings]),
-                np.concatenate([statuses for _, statuses in timings]),
-                wall_s=wall_s,
-                outside_engine_ms=outside_engine_ms(before, server_seconds(base_url)),
-            )
+        latency = time_level(
+            base_url, pid, model.id, chunks, top_k=size.top_k, processes=client_processes
         )
-    return {"upload_s": registered_s, "register_to_ready_s": ready_s, "clients": levels}
+        levels[str(clients)] = asdict(latency)
+    return {
+        "upload_s": registered_s,
+        "register_to_ready_s": ready_s,
+        "load_before": load_before,
+        "load_after": os.getloadavg()[0],
+        "clients": levels,
+    }
 
 
 def report(
-    results: dict[str, dict], size: BenchSize, *, num_classes: int, server_threads: int | None
+    results: dict[str, dict],
+    size: BenchSize,
+    *,
+    num_classes: int,
+    server_threads: int | None,
+    client_processes: bool,
 ) -> str:
     threads = (
         f"{server_threads} BLAS thread(s) per server" if server_threads else "default BLAS threads"
     )
     head = "binary head" if num_classes == 2 else f"{num_classes}-class softmax head"
+    clients_in = (
+        "each client a process of its own"
+        if client_processes
+        else "clients are threads of the benchmark's process"
+    ) + ("; loop/thr. ms: CPU of the API process's event-loop thread / other threads per answer")
     lines = [
         f"GET /explain, n={size.n_train:,}, d={size.dim}, {head}, top-{size.top_k}, LJE, distinct test ids, "
         f"{threads}, {os.cpu_count()} CPUs",
+        f"{clients_in}",
         f"{'deployment':<12} {'clients':>7} {'answered':>8} {'p50 ms':>8} {'p99 ms':>8} "
-        f"{'mean ms':>8} {'req/s':>7} {'x 1 cl.':>7} {'429':>5} {'5xx':>4} {'outside ms':>10}",
+        f"{'mean ms':>8} {'req/s':>7} {'x 1 cl.':>7} {'429':>5} {'5xx':>4} {'outside ms':>10} "
+        f"{'req/pass':>8} {'loop ms':>7} {'thr. ms':>7}",
     ]
     for kind, result in results.items():
         one_client = result["clients"]["1"]["throughput_rps"]
@@ -346,10 +475,12 @@ def report(
                 f"{kind:<12} {label:>7} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                 f"{row['mean_ms']:>8.2f} {row['throughput_rps']:>7.1f} "
                 f"{row['throughput_rps'] / one_client:>7.2f} {row['refused_429']:>5} "
-                f"{row['server_errors']:>4} {row['outside_engine_ms']:>10.2f}"
+                f"{row['server_errors']:>4} {row['outside_engine_ms']:>10.2f} "
+                f"{row['requests_per_pass']:>8.1f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f}"
             )
         lines.append(
-            f"{'':<12} register->ready {result['register_to_ready_s']:.1f} s (upload {result['upload_s']:.1f} s)"
+            f"{'':<12} register->ready {result['register_to_ready_s']:.1f} s (upload {result['upload_s']:.1f} s); "
+            f"load average {result['load_before']:.2f} before the clients, {result['load_after']:.2f} after"
         )
     lines.append(
         f"targets: one client p50 <= {TARGET_P50_MS:g} ms; 16 clients >= 1.3x one client's "
@@ -378,6 +509,11 @@ def main(argv: list[str] | None = None) -> int:
         default=10,
         help="number of classes of the head (2 = binary sigmoid head; default 10)",
     )
+    parser.add_argument(
+        "--client-processes",
+        action="store_true",
+        help="run each client in a process of its own (default: threads of this process)",
+    )
     args = parser.parse_args(argv)
     if args.classes < 2:
         parser.error("--classes must be >= 2")
@@ -393,9 +529,17 @@ def main(argv: list[str] | None = None) -> int:
                 Path(workdir),
                 server_threads=args.server_threads,
                 concurrent_queries=args.concurrent_queries,
-            ) as base_url:
-                results[kind] = measure(base_url, size, problem)
-    text = report(results, size, num_classes=args.classes, server_threads=args.server_threads)
+            ) as (base_url, pid):
+                results[kind] = measure(
+                    base_url, pid, size, problem, client_processes=args.client_processes
+                )
+    text = report(
+        results,
+        size,
+        num_classes=args.classes,
+        server_threads=args.server_threads,
+        client_processes=args.client_processes,
+    )
     if args.concurrent_queries is not None:
         text += f"\nRPS_CONCURRENT_QUERIES={args.concurrent_queries}"
     print(text)
@@ -405,6 +549,7 @@ def main(argv: list[str] | None = None) -> int:
         + f"_k{args.classes}"
         + (f"_threads{args.server_threads}" if args.server_threads else "")
         + (f"_cq{args.concurrent_queries}" if args.concurrent_queries else "")
+        + ("_client_processes" if args.client_processes else "")
     )
     (OUT_DIR / f"{name}.json").write_text(
         json.dumps(
@@ -415,6 +560,7 @@ def main(argv: list[str] | None = None) -> int:
                 "machine": platform.platform(),
                 "cpus": os.cpu_count(),
                 "server_threads": args.server_threads,
+                "client_processes": args.client_processes,
             },
             indent=2,
         )

@@ -85,7 +85,7 @@ _SCRATCH_LOCK = threading.Lock()
 
 
 def blocks_memory_bytes(n: int, num_classes: int, dim: int) -> int:
-    """What the block solver holds: k float32 factors and one pass's block sums
+    """What the block solver holds: k float32 factors and a batch of block sums
     (``block_bytes``), P (n, k) float64 twice (the stored copy and a working one) and the
     float64 copy of Φ̃ a solve keeps (at most ``FEATURE_CACHE_BYTES``)."""
     from representer.pcg import FEATURE_CACHE_BYTES

@@ -341,13 +341,27 @@ class GroupedProduct:
     def cached(
         cls, train_features: np.ndarray, pairs: ClassPairs, live: torch.Tensor
     ) -> GroupedProduct:
-        """Φ̃[I_c] of every class gathered once, in float32."""
-        device = live.device
+        """Φ̃[I_c] of every class gathered once, in float32, in one sequential pass over Φ."""
+        n, d = train_features.shape
+        gathered = torch.empty((pairs.rows.size, d + 1), dtype=torch.float32)
+        gathered[:, d] = 1.0
+        by_row = np.argsort(pairs.rows, kind="stable")  # pair positions in row order
+        sorted_rows = pairs.rows[by_row]
+        step = rows_per_block(4 * (d + 1))
+        for start in range(0, n, step):
+            low, high = np.searchsorted(sorted_rows, [start, start + step])
+            if high == low:
+                continue
+            block = np.asarray(train_features[start : start + step], dtype=np.float32)
+            positions = torch.from_numpy(by_row[low:high])
+            local = torch.from_numpy(sorted_rows[low:high] - start)
+            gathered[positions, :d] = torch.from_numpy(block)[local]
+        gathered = gathered.to(live.device)
         cache = [
-            augmented_rows(train_features, pairs.of_class(c)[0], device=device, dtype=torch.float32)
+            gathered[int(pairs.starts[c]) : int(pairs.starts[c + 1])]
             for c in range(pairs.starts.size - 1)
         ]
-        return cls(pairs, train_features.shape[0], live, cache=cache)
+        return cls(pairs, n, live, cache=cache)
 
     def rows_of(self, c: int, part: slice) -> torch.Tensor:
         """Φ̃ of class c's kept pairs ``part``."""

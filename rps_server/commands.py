@@ -29,6 +29,32 @@ def _configure_logging() -> None:
     configure_logging(settings.log_level, settings.log_format)
 
 
+def _usable_cpus() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _limit_query_threads(settings: Settings) -> int:
+    """Give each engine pass of this API process ``RPS_QUERY_THREADS`` BLAS and PyTorch
+    threads (0: half the usable CPUs, at least 1), leaving the other cores to HTTP.
+
+    With every core's BLAS threads, a pass under many clients held both cores of a 2-core
+    machine (OpenBLAS's helper threads spin between passes), so the event loop and the
+    clients waited for CPU and few requests were there to share the next pass. Jobs run in
+    child processes of their own and keep every core.
+    """
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    count = settings.query_threads or max(1, _usable_cpus() // 2)
+    threadpool_limits(limits=count, user_api="blas")
+    torch.set_num_threads(count)
+    logger.info("engine passes use %d thread(s) (RPS_QUERY_THREADS)", count)
+    return count
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -40,6 +66,7 @@ def _serve(args: argparse.Namespace) -> int:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     upgrade(settings.resolved_database_url)
+    _limit_query_threads(settings)
     broker = setup_broker(settings)
     worker = sweeper = None
     if args.with_worker or settings.redis_url is None:

@@ -144,7 +144,14 @@ class Settings(BaseSettings):
     concurrent_queries: int = Field(
         default=1,
         ge=1,
-        description="Engine scorings run at once per API process; each already uses every BLAS thread.",
+        description="Engine scorings run at once per API process; each uses RPS_QUERY_THREADS threads.",
+    )
+    query_threads: int = Field(
+        default=0,
+        ge=0,
+        le=1024,
+        description="BLAS and PyTorch threads of an engine pass in an API process started by "
+        "`rps serve` (0: half the CPUs it may use, at least 1); the rest serve HTTP.",
     )
     batch_window_ms: float = Field(
         default=0.0,
