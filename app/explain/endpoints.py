@@ -7,7 +7,8 @@ serialised answer); the event loop only parses the request and sends the bytes.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import APIRouter, Query, Response
 from starlette.concurrency import run_in_threadpool
@@ -29,6 +30,11 @@ from app.explain.schemas import (
     ExplanationList,
     ExplanationPublic,
 )
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models_store import Model
 
 router = APIRouter(prefix="/explain", tags=["explain"])
 
@@ -77,14 +83,12 @@ async def explain_submitted(
 ) -> Response:
     """Explanations of submitted φ rows (or raw XGBoost rows), one per row, in order."""
 
-    def answer() -> bytes:
-        with read_only_session(context) as session:
-            model = ready_model(
-                session, body.model_id, tenant=tenant, method=body.method, location="body"
-            )
-            return service.explain_rows(session, model, body, context=context)
-
-    return json_response(await run_in_threadpool(answer))
+    return await _answer_for_body(
+        context,
+        tenant,
+        body,
+        lambda session, model: service.explain_rows(session, model, body, context=context),
+    )
 
 
 @router.post(
@@ -98,11 +102,28 @@ async def explain_batch(
 ) -> Response:
     """Explanations of up to 1000 stored test points of one model, in the order asked."""
 
+    return await _answer_for_body(
+        context,
+        tenant,
+        body,
+        lambda session, model: service.explain_batch(session, model, body, context=context),
+    )
+
+
+async def _answer_for_body(
+    context: ContextDep,
+    tenant: TenantDep,
+    body: ExplainRequest | ExplainBatchRequest,
+    explain: Callable[[Session, Model], bytes],
+) -> Response:
+    """``explain(session, model)`` for the ready model ``body`` names, in one thread-pool
+    call (the POST routes' shared body; a missing or unready model is a problem answer)."""
+
     def answer() -> bytes:
         with read_only_session(context) as session:
             model = ready_model(
                 session, body.model_id, tenant=tenant, method=body.method, location="body"
             )
-            return service.explain_batch(session, model, body, context=context)
+            return explain(session, model)
 
     return json_response(await run_in_threadpool(answer))
