@@ -37,10 +37,11 @@ import representer
 from experiments.noise import flip_labels, found_curve
 from experiments.settings import LJE_LR_DEBUGGING, REPO_ROOT, Mode, TaskName, run_settings
 from representer.label_errors import (
-    ADAPTIVE_TIE_NATS,
     CALIBRATION,
     DEFAULT_RANKING,
     FUSION_IN_SAMPLE_WEIGHT,
+    SIMULATED_DRAWS,
+    SIMULATED_FLIP_FRACTION,
     LabelRanking,
     fusion_scores,
     label_rankings,
@@ -232,6 +233,7 @@ def rank_task_seed(
         "scores": scores,
         "adaptive_view": computed.adaptive_view.value if computed.adaptive_view else None,
         "test_log_loss": computed.test_log_loss,
+        "simulated_found": computed.simulated_found,
         "seconds": time.perf_counter() - started,
     }
 
@@ -382,25 +384,19 @@ def section_markdown(summary: dict) -> list[str]:
         + f" (at least as good everywhere: {verdict.get('at_least_as_good_everywhere')}; "
         f"better than both at: {', '.join(verdict.get('strictly_better_at') or []) or 'nowhere'}).",
         "",
-        "`adaptive`: the view whose model has the lower mean log-loss on the test set "
-        "(the registered head: `confidence`; a logistic head refit on all the training "
-        "features: `confidence_oof`), or, when the two differ by less than "
-        f"{ADAPTIVE_TIE_NATS} nats, the mean of both views' percentile ranks (`blend`). "
-        "The view it took, per task and seed"
-        + (" (test log-loss of the head / of the refit)" if summary.get("test_log_loss") else "")
-        + ": "
-        + ", ".join(
-            f"{key}: {view}" + _losses(summary.get("test_log_loss", {}).get(key))
-            for key, view in summary.get("adaptive_views", {}).items()
-        )
-        + ".",
+        _adaptive_sentence(summary),
         "",
         "`label_error_probability` = sigmoid(a + b · score), (a, b) "
         + (
             "of the engine (fitted on the quick-mode seeds 0-2): "
             if summary.get("calibration_source") == "engine"
             else "fitted by logistic regression of 'flipped' on the score over every task of "
-            "seeds 0-2: "
+            "this run's seeds 0-2"
+            + (
+                " (the service keeps the quick-mode fit, `representer.label_errors.CALIBRATION`): "
+                if summary.get("mode") == Mode.FULL.value
+                else ": "
+            )
         )
         + ", ".join(f"`{name}` ({a}, {b})" for name, (a, b) in summary["calibration"].items())
         + ".",
@@ -419,6 +415,58 @@ def section_markdown(summary: dict) -> list[str]:
             lines += [f"### {title}", "", *([seeds.strip(), ""] if seeds else [])]
             lines += [markdown(summary[key], summary["default"]), ""]
     return [*lines, SECTION_END]
+
+
+def _adaptive_sentence(summary: dict) -> str:
+    views = summary.get("adaptive_views", {})
+    if "simulated_found" not in summary:  # summaries of the earlier rule (test log-loss)
+        return (
+            "`adaptive` (the rule of this run): the view whose model has the lower mean "
+            "log-loss on the test set (the registered head: `confidence`; a logistic head refit "
+            "on all the training features: `confidence_oof`), or, when the two differ by less "
+            "than 0.04 nats, the mean of both views' percentile ranks (`blend`). The view it "
+            "took, per task and seed"
+            + (
+                " (test log-loss of the head / of the refit)"
+                if summary.get("test_log_loss")
+                else ""
+            )
+            + ": "
+            + ", ".join(
+                f"{key}: {view}" + _losses(summary.get("test_log_loss", {}).get(key))
+                for key, view in views.items()
+            )
+            + "."
+        )
+    return (
+        "`adaptive`: the view whose model finds more flipped labels on the stored test set. "
+        f"{SIMULATED_DRAWS} times, {SIMULATED_FLIP_FRACTION:.0%} of the test labels are flipped "
+        "(seeds 0-19; to another class drawn uniformly), the test points ranked by 1 − P(given "
+        "label) under the registered head (the `confidence` view) and under a logistic head "
+        "refit on all the training features (the `confidence_oof` view), and the flips found "
+        "among the first 10% and 20% counted; the better model's view is taken when the mean "
+        "difference is at least its standard deviation over the draws, otherwise the mean of "
+        "both views' percentile ranks (`blend`). The view it took, per task and seed (simulated "
+        "flips found by the head / the refit, ± the standard deviation of the difference; test "
+        "log-loss of the head / the refit): "
+        + ", ".join(
+            f"{key}: {view}"
+            + _evidence(
+                summary["simulated_found"].get(key), summary.get("test_log_loss", {}).get(key)
+            )
+            for key, view in views.items()
+        )
+        + "."
+    )
+
+
+def _evidence(found: dict | None, losses: dict | None) -> str:
+    parts = []
+    if found and "head" in found:
+        parts.append(f"{found['head']:.3f} / {found['refit']:.3f} ± {found['difference_sd']:.3f}")
+    if losses and "head" in losses and "refit" in losses:
+        parts.append(f"{losses['head']:.3f} / {losses['refit']:.3f}")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def _fusion_sentence(summary: dict) -> str:
@@ -458,11 +506,15 @@ def _size(task: str, summary: dict) -> str:
 def write_section(summary: dict, path: Path = RESULTS_MD) -> None:
     """Put the section into ``path``, replacing an earlier one."""
     text = path.read_text() if path.exists() else ""
-    if SECTION_START in text:
+    section = "\n".join(section_markdown(summary))
+    if SECTION_START in text and SECTION_END in text.split(SECTION_START, 1)[1]:
         head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1] if SECTION_END in rest else ""
-        text = head.rstrip("\n") + "\n\n" + tail.lstrip("\n")
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(section_markdown(summary)) + "\n")
+        tail = rest.split(SECTION_END, 1)[1]
+        path.write_text(head + section + tail)  # in place: the other sections keep their order
+        return
+    if SECTION_START in text:  # a section without its end marker: drop it, append anew
+        text = text.split(SECTION_START, 1)[0]
+    path.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -564,6 +616,12 @@ def main(argv: list[str] | None = None) -> None:
         "test_log_loss": {
             f"{run['task']} {run['seed']}": {
                 name: round(value, 4) for name, value in (run.get("test_log_loss") or {}).items()
+            }
+            for run in runs
+        },
+        "simulated_found": {
+            f"{run['task']} {run['seed']}": {
+                name: round(value, 4) for name, value in (run.get("simulated_found") or {}).items()
             }
             for run in runs
         },

@@ -328,6 +328,7 @@ def _label_rankings(
             if ranking is LabelRanking.ADAPTIVE and computed.adaptive_view is not None:
                 rankings[ranking.value]["view"] = computed.adaptive_view.value
                 rankings[ranking.value]["test_log_loss"] = computed.test_log_loss
+                rankings[ranking.value]["simulated_flips_found"] = computed.simulated_found
         else:
             reason = computed.skipped.get(ranking, "not computed")
             rankings[ranking.value] = {"status": "skipped", "reason": reason}
