@@ -302,7 +302,7 @@ def _label_rankings(
 ) -> tuple[dict[str, LabelScores], dict[str, dict[str, Any]]]:
     """The label rankings, plus the methods' self-scores with the default's suggestions.
 
-    ``adaptive``'s status also names the view it took and the test log-losses behind it."""
+    ``adaptive``'s status also names the view it took and the simulated test flips and test log-losses behind it."""
     computed = label_rankings(
         head,
         train_features,

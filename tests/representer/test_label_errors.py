@@ -161,7 +161,7 @@ def test_adaptive_without_test_labels_is_in_sample_confidence():
 
 def test_adaptive_blends_the_views_when_neither_model_predicts_the_test_labels_better():
     features, clean, noisy, _, head = noisy_problem(k=3, n=300, seed=2)
-    # The head is the refit itself: equal test log-loss, so neither view is preferred.
+    # The head is the refit itself: the same simulated flips found, so neither view is preferred.
     result = label_rankings(
         head, features, noisy, test_features=features[:50], test_labels=clean[:50]
     )
