@@ -71,3 +71,28 @@ def test_a_run_without_selection_seeds_reports_the_engines_default_and_the_seeds
     text = (tmp_path / "RESULTS_FULL_MD.md").read_text()
     assert "Seeds per task: german [3, 4]; digits [3, 4]." in text
     assert "this run has no selection seeds" in text
+
+
+def test_a_refresh_saves_the_recomputed_rankings_and_keeps_the_training_seconds(
+    tmp_path, monkeypatch
+):
+    import json
+
+    from experiments import label_rankings
+
+    old = {**fake_run("german", 3, best="confidence"), "seconds": 42.0, "adaptive_view": "blend"}
+    output = tmp_path / "runs.json"
+    output.write_text(json.dumps({"runs": [old]}))
+    new = {**fake_run("german", 3, best="adaptive"), "seconds": 1.0, "adaptive_view": "in_sample"}
+    monkeypatch.setattr(label_rankings, "rank_task_seed", lambda *args, **kwargs: dict(new))
+    monkeypatch.setattr(label_rankings, "FULL_SUMMARY", tmp_path / "summary.json")
+    monkeypatch.setattr(label_rankings, "RESULTS_FULL_MD", tmp_path / "results.md")
+    argv = ["--mode", "full", "--tasks", "german", "--seeds", "3", "--output", str(output)]
+    label_rankings.main([*argv, "--refresh-label-rankings"])
+    (saved,) = json.loads(output.read_text())["runs"]
+    assert saved["adaptive_view"] == "in_sample" and saved["scores"] == new["scores"]
+    assert saved["seconds"] == 42.0 and saved["refresh_seconds"] == 1.0
+    label_rankings.main(argv)  # a later run resumes from the recomputed rankings
+    assert json.loads((tmp_path / "summary.json").read_text())["adaptive_views"] == {
+        "german 3": "in_sample"
+    }
