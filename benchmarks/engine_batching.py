@@ -8,6 +8,9 @@ here on the engine alone, medians over repeats, for each method:
 * 16 points that share one target class (target: <= 3x one pass);
 * 16 points with mixed target classes (target: <= (distinct targets + 1) x one pass).
 
+Passes use the threads an API process gives them (``RPS_QUERY_THREADS``; by default half the
+usable CPUs, at least 1), set with ``--threads``.
+
     .venv/bin/python -m benchmarks.engine_batching            # n=50,000, d=512, k=10
     .venv/bin/python -m benchmarks.engine_batching --quick    # n=5,000, d=64
 """
@@ -22,8 +25,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
+from threadpoolctl import threadpool_limits
 
 from representer import Method, explain, fit
+from rps_server.commands import query_thread_count
 from tests.helpers.problems import memmapped_problem
 
 OUT_DIR = Path(__file__).resolve().parent / "out"
@@ -40,8 +46,20 @@ def median_ms(function, repeats: int) -> float:
     return 1000.0 * statistics.median(times)
 
 
-def measure_method(method: Method, features, labels, head, test, *, repeats: int) -> dict:
-    state = fit(head, features, labels, method=method)
+def measure_method(
+    method: Method, features, labels, head, test, *, repeats: int, threads: int
+) -> dict:
+    state = fit(head, features, labels, method=method)  # every core, as a precompute job
+    with threadpool_limits(limits=threads, user_api="blas"):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return _passes(method, state, features, head, test, repeats=repeats)
+        finally:
+            torch.set_num_threads(previous)
+
+
+def _passes(method: Method, state, features, head, test, *, repeats: int) -> dict:
     rng = np.random.default_rng(1)
     one_target = [0] * BATCH
     mixed = rng.integers(0, head.num_classes, size=BATCH).tolist()
@@ -66,7 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="n=5,000, d=64")
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--methods", default="lje,influence,l2")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=0,
+        help="BLAS and PyTorch threads of a pass (0: RPS_QUERY_THREADS's default, half the CPUs)",
+    )
     args = parser.parse_args(argv)
+    threads = query_thread_count(args.threads)
     n, d, k = (5_000, 64, 10) if args.quick else (50_000, 512, 10)
     rows = []
     with tempfile.TemporaryDirectory(prefix="rps-engine-batching-") as scratch:
@@ -74,10 +99,19 @@ def main(argv: list[str] | None = None) -> int:
         test = np.random.default_rng(2).normal(size=(BATCH, d))
         for name in args.methods.split(","):
             rows.append(
-                measure_method(Method(name), features, labels, head, test, repeats=args.repeats)
+                measure_method(
+                    Method(name),
+                    features,
+                    labels,
+                    head,
+                    test,
+                    repeats=args.repeats,
+                    threads=threads,
+                )
             )
     print(
-        f"engine passes, n={n:,}, d={d}, k={k}, {BATCH} points per shared pass, median of {args.repeats}"
+        f"engine passes, n={n:,}, d={d}, k={k}, {BATCH} points per shared pass, median of "
+        f"{args.repeats}, {threads} thread(s) a pass"
     )
     print(
         f"{'method':<10} {'1 pt ms':>8} {'16 same ms':>10} {'ratio':>6} {'16 mixed ms':>11} {'ratio':>6} {'bound':>6}"
@@ -92,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     name = "engine_batching_quick" if args.quick else "engine_batching"
     (OUT_DIR / f"{name}.json").write_text(
-        json.dumps({"n": n, "d": d, "k": k, "rows": rows}, indent=2)
+        json.dumps({"n": n, "d": d, "k": k, "threads": threads, "rows": rows}, indent=2)
     )
     return 0
 

@@ -14,6 +14,7 @@ Run::
     .venv/bin/python -m benchmarks.http_bench                # n=50,000, d=512, 10 classes
     .venv/bin/python -m benchmarks.http_bench --classes 2    # the same with a binary head
     .venv/bin/python -m benchmarks.http_bench --quick        # n=5,000, d=64
+    .venv/bin/python -m benchmarks.http_bench --clients 1,16 --requests 200   # a quick check
 
 Concurrent requests of one model share engine passes (``app.explain.batcher``); the table
 shows throughput against one client, 429 refusals, 5xx answers, the server time per
@@ -38,6 +39,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,7 +48,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import httpx
@@ -64,24 +66,26 @@ TARGET_P50_MS = 15.0
 TARGET_P99_MS = 50.0
 TARGET_P99_16_MS = 200.0
 CLIENT_LEVELS = (1, 4, 16, 64)
-"""Concurrent clients of each measured level; every level sends distinct test ids."""
+"""Concurrent clients of each measured level (``--clients``); every level sends distinct
+test ids."""
 STARTUP_TIMEOUT_S = 120.0
 
 
 @dataclass(frozen=True)
 class BenchSize:
-    """The model and the request counts of one run."""
+    """The model, the client levels and the request counts of one run."""
 
     n_train: int
     dim: int
     top_k: int
     warmup: int
     requests_per_level: int
+    client_levels: tuple[int, ...] = CLIENT_LEVELS
 
     @property
     def n_test(self) -> int:
         """Enough stored test points that no request repeats another."""
-        return self.warmup + len(CLIENT_LEVELS) * self.requests_per_level
+        return self.warmup + len(self.client_levels) * self.requests_per_level
 
 
 FULL = BenchSize(
@@ -156,14 +160,18 @@ class ServerDelta:
     threads_cpu_s: float
 
     def outside_engine_ms(self) -> float:
-        """Mean server time per request that is neither queueing nor an engine pass.
+        """Mean server time per request that is neither queueing nor its engine pass: the
+        per-request cost of HTTP, validation, the database, records and JSON (and of waiting
+        for a core).
 
-        A shared pass counts once for all its requests, so this is the per-request cost of
-        HTTP, validation, the database, records and JSON (and of waiting for a core).
+        Each request's pass counts for it (``rps_explain_pass_seconds``). A server without
+        that metric only gives each pass once (``rps_explain_engine_seconds``), which leaves
+        the rest of a shared pass's requests' time in this figure.
         """
         if self.metrics["requests"] <= 0:
             return float("nan")
-        outside = self.metrics["request"] - self.metrics["wait"] - self.metrics["engine"]
+        scored = self.metrics["pass"] if self.metrics["pass"] > 0 else self.metrics["engine"]
+        outside = self.metrics["request"] - self.metrics["wait"] - scored
         return 1000.0 * outside / self.metrics["requests"]
 
     def requests_per_pass(self) -> float:
@@ -327,6 +335,7 @@ def server_seconds(base_url: str) -> dict[str, float]:
         "requests": 0.0,
         "wait": 0.0,
         "engine": 0.0,
+        "pass": 0.0,
         "passes": 0.0,
         "batched": 0.0,
     }
@@ -342,6 +351,8 @@ def server_seconds(base_url: str) -> dict[str, float]:
             totals["wait"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("rps_explain_engine_seconds_sum"):
             totals["engine"] += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("rps_explain_pass_seconds_sum"):
+            totals["pass"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("rps_explain_batch_size_count"):
             totals["passes"] += float(line.rsplit(" ", 1)[1])
         elif line.startswith("rps_explain_batch_size_sum"):
@@ -426,7 +437,7 @@ def measure(
     time_requests(base_url, model.id, test_ids[: size.warmup], top_k=size.top_k)
     load_before = os.getloadavg()[0]
     levels = {}
-    for position, clients in enumerate(CLIENT_LEVELS):
+    for position, clients in enumerate(size.client_levels):
         start = size.warmup + position * size.requests_per_level
         ids = test_ids[start : start + size.requests_per_level]
         chunks = [ids[i::clients] for i in range(clients)]
@@ -469,12 +480,12 @@ def report(
         f"{'req/pass':>8} {'loop ms':>7} {'thr. ms':>7}",
     ]
     for kind, result in results.items():
-        one_client = result["clients"]["1"]["throughput_rps"]
+        reference = next(iter(result["clients"].values()))["throughput_rps"]
         for label, row in result["clients"].items():
             lines.append(
                 f"{kind:<12} {label:>7} {row['requests']:>8} {row['p50_ms']:>8.2f} {row['p99_ms']:>8.2f} "
                 f"{row['mean_ms']:>8.2f} {row['throughput_rps']:>7.1f} "
-                f"{row['throughput_rps'] / one_client:>7.2f} {row['refused_429']:>5} "
+                f"{row['throughput_rps'] / reference:>7.2f} {row['refused_429']:>5} "
                 f"{row['server_errors']:>4} {row['outside_engine_ms']:>10.2f} "
                 f"{row['requests_per_pass']:>8.1f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f}"
             )
@@ -514,10 +525,34 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="run each client in a process of its own (default: threads of this process)",
     )
+    parser.add_argument(
+        "--clients",
+        default=",".join(map(str, CLIENT_LEVELS)),
+        help="comma list of concurrent-client levels (default 1,4,16,64; the first is the "
+        "throughput reference)",
+    )
+    parser.add_argument(
+        "--requests", type=int, help="requests per level (default 640; --quick 128)"
+    )
+    parser.add_argument(
+        "--logs", type=Path, help="copy the servers' logs into this directory at the end"
+    )
     args = parser.parse_args(argv)
     if args.classes < 2:
         parser.error("--classes must be >= 2")
-    size = QUICK if args.quick else FULL
+    try:
+        levels = tuple(int(level) for level in args.clients.split(","))
+    except ValueError:
+        parser.error(f"--clients must be a comma list of integers, got {args.clients!r}")
+    if not levels or min(levels) < 1:
+        parser.error(f"--clients levels must be >= 1, got {args.clients!r}")
+    if args.requests is not None and args.requests < max(levels):
+        parser.error(f"--requests must be at least the largest level ({max(levels)})")
+    size = replace(
+        QUICK if args.quick else FULL,
+        client_levels=levels,
+        **({"requests_per_level": args.requests} if args.requests is not None else {}),
+    )
     problem = sampled_head_problem(
         n_train=size.n_train, n_test=size.n_test, dim=size.dim, num_classes=args.classes
     )
@@ -533,6 +568,10 @@ def main(argv: list[str] | None = None) -> int:
                 results[kind] = measure(
                     base_url, pid, size, problem, client_processes=args.client_processes
                 )
+        if args.logs is not None:
+            args.logs.mkdir(parents=True, exist_ok=True)
+            for log in Path(workdir).glob("*.log"):
+                shutil.copy(log, args.logs / log.name)
     text = report(
         results,
         size,
@@ -550,6 +589,8 @@ def main(argv: list[str] | None = None) -> int:
         + (f"_threads{args.server_threads}" if args.server_threads else "")
         + (f"_cq{args.concurrent_queries}" if args.concurrent_queries else "")
         + ("_client_processes" if args.client_processes else "")
+        + ("" if levels == CLIENT_LEVELS else "_clients" + "-".join(map(str, levels)))
+        + ("" if args.requests is None else f"_requests{args.requests}")
     )
     (OUT_DIR / f"{name}.json").write_text(
         json.dumps(

@@ -37,8 +37,11 @@ import representer
 from experiments.noise import flip_labels, found_curve
 from experiments.settings import LJE_LR_DEBUGGING, REPO_ROOT, Mode, TaskName, run_settings
 from representer.label_errors import (
-    ADAPTIVE_TIE_NATS,
+    CALIBRATION,
+    DEFAULT_RANKING,
     FUSION_IN_SAMPLE_WEIGHT,
+    SIMULATED_DRAWS,
+    SIMULATED_FLIP_FRACTION,
     LabelRanking,
     fusion_scores,
     label_rankings,
@@ -230,6 +233,7 @@ def rank_task_seed(
         "scores": scores,
         "adaptive_view": computed.adaptive_view.value if computed.adaptive_view else None,
         "test_log_loss": computed.test_log_loss,
+        "simulated_found": computed.simulated_found,
         "seconds": time.perf_counter() - started,
     }
 
@@ -238,6 +242,15 @@ def found(run: dict, ranking: str) -> np.ndarray:
     """Fraction of the flips among the first 10 / 20 / 40% by ``ranking``, shape (3,)."""
     order = np.argsort(-np.asarray(run["scores"][ranking]), kind="stable")
     return found_curve(order, np.asarray(run["flipped"]), FRACTIONS)
+
+
+def seeds_used(runs: list[dict], seeds: tuple[int, ...]) -> dict[str, list[int]]:
+    """task -> the seeds of ``seeds`` that ran (what each row of ``table`` averages)."""
+    return {
+        task: sorted(run["seed"] for run in runs if run["task"] == task and run["seed"] in seeds)
+        for task in sorted({run["task"] for run in runs}, key=TASKS.index)
+        if any(run["task"] == task and run["seed"] in seeds for run in runs)
+    }
 
 
 def table(runs: list[dict], seeds: tuple[int, ...]) -> dict[str, dict[str, list[float]]]:
@@ -357,11 +370,13 @@ def section_markdown(summary: dict) -> list[str]:
         f"Load average (2 cores) at the end of the run: {summary['load_average']}. "
         + summary.get("note", ""),
         "",
-        f"**Default (`method` omitted): `{summary['default']}`**: on seeds 0-2, the label "
-        "ranking whose worst shortfall against the better of `confidence` and `cleanlab` (any "
-        "task, 10% or 20% checked) is smallest. `fusion` = 1 − (w · P(label) + (1 − w) · "
-        f"P_oof(label)) with w = {summary['fusion_in_sample_weight']}, chosen on seeds 0-2 by "
-        f"the same rule from {list(FUSION_WEIGHTS)}.",
+        f"**Default (`method` omitted): `{summary['default']}`** (the service's "
+        "`representer.label_errors.DEFAULT_RANKING`): on seeds 0-2, the label ranking whose "
+        "worst shortfall against the better of `confidence` and `cleanlab` (any task, 10% or "
+        "20% checked) is smallest"
+        + _chosen_sentence(summary)
+        + " `fusion` = 1 − (w · P(label) + (1 − w) · "
+        f"P_oof(label)) with w = {summary['fusion_in_sample_weight']}" + _fusion_sentence(summary),
         "",
         "The issue's criterion on seeds 3-5 (at least as good as the better of `confidence` and "
         "`cleanlab` on every task at 10% and 20%, better than both somewhere): "
@@ -369,24 +384,118 @@ def section_markdown(summary: dict) -> list[str]:
         + f" (at least as good everywhere: {verdict.get('at_least_as_good_everywhere')}; "
         f"better than both at: {', '.join(verdict.get('strictly_better_at') or []) or 'nowhere'}).",
         "",
-        "`adaptive`: the view whose model has the lower mean log-loss on the test set "
-        "(the registered head: `confidence`; a logistic head refit on all the training "
-        "features: `confidence_oof`), or, when the two differ by less than "
-        f"{ADAPTIVE_TIE_NATS} nats, the mean of both views' percentile ranks (`blend`). "
-        "The view it took, per task and seed: "
-        + ", ".join(f"{key}: {view}" for key, view in summary.get("adaptive_views", {}).items())
-        + ".",
+        _adaptive_sentence(summary),
         "",
-        "`label_error_probability` = sigmoid(a + b · score), (a, b) fitted by logistic regression "
-        "of 'flipped' on the score over every task of seeds 0-2: "
+        "`label_error_probability` = sigmoid(a + b · score), (a, b) "
+        + (
+            "of the engine (fitted on the quick-mode seeds 0-2): "
+            if summary.get("calibration_source") == "engine"
+            else "fitted by logistic regression of 'flipped' on the score over every task of "
+            "this run's seeds 0-2"
+            + (
+                " (the service keeps the quick-mode fit, `representer.label_errors.CALIBRATION`): "
+                if summary.get("mode") == Mode.FULL.value
+                else ": "
+            )
+        )
         + ", ".join(f"`{name}` ({a}, {b})" for name, (a, b) in summary["calibration"].items())
         + ".",
         "",
     ]
     for title, key in (("Report, seeds 3-5", "report"), ("Selection, seeds 0-2", "selection")):
         if summary.get(key):
-            lines += [f"### {title}", "", markdown(summary[key], summary["default"]), ""]
+            used = summary.get("seeds_used", {}).get(key)
+            seeds = (
+                " Seeds per task: "
+                + "; ".join(f"{task} {list(s)}" for task, s in used.items())
+                + "."
+                if used
+                else ""
+            )
+            lines += [f"### {title}", "", *([seeds.strip(), ""] if seeds else [])]
+            lines += [markdown(summary[key], summary["default"]), ""]
     return [*lines, SECTION_END]
+
+
+def _adaptive_sentence(summary: dict) -> str:
+    views = summary.get("adaptive_views", {})
+    if "simulated_found" not in summary:  # summaries of the earlier rule (test log-loss)
+        return (
+            "`adaptive` (the rule of this run): the view whose model has the lower mean "
+            "log-loss on the test set (the registered head: `confidence`; a logistic head refit "
+            "on all the training features: `confidence_oof`), or, when the two differ by less "
+            "than 0.04 nats, the mean of both views' percentile ranks (`blend`). The view it "
+            "took, per task and seed"
+            + (
+                " (test log-loss of the head / of the refit)"
+                if summary.get("test_log_loss")
+                else ""
+            )
+            + ": "
+            + ", ".join(
+                f"{key}: {view}" + _losses(summary.get("test_log_loss", {}).get(key))
+                for key, view in views.items()
+            )
+            + "."
+        )
+    return (
+        "`adaptive`: the view whose model finds more flipped labels on the stored test set. "
+        f"{SIMULATED_DRAWS} times, {SIMULATED_FLIP_FRACTION:.0%} of the test labels are flipped "
+        "(seeds 0-19; to another class drawn uniformly), the test points ranked by 1 − P(given "
+        "label) under the registered head (the `confidence` view) and under a logistic head "
+        "refit on all the training features (the `confidence_oof` view), and the flips found "
+        "among the first 10% and 20% counted; the better model's view is taken when the mean "
+        "difference is at least its standard deviation over the draws, otherwise the mean of "
+        "both views' percentile ranks (`blend`). The view it took, per task and seed (simulated "
+        "flips found by the head / the refit, ± the standard deviation of the difference; test "
+        "log-loss of the head / the refit): "
+        + ", ".join(
+            f"{key}: {view}"
+            + _evidence(
+                summary["simulated_found"].get(key), summary.get("test_log_loss", {}).get(key)
+            )
+            for key, view in views.items()
+        )
+        + "."
+    )
+
+
+def _evidence(found: dict | None, losses: dict | None) -> str:
+    parts = []
+    if found and "head" in found:
+        parts.append(f"{found['head']:.3f} / {found['refit']:.3f} ± {found['difference_sd']:.3f}")
+    if losses and "head" in losses and "refit" in losses:
+        parts.append(f"{losses['head']:.3f} / {losses['refit']:.3f}")
+    return f" ({'; '.join(parts)})" if parts else ""
+
+
+def _fusion_sentence(summary: dict) -> str:
+    if "fusion_weight_chosen_on_selection_seeds" not in summary:  # earlier summaries
+        return f", chosen on seeds 0-2 by the same rule from {list(FUSION_WEIGHTS)}."
+    chosen = summary["fusion_weight_chosen_on_selection_seeds"]
+    engine = "the engine's weight, chosen on the quick-mode seeds 0-2 by the same rule"
+    if chosen is None:
+        return f", {engine} (this run has no selection seeds)."
+    if chosen == summary["fusion_in_sample_weight"]:
+        return f", {engine}; this run's seeds 0-2 choose it too from {list(FUSION_WEIGHTS)}."
+    return f", {engine}; this run's seeds 0-2 would choose {chosen} from {list(FUSION_WEIGHTS)}."
+
+
+def _chosen_sentence(summary: dict) -> str:
+    if "chosen_on_selection_seeds" not in summary:  # summaries written before the key
+        return "."
+    chosen = summary["chosen_on_selection_seeds"]
+    if chosen is None:
+        return " (chosen on the quick-mode seeds 0-2; this run has no selection seeds)."
+    if chosen == summary["default"]:
+        return f"; this run's seeds 0-2 choose it too (`{chosen}`)."
+    return f"; this run's seeds 0-2 would choose `{chosen}`, not the service's default."
+
+
+def _losses(losses: dict | None) -> str:
+    if not losses or "head" not in losses or "refit" not in losses:
+        return ""
+    return f" ({losses['head']:.3f} / {losses['refit']:.3f})"
 
 
 def _size(task: str, summary: dict) -> str:
@@ -397,11 +506,22 @@ def _size(task: str, summary: dict) -> str:
 def write_section(summary: dict, path: Path = RESULTS_MD) -> None:
     """Put the section into ``path``, replacing an earlier one."""
     text = path.read_text() if path.exists() else ""
-    if SECTION_START in text:
+    section = "\n".join(section_markdown(summary))
+    if SECTION_START in text and SECTION_END in text.split(SECTION_START, 1)[1]:
         head, rest = text.split(SECTION_START, 1)
-        tail = rest.split(SECTION_END, 1)[1] if SECTION_END in rest else ""
-        text = head.rstrip("\n") + "\n\n" + tail.lstrip("\n")
-    path.write_text(text.rstrip("\n") + "\n\n" + "\n".join(section_markdown(summary)) + "\n")
+        tail = rest.split(SECTION_END, 1)[1]
+        path.write_text(head + section + tail)  # in place: the other sections keep their order
+        return
+    if SECTION_START in text:  # a section without its end marker: drop it, append anew
+        text = text.split(SECTION_START, 1)[0]
+    path.write_text(text.rstrip("\n") + "\n\n" + section + "\n")
+
+
+def _refreshed(run: dict, mode: Mode) -> dict:
+    """``run`` with its label rankings recomputed; ``seconds`` stays the original run's
+    (training included), the recomputation's time is ``refresh_seconds``."""
+    fresh = rank_task_seed(run["task"], run["seed"], mode=mode, method_scores=run["scores"])
+    return {**fresh, "seconds": run["seconds"], "refresh_seconds": fresh["seconds"]}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -448,11 +568,13 @@ def main(argv: list[str] | None = None) -> None:
             runs = json.load(handle)["runs"]
     if args.refresh_label_rankings:
         runs = [
-            rank_task_seed(run["task"], run["seed"], mode=mode, method_scores=run["scores"])
+            _refreshed(run, mode)
             if run["task"] in args.tasks and run["seed"] in args.seeds
             else run
             for run in runs
         ]
+        with open(output, "w") as handle:  # the recomputed rankings are what later runs resume
+            json.dump({"runs": runs}, handle)
     done = {(run["task"], run["seed"]) for run in runs}
     for task in args.tasks:
         for seed in args.seeds:
@@ -462,26 +584,55 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{task} seed {seed}: {runs[-1]['seconds']:.0f} s", flush=True)
             with open(output, "w") as handle:
                 json.dump({"runs": runs}, handle)
-    weight = choose_fusion_weight(runs)
-    if weight != FUSION_IN_SAMPLE_WEIGHT:
-        print(
-            f"set representer.label_errors.FUSION_IN_SAMPLE_WEIGHT = {weight} (engine: {FUSION_IN_SAMPLE_WEIGHT})"
-        )
+    chosen_runs = [run for run in runs if run["seed"] in SELECTION_SEEDS]
+    # The tables show what the service computes: the engine's fusion weight. The weight this
+    # run's seeds 0-2 would choose is reported beside it (and is how the engine's was chosen,
+    # on the quick-mode seeds); without selection seeds the engine's calibration stands too.
+    chosen_weight = choose_fusion_weight(runs) if chosen_runs else None
+    weight = FUSION_IN_SAMPLE_WEIGHT
+    if chosen_weight is not None and chosen_weight != weight:
+        print(f"seeds 0-2 of this run choose fusion weight {chosen_weight} (engine: {weight})")
     runs = with_fusion_weight(runs, weight)
     selection, report = table(runs, SELECTION_SEEDS), table(runs, REPORT_SEEDS)
-    default = choose_default(selection)
+    chosen = choose_default(selection) if selection else None
+    default = DEFAULT_RANKING.value  # what the service answers when no method is named
+    if chosen is not None and chosen != default:
+        print(f"seeds 0-2 of this run choose {chosen}; the engine's default is {default}")
     summary = {
         "mode": mode.value,
         "default": default,
+        "chosen_on_selection_seeds": chosen,
         "fusion_in_sample_weight": weight,
-        "calibration": calibration(runs, SELECTION_SEEDS),
+        "fusion_weight_chosen_on_selection_seeds": chosen_weight,
+        "calibration": (
+            calibration(runs, SELECTION_SEEDS)
+            if chosen_runs
+            else {ranking.value: list(ab) for ranking, ab in CALIBRATION.items()}
+        ),
+        "calibration_source": "fitted on this run's seeds 0-2" if chosen_runs else "engine",
         "criterion_on_report_seeds": criterion(report, default) if report else None,
         "load_average": [round(value, 1) for value in os.getloadavg()],
+        "seeds_used": {
+            "selection": seeds_used(runs, SELECTION_SEEDS),
+            "report": seeds_used(runs, REPORT_SEEDS),
+        },
         "selection": selection,
         "report": report,
         "seconds": {f"{run['task']} {run['seed']}": round(run["seconds"]) for run in runs},
         "adaptive_views": {
             f"{run['task']} {run['seed']}": run.get("adaptive_view") for run in runs
+        },
+        "test_log_loss": {
+            f"{run['task']} {run['seed']}": {
+                name: round(value, 4) for name, value in (run.get("test_log_loss") or {}).items()
+            }
+            for run in runs
+        },
+        "simulated_found": {
+            f"{run['task']} {run['seed']}": {
+                name: round(value, 4) for name, value in (run.get("simulated_found") or {}).items()
+            }
+            for run in runs
         },
         "note": args.note,
     }

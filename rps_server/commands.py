@@ -17,7 +17,7 @@ from rps_server.broker import QUEUES
 from rps_server.logs import configure_logging
 from rps_server.settings import Settings, get_settings
 
-__all__ = ["add_server_commands"]
+__all__ = ["add_server_commands", "query_thread_count"]
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -36,6 +36,12 @@ def _usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
+def query_thread_count(requested: int) -> int:
+    """Threads of one engine pass for ``RPS_QUERY_THREADS=requested`` (0: half the usable
+    CPUs, at least 1)."""
+    return requested or max(1, _usable_cpus() // 2)
+
+
 def _limit_query_threads(settings: Settings) -> int:
     """Give each engine pass of this API process ``RPS_QUERY_THREADS`` BLAS and PyTorch
     threads (0: half the usable CPUs, at least 1), leaving the other cores to HTTP.
@@ -48,7 +54,7 @@ def _limit_query_threads(settings: Settings) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    count = settings.query_threads or max(1, _usable_cpus() // 2)
+    count = query_thread_count(settings.query_threads)
     threadpool_limits(limits=count, user_api="blas")
     torch.set_num_threads(count)
     logger.info("engine passes use %d thread(s) (RPS_QUERY_THREADS)", count)

@@ -302,7 +302,7 @@ def _label_rankings(
 ) -> tuple[dict[str, LabelScores], dict[str, dict[str, Any]]]:
     """The label rankings, plus the methods' self-scores with the default's suggestions.
 
-    ``adaptive``'s status also names the view it took and the test log-losses behind it."""
+    ``adaptive``'s status also names the view it took and the simulated test flips and test log-losses behind it."""
     computed = label_rankings(
         head,
         train_features,
@@ -328,6 +328,7 @@ def _label_rankings(
             if ranking is LabelRanking.ADAPTIVE and computed.adaptive_view is not None:
                 rankings[ranking.value]["view"] = computed.adaptive_view.value
                 rankings[ranking.value]["test_log_loss"] = computed.test_log_loss
+                rankings[ranking.value]["simulated_flips_found"] = computed.simulated_found
         else:
             reason = computed.skipped.get(ranking, "not computed")
             rankings[ranking.value] = {"status": "skipped", "reason": reason}

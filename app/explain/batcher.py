@@ -22,7 +22,12 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
-from app.core.metrics import EXPLAIN_BATCH_SIZE, EXPLAIN_QUEUE_DEPTH, EXPLAIN_QUEUE_WAIT
+from app.core.metrics import (
+    EXPLAIN_BATCH_SIZE,
+    EXPLAIN_PASS_SECONDS,
+    EXPLAIN_QUEUE_DEPTH,
+    EXPLAIN_QUEUE_WAIT,
+)
 
 __all__ = ["PassBatcher", "QueueFullError", "Scorer"]
 
@@ -122,7 +127,9 @@ class PassBatcher(Generic[Item, Result]):
                 raise RuntimeError(f"scorer answered {len(outcomes)} of {len(batch)} items")
         except BaseException as error:  # every item of the pass shares the failure
             outcomes = [error] * len(batch)
+        elapsed = time.perf_counter() - started
         for ticket, outcome in zip(batch, outcomes, strict=True):
+            EXPLAIN_PASS_SECONDS.observe(elapsed)
             if isinstance(outcome, BaseException):
                 ticket.error = outcome
             else:

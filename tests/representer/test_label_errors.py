@@ -7,11 +7,13 @@ import pytest
 
 from representer import LinearHead
 from representer.label_errors import (
+    SIMULATED_DRAWS,
     AdaptiveView,
     LabelRanking,
     choose_ranking,
     label_rankings,
     percentile_ranks,
+    simulated_flips_found,
 )
 from representer.logistic import (
     RefitConfig,
@@ -123,11 +125,11 @@ def test_out_of_fold_probabilities_differ_from_in_sample_on_flips():
     assert np.mean(out_of_fold[flipped]) < np.mean(in_sample[flipped])
 
 
-def test_adaptive_takes_the_view_whose_model_predicts_the_test_labels_better():
+def test_adaptive_takes_the_view_whose_model_finds_more_simulated_test_flips():
     features, clean, noisy, _, _ = noisy_problem(k=3, n=400, seed=1)
     test_features, test_labels = features[:100], clean[:100]
     good = fit_logistic_head(features, clean, num_classes=3)
-    bad = LinearHead(-good.weights, -good.bias)  # predicts the test labels worse than a refit
+    bad = LinearHead(-good.weights, -good.bias)  # ranks the test flips last, a refit first
     for head, view, source in (
         (good, AdaptiveView.IN_SAMPLE, LabelRanking.CONFIDENCE),
         (bad, AdaptiveView.OUT_OF_FOLD, LabelRanking.CONFIDENCE_OOF),
@@ -137,6 +139,9 @@ def test_adaptive_takes_the_view_whose_model_predicts_the_test_labels_better():
         )
         assert result.adaptive_view is view
         assert set(result.test_log_loss) == {"head", "refit"}
+        found = result.simulated_found
+        assert set(found) == {"head", "refit", "difference_sd"}
+        assert (found["head"] > found["refit"]) is (view is AdaptiveView.IN_SAMPLE)
         adaptive = result.rankings[LabelRanking.ADAPTIVE]
         np.testing.assert_array_equal(adaptive.scores, result.rankings[source].scores)
         np.testing.assert_array_equal(
@@ -156,7 +161,7 @@ def test_adaptive_without_test_labels_is_in_sample_confidence():
 
 def test_adaptive_blends_the_views_when_neither_model_predicts_the_test_labels_better():
     features, clean, noisy, _, head = noisy_problem(k=3, n=300, seed=2)
-    # The head is the refit itself: equal test log-loss, so neither view is preferred.
+    # The head is the refit itself: the same simulated flips found, so neither view is preferred.
     result = label_rankings(
         head, features, noisy, test_features=features[:50], test_labels=clean[:50]
     )
@@ -171,6 +176,16 @@ def test_adaptive_blends_the_views_when_neither_model_predicts_the_test_labels_b
         (inside.label_error_probability + outside.label_error_probability) / 2,
     )
     assert np.all(adaptive.suggested_label != noisy)
+
+
+def test_simulated_flips_found_by_a_perfect_and_by_a_reversed_model():
+    labels = np.arange(50) % 2
+    perfect = np.eye(2)[labels] * 0.98 + 0.01  # (50, 2), P(true label) = 0.99
+    found = simulated_flips_found(perfect, labels)
+    assert found.shape == (SIMULATED_DRAWS,)
+    # 10 flips among 50: all in the first 10 (20%) checked, half of them in the first 5 (10%).
+    np.testing.assert_allclose(found, (0.5 + 1.0) / 2)
+    np.testing.assert_allclose(simulated_flips_found(perfect[:, ::-1], labels), 0.0)
 
 
 def test_percentile_ranks_order_the_scores_from_zero_to_one():

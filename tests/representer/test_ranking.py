@@ -32,3 +32,27 @@ def test_rows_at_once_equal_row_by_row_with_and_without_ties(largest, count):
         np.testing.assert_array_equal(
             together[row], top_indices(values[row], count, largest=largest)
         )
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_rows_at_once_with_non_finite_values_equal_row_by_row(largest):
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(6, 200))
+    values[0, 5] = np.nan
+    values[1, [7, 9]] = np.inf
+    values[2, 11] = -np.inf
+    values[3, :] = 1.0  # every value tied
+    together = top_indices_rows(values, 10, largest=largest)
+    for row in range(values.shape[0]):
+        np.testing.assert_array_equal(together[row], top_indices(values[row], 10, largest=largest))
+
+
+def test_rows_at_once_on_a_query_sized_block():
+    values = np.random.default_rng(4).normal(size=(16, 50_000))
+    values[5, 100:120] = values[5].max()  # a tie at the top, wider than k
+    for largest in (True, False):
+        together = top_indices_rows(values, 10, largest=largest)
+        for row in range(values.shape[0]):
+            np.testing.assert_array_equal(
+                together[row], top_indices(values[row], 10, largest=largest)
+            )

@@ -257,3 +257,33 @@ def test_batcher_gives_each_item_its_own_error():
     assert batcher.submit("key", 3, score) == 3
     with pytest.raises(ValueError, match="bad -1"):
         batcher.submit("key", -1, score)
+
+
+def test_batcher_counts_a_shared_pass_once_per_pass_and_once_per_request():
+    release = threading.Event()
+
+    def score(items):
+        release.wait(5)
+        return list(items)
+
+    def sample(name: str) -> float:
+        return REGISTRY.get_sample_value(name) or 0.0
+
+    before = {
+        name: sample(name)
+        for name in ("rps_explain_pass_seconds_count", "rps_explain_batch_size_count")
+    }
+    batcher: PassBatcher[int, int] = PassBatcher(window_s=0.0, max_waiting=8)
+    threads = [
+        threading.Thread(target=batcher.submit, args=("key", value, score)) for value in range(3)
+    ]
+    threads[0].start()
+    time.sleep(0.1)  # the first pass is running; the other two wait and share the next
+    for thread in threads[1:]:
+        thread.start()
+    time.sleep(0.1)
+    release.set()
+    for thread in threads:
+        thread.join(5)
+    assert sample("rps_explain_batch_size_count") - before["rps_explain_batch_size_count"] == 2
+    assert sample("rps_explain_pass_seconds_count") - before["rps_explain_pass_seconds_count"] == 3

@@ -76,6 +76,7 @@ async def test_default_ranking_is_named_and_method_rankings_keep_working(service
     adaptive = status["rankings"]["adaptive"]
     assert adaptive["view"] == engine_rankings(multiclass_model).adaptive_view.value
     assert set(adaptive["test_log_loss"]) == {"head", "refit"}
+    assert set(adaptive["simulated_flips_found"]) == {"head", "refit", "difference_sd"}
 
 
 @pytest.fixture(scope="module")
