@@ -16,6 +16,11 @@ point, cold: each point is new), peak RSS, the load average around the run, and 
 with the reference over the contributions of every training point (median Spearman, top-10
 positive + negative overlap, max |c − c_ref| / max |c_ref|) and of the self-scores (Spearman).
 
+``--threads N`` sets the engine variants' torch threads. On a 2-core machine with a third
+process busy on one core, 2 threads made the PCG queries erratic (k=100: 17-22 s a query with
+2 threads, 5.3-5.5 s with 1; k=10: 1.6-8.4 s with 2, 3.0-3.3 s with 1): many small operations
+wait for the descheduled thread. Report the threads with the figures.
+
 ``--http`` adds the variant ``http`` to the same run: ``rps serve`` + ``rps worker`` on
 PostgreSQL and Redis (as ``benchmarks.http_bench``'s production deployment), the head
 registered through the API with ``hessian: blocks`` (and the run's damping), the time from
@@ -195,6 +200,7 @@ def _run_variant(case: str, variant: str, directory: Path, damping: float) -> di
         "all_test_points_s": round(batch_s, 2),
         "peak_rss_gib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2, 2),
         "load_average": [round(load_before, 1), round(os.getloadavg()[0], 1)],
+        "threads": torch.get_num_threads(),
         "solver": solvers[0] if solvers else None,
         "support_fill": fill,
         "diagnostics": {
@@ -362,12 +368,17 @@ def main() -> None:
     parser.add_argument("--directory", type=Path, help="keep the arrays here (default: a temp dir)")
     parser.add_argument("--damping", type=float, default=0.0, help="lje damping δ (all variants)")
     parser.add_argument("--http", action="store_true", help="also register and query over HTTP")
+    parser.add_argument(
+        "--threads", type=int, help="torch threads of the engine variants (default: torch's)"
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args()
     if args.variant == "http":
         print(json.dumps(_run_http(args.case, args.directory, args.damping)))
         return
     if args.variant:
+        if args.threads:
+            torch.set_num_threads(args.threads)
         print(json.dumps(_run_variant(args.case, args.variant, args.directory, args.damping)))
         return
     with tempfile.TemporaryDirectory(prefix=f"large_heads_{args.case}_") as scratch:
@@ -382,6 +393,7 @@ def main() -> None:
             command = [sys.executable, "-m", "benchmarks.large_heads", "--case", args.case]
             command += ["--variant", variant, "--directory", str(directory)]
             command += ["--damping", str(args.damping)]
+            command += ["--threads", str(args.threads)] if args.threads else []
             finished = subprocess.run(command, capture_output=True, text=True, check=False)
             if finished.returncode != 0:
                 results.append({"variant": variant, "error": finished.stderr[-2000:]})

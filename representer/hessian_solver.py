@@ -61,9 +61,10 @@ AUTO_DENSE_MAX_FLOPS = 5e12
 """AUTO keeps the dense Hessian while it fits the memory budget and its predicted precompute,
 n·(kD)² to accumulate plus about 1.4·(kD)³ to factor and invert, stays below this.
 ``benchmarks/large_heads.py --case k10`` (n=50,000, d=512, k=10: 1.5e12 flops, 2 shared
-cores at load 5-8) measured dense 186 s to precompute and 0.14 s a query, blocks 60-103 s
-and 17 s a query (21 PCG iterations): dense pays for itself after a handful of queries, so
-AUTO stays dense up to a few times that size and takes blocks where dense cannot fit."""
+cores at load 2-4) measured dense 63-106 s to precompute and 0.04-0.08 s a query, blocks
+4.7-16 s and 1.6-8.4 s a query (21 PCG iterations; 7.5 s and 3.0 s with one thread): dense
+pays for itself after about 20 queries, so AUTO stays dense up to a few times that size and
+takes blocks where dense cannot fit."""
 REFINE_THRESHOLD = 1e-6
 """A refined solve (``BlockSystem``) runs PCG on the sparse operator H̃ of the pairs with
 P_ic > this (and each row's top class), and corrects with the exact residual b − H x, whose

@@ -45,6 +45,9 @@ FEATURE_CACHE_BYTES = 1024**3
 """Largest float64 copy of Φ̃ a solve holds in memory (n=50,000, D=1025: 410 MB)."""
 SUPPORT_BLOCKINGS = 3
 """Ways of cutting the rows into blocks whose supports a product keeps cached."""
+PRODUCT_BLOCK_BYTES = 4 * 1024**2
+"""Rows of Φ̃ one dense product step multiplies: both GEMMs of a step read the same rows, so
+they stay in the cache for the second (one 256 MB block read the features from memory twice)."""
 PAIR_BYTES = 64 * 1024**2
 """Cap on the gathered (pairs, D) temporaries of the sparse product."""
 FLOAT32_MIN_TOLERANCE = 1e-8
@@ -199,10 +202,14 @@ class HessianProduct:
             probabilities = block_tensor(
                 self.probabilities, rows, dtype=np.dtype(np.float64), device=device
             )[:, None, :]  # (b, 1, k)
-            logits = (block @ stacked.T).reshape(-1, q, num_classes)  # Z (b, q, k)
-            weighted = probabilities * logits  # P_i ⊙ Z_i (b, q, k)
-            weighted -= probabilities * weighted.sum(dim=2, keepdim=True)  # − P_i (P_iᵀ Z_i)
-            product.addmm_(weighted.reshape(-1, q * num_classes).T, block)  # Z'ᵀ Φ̃ (q·k, D)
+            step = rows_per_block(8 * (dim + 3 * q * num_classes), block_bytes=PRODUCT_BLOCK_BYTES)
+            for first in range(0, block.shape[0], step):
+                part = block[first : first + step]  # (p, D), still in cache for the second GEMM
+                logits = (part @ stacked.T).reshape(-1, q, num_classes)  # Z (p, q, k)
+                kept = probabilities[first : first + step]  # (p, 1, k)
+                weighted = kept * logits  # P_i ⊙ Z_i (p, q, k)
+                weighted -= kept * weighted.sum(dim=2, keepdim=True)  # − P_i (P_iᵀ Z_i)
+                product.addmm_(weighted.reshape(-1, q * num_classes).T, part)  # Z'ᵀ Φ̃ (q·k, D)
         product /= n
         if self.damping:
             product += self.damping * stacked

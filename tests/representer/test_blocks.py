@@ -172,6 +172,25 @@ def test_matrix_free_product_is_the_exact_hessian(clustered):
     np.testing.assert_allclose(actual.reshape(3, *theta.shape).sum(axis=1), 0.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("in_memory", [False, True])
+def test_dense_product_is_the_same_in_any_row_steps(clustered, monkeypatch, in_memory):
+    """Batch-size invariance: steps of a few rows (``PRODUCT_BLOCK_BYTES``) give H's product."""
+    import representer.pcg
+
+    train = clustered["train_features"].astype(np.float64)[:200]
+    theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    directions = torch.from_numpy(np.random.default_rng(1).normal(size=(2, *theta.shape)))
+    expected = directions.reshape(2, -1).numpy() @ brute_hessian(theta, train)
+    monkeypatch.setattr(representer.pcg, "PRODUCT_BLOCK_BYTES", 8 * 7 * 40)  # 64-row steps
+    product = HessianProduct(train, probs, 0.0, live, support_threshold(probs))
+    if in_memory:
+        product = product.in_memory(torch.device("cpu"))
+    actual = product(directions).reshape(2, -1).numpy()
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=PRODUCT_RTOL * np.abs(expected).max())
+
+
 def test_preconditioner_is_symmetric_positive_definite_on_the_subspace(clustered):
     train = clustered["train_features"]
     theta = np.hstack([clustered["weights"], clustered["bias"][:, None]])
