@@ -419,25 +419,6 @@ def section_markdown(summary: dict) -> list[str]:
 
 def _adaptive_sentence(summary: dict) -> str:
     views = summary.get("adaptive_views", {})
-    if "simulated_found" not in summary:  # summaries of the earlier rule (test log-loss)
-        return (
-            "`adaptive` (the rule of this run): the view whose model has the lower mean "
-            "log-loss on the test set (the registered head: `confidence`; a logistic head refit "
-            "on all the training features: `confidence_oof`), or, when the two differ by less "
-            "than 0.04 nats, the mean of both views' percentile ranks (`blend`). The view it "
-            "took, per task and seed"
-            + (
-                " (test log-loss of the head / of the refit)"
-                if summary.get("test_log_loss")
-                else ""
-            )
-            + ": "
-            + ", ".join(
-                f"{key}: {view}" + _losses(summary.get("test_log_loss", {}).get(key))
-                for key, view in views.items()
-            )
-            + "."
-        )
     return (
         "`adaptive`: the view whose model finds more flipped labels on the stored test set. "
         f"{SIMULATED_DRAWS} times, {SIMULATED_FLIP_FRACTION:.0%} of the test labels are flipped "
@@ -470,8 +451,6 @@ def _evidence(found: dict | None, losses: dict | None) -> str:
 
 
 def _fusion_sentence(summary: dict) -> str:
-    if "fusion_weight_chosen_on_selection_seeds" not in summary:  # earlier summaries
-        return f", chosen on seeds 0-2 by the same rule from {list(FUSION_WEIGHTS)}."
     chosen = summary["fusion_weight_chosen_on_selection_seeds"]
     engine = "the engine's weight, chosen on the quick-mode seeds 0-2 by the same rule"
     if chosen is None:
@@ -482,20 +461,12 @@ def _fusion_sentence(summary: dict) -> str:
 
 
 def _chosen_sentence(summary: dict) -> str:
-    if "chosen_on_selection_seeds" not in summary:  # summaries written before the key
-        return "."
     chosen = summary["chosen_on_selection_seeds"]
     if chosen is None:
         return " (chosen on the quick-mode seeds 0-2; this run has no selection seeds)."
     if chosen == summary["default"]:
         return f"; this run's seeds 0-2 choose it too (`{chosen}`)."
     return f"; this run's seeds 0-2 would choose `{chosen}`, not the service's default."
-
-
-def _losses(losses: dict | None) -> str:
-    if not losses or "head" not in losses or "refit" not in losses:
-        return ""
-    return f" ({losses['head']:.3f} / {losses['refit']:.3f})"
 
 
 def _size(task: str, summary: dict) -> str:
