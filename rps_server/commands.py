@@ -8,6 +8,7 @@ commands through the ``rps.commands`` entry-point group, which this distribution
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import sys
@@ -61,6 +62,21 @@ def _limit_query_threads(settings: Settings) -> int:
     return count
 
 
+def _freeze_startup_objects() -> int:
+    """Collect, then move every object alive now (modules, classes, the app, the settings:
+    about 370,000 in an API process) out of the collector's reach (``gc.freeze``); returns
+    how many were frozen.
+
+    Without it, each full (generation-2) collection walked them all, stopping every thread
+    of the process, engine passes included, for 0.2-0.34 s on the 2-core benchmark machine;
+    one such pause in a 640-request run of 16 clients set the p99 (323 and 394 ms against
+    199 and 208 ms frozen, issue 10). Objects made later are collected as before.
+    """
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
@@ -87,6 +103,7 @@ def _serve(args: argparse.Namespace) -> int:
     logger.info("viewer: http://%s:%d/ui", args.host, args.port)
     if args.demo:
         _start_demo(f"http://{args.host}:{args.port}", settings)
+    logger.info("%d start-up objects frozen out of garbage collection", _freeze_startup_objects())
     try:
         uvicorn.run(
             app,
