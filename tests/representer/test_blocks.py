@@ -515,7 +515,10 @@ def test_low_rank_batches_apply_the_inverse_of_every_block():
     )
     vectors = project(torch.from_numpy(rng.normal(size=(2, len(counts), dim))))
     inverses = np.stack(
-        [np.linalg.inv(block.T @ block + s * np.eye(dim)) for block, s in zip(rows, sigma)]
+        [
+            np.linalg.inv(block.T @ block + s * np.eye(dim))
+            for block, s in zip(rows, sigma, strict=True)
+        ]
     )
     solved = np.einsum("cde,qce->qcd", inverses, vectors.numpy())
     expected = project(torch.from_numpy(solved)).numpy()
