@@ -51,8 +51,12 @@ a class without points still gets a usable (scaled identity) block."""
 
 
 def block_bytes(num_classes: int, dim: int) -> int:
-    """Memory of the k float32 D×D factors plus the float64 sums of one factor batch."""
-    return num_classes * dim * dim * 4 + 3 * min(num_classes, FACTOR_BATCH) * dim * dim * 8
+    """Memory of the k float32 blocks plus the float64 sums of one factor batch.
+
+    A dense block is a D×D factor; a low-rank one (m_c ≤ D/2) keeps Ĝ_c, Q_c and the factor of
+    K_c, m_c·D + m_c·D + m_c² ≤ 1.25·D² floats: 5·D² bytes a block covers both.
+    """
+    return num_classes * dim * dim * 5 + 3 * min(num_classes, FACTOR_BATCH) * dim * dim * 8
 
 
 @dataclass(frozen=True)
