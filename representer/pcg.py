@@ -417,9 +417,12 @@ class LeftOutProduct:
 
     With K_i the classes row i keeps (``class_support`` at ``threshold``), P^k = P ⊙ 1_K and
     P^o = P − P^k, A_i − Ã_i applied to z = Z_i is P^o ⊙ z − P^o (Pᵀz) − P^k (P^oᵀ z): every
-    term carries a left-out P_ic, so the product is small and float32 GEMMs (``float32``)
-    keep its error far below the solve's tolerance. Streams Φ in row blocks in the
-    features' own dtype (no float64 copy); two dense GEMMs of n·k·D per call.
+    term carries a left-out P_ic, so the product is small and float32 (``float32``) keeps its
+    error far below the solve's tolerance. Streams Φ in row blocks in the features' own dtype
+    (no float64 copy); two dense GEMMs of n·k·D per call. The weights P^o of every row block
+    (n·k values in the product's dtype) and its kept pairs are worked out at the first call
+    and kept (``weights``): the elementwise passes over the (b, k) blocks then run in that
+    dtype, and P^k only where it is not zero (a few pairs a row).
 
     Attributes
     ----------
@@ -436,6 +439,29 @@ class LeftOutProduct:
     threshold: float
     live: torch.Tensor
     float32: bool
+    weights: dict[tuple[int, int], tuple[torch.Tensor, ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Per row block (first, last row): P^o (b, k), and the kept pairs (i − first, c, P^k_ic)."""
+
+    def block_weights(
+        self, rows: slice, dtype: torch.dtype, device: torch.device
+    ) -> tuple[torch.Tensor, ...]:
+        """P^o of a row block (b, k) and its kept pairs (local rows, classes, P_ic), in ``dtype``."""
+        key = (rows.start, rows.stop)
+        if key not in self.weights:
+            probabilities = block_tensor(
+                self.probabilities, rows, dtype=np.dtype(np.float64), device=device
+            )  # (b, k)
+            keep = class_support(probabilities, self.threshold)
+            local, classes = torch.nonzero(keep, as_tuple=True)  # (s,)
+            self.weights[key] = (
+                probabilities.masked_fill(keep, 0.0).to(dtype),  # P^o
+                local,
+                classes,
+                probabilities[local, classes].to(dtype),  # P^k where it is not zero
+            )
+        return self.weights[key]
 
     def __call__(self, directions: torch.Tensor) -> torch.Tensor:
         """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64."""
@@ -452,18 +478,16 @@ class LeftOutProduct:
             block = block_tensor(
                 self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
             )  # Φ rows (b, d)
-            probabilities = block_tensor(
-                self.probabilities, rows, dtype=np.dtype(np.float64), device=device
-            )  # (b, k)
-            kept = probabilities * class_support(probabilities, self.threshold)  # P^k
-            left = (probabilities - kept)[:, None, :]  # P^o (b, 1, k)
-            kept = kept[:, None, :]
-            logits = torch.addmm(bias_t, block, weights_t).to(torch.float64)
-            logits = logits.reshape(-1, q, num_classes)  # Z (b, q, k)
-            full_sums = (probabilities[:, None, :] * logits).sum(dim=2, keepdim=True)  # Pᵀz
-            left_sums = (left * logits).sum(dim=2, keepdim=True)  # P^oᵀ z
-            weighted = left * logits - left * full_sums - kept * left_sums  # (b, q, k)
-            weighted_t = weighted.reshape(-1, q * num_classes).T.to(dtype)  # (q·k, b)
+            left, local, classes, kept = self.block_weights(rows, dtype, device)
+            logits = torch.addmm(bias_t, block, weights_t).reshape(-1, q, num_classes)  # Z
+            weighted = left[:, None, :] * logits  # P^o ⊙ z (b, q, k)
+            left_sums = weighted.sum(dim=2)  # P^oᵀ z (b, q)
+            full_sums = left_sums.index_add(
+                0, local, kept[:, None] * logits[local, :, classes]
+            )  # Pᵀz = P^oᵀz + P^kᵀz (b, q)
+            weighted.addcmul_(left[:, None, :], full_sums[:, :, None], value=-1.0)  # − P^o (Pᵀz)
+            weighted[local, :, classes] -= kept[:, None] * left_sums[local]  # − P^k (P^oᵀz)
+            weighted_t = weighted.reshape(-1, q * num_classes).T  # (q·k, b)
             product[:, :d] += (weighted_t @ block).to(torch.float64)
             product[:, d] += weighted_t.sum(dim=1).to(torch.float64)
         product /= n

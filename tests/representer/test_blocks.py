@@ -489,3 +489,42 @@ def test_low_rank_blocks_equal_dense_blocks(peaked, monkeypatch):
         for name in built
     }
     np.testing.assert_allclose(forms["lowrank"], forms["dense"], rtol=LOWRANK_RTOL * 10)
+
+
+def test_low_rank_batches_apply_the_inverse_of_every_block():
+    """Classes of 0 to 40 rows (fewer and more than D) against (σ I + ĜᵀĜ)⁻¹ itself."""
+    from representer.block_hessian import BlockPreconditioner, LowRankBlocks
+
+    rng = np.random.default_rng(8)
+    dim, counts = 12, [0, 3, 16, 17, 40]
+    sigma = rng.uniform(0.5, 2.0, len(counts))
+    rows = [rng.normal(size=(count, dim)) for count in counts]
+    kernels = [
+        np.linalg.cholesky(block @ block.T + s * np.eye(len(block))).ravel()
+        for block, s in zip(rows, sigma, strict=True)
+    ]
+    lowrank = LowRankBlocks(
+        classes=np.arange(len(counts)),
+        rows=torch.from_numpy(np.concatenate(rows)).float(),
+        starts=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
+        kernels=torch.from_numpy(np.concatenate(kernels)).float(),
+        sigma=sigma,
+    )
+    preconditioner = BlockPreconditioner(
+        torch.zeros((0, dim, dim)), np.zeros(0, dtype=np.int64), lowrank
+    )
+    vectors = project(torch.from_numpy(rng.normal(size=(2, len(counts), dim))))
+    inverses = np.stack(
+        [
+            np.linalg.inv(block.T @ block + s * np.eye(dim))
+            for block, s in zip(rows, sigma, strict=True)
+        ]
+    )
+    solved = np.einsum("cde,qce->qcd", inverses, vectors.numpy())
+    expected = project(torch.from_numpy(solved)).numpy()
+    np.testing.assert_allclose(
+        preconditioner(vectors).numpy(),
+        expected,
+        rtol=0,
+        atol=LOWRANK_RTOL * np.abs(expected).max(),
+    )
