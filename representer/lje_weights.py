@@ -9,6 +9,7 @@ self-contributions for free. ``WeightLayout`` says when this beats the kernel fo
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import torch
@@ -109,13 +110,8 @@ def materialised_contributions(
     """W[c_t] φ̃_t for every test row (before the binary class-0 sign flip).
 
     The rows of one class share one product W[c] · [φ̃_t …]: W[c] (n×D float32) is read
-    once for all of them, which is what a batched query pass saves. PyTorch's GEMM is used
-    because it streams W once for a few columns too (NumPy's OpenBLAS SGEMM copies W into
-    panels first: 2 columns took 2-2.5x one). A lone row is multiplied as two columns, the
-    second zero: the matrix-vector kernel (MKL's, and OpenBLAS's for NumPy) read W at about
-    half the speed of the two-column GEMM (n=50,000, D=513, one thread: 9.5-10 ms against
-    5.6-6.2 ms; summing W alone took 4.7 ms). The right operand is the transposed view of
-    the (b, D) rows: a row-major (D, b) copy of the same numbers took about 5x as long.
+    once for all of them, which is what a batched query pass saves. ``class_product``
+    picks the GEMM kernel for the number of rows.
 
     Parameters
     ----------
@@ -139,11 +135,58 @@ def materialised_contributions(
         for start in range(0, len(members), batch):
             chosen = members[start : start + batch]
             rows = test32[torch.from_numpy(chosen)]  # (b, D)
-            if len(chosen) == 1:  # a GEMM, not a GEMV (see the docstring)
-                rows = torch.cat([rows, torch.zeros_like(rows)])  # (2, D)
-            product = class_weights @ rows.T  # (n, b) or (n, 2)
-            values[chosen] = product[:, : len(chosen)].T.numpy()
+            values[chosen] = class_product(class_weights, rows).numpy()  # (b, n)
     return values
+
+
+def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
+    """W[c] φ̃_t for b rows at once, shape (b, n), float32 (W[c] read once, never copied).
+
+    Which kernel reads W[c] (n×D, row-major float32) fastest depends on b (n=50,000,
+    D=513, one thread, this project's AMD Zen 5 machine; ms): MKL's SGEMM (``torch.mm``)
+    runs at about 45 GFLOPS whatever the width, so 16 rows took 18-19 ms against 4.3-5.1
+    for two; oneDNN's matmul (``torch.ops.mkldnn._linear_pointwise`` on the plain strided
+    tensors: no reorder, no copy of W) reached 9.5-12.8 ms for 16 rows and 3.6-3.9 for one
+    (its matrix-vector kernel), but 6.8-7.9 for 2-4 rows, where MKL's 5.1-6.2 wins. So:
+    oneDNN for one row and from ``ONEDNN_MIN_ROWS`` rows on, MKL in between. The right
+    operand of MKL's product is the transposed view of the rows (a row-major (D, b) copy
+    took about 5x as long). Both keep float32 accumulation; a row's value may differ by
+    float32 rounding between kernels (about 1e-4 on values of order 10).
+
+    Parameters
+    ----------
+    class_weights : Tensor of shape (n, D), float32, contiguous
+    rows : Tensor of shape (b, D), float32
+
+    Returns
+    -------
+    Tensor of shape (b, n), float32.
+    """
+    count = rows.shape[0]
+    if _ONEDNN_MATMUL is not None and (count == 1 or count >= ONEDNN_MIN_ROWS):
+        return _ONEDNN_MATMUL(rows.contiguous(), class_weights, None, "none", [], "")
+    if count == 1:  # a GEMM, not a GEMV: MKL's GEMV read W at about half the speed
+        rows = torch.cat([rows, torch.zeros_like(rows)])  # (2, D)
+    return (class_weights @ rows.T)[:, :count].T  # (b, n)
+
+
+ONEDNN_MIN_ROWS = 5
+"""From this many rows of one class on, ``class_product`` uses oneDNN (see there)."""
+
+
+def _onednn_matmul() -> Any | None:
+    """oneDNN's fp32 linear on plain tensors, or None where this PyTorch lacks it."""
+    if not torch.backends.mkldnn.is_available():
+        return None
+    try:
+        linear = torch.ops.mkldnn._linear_pointwise
+        probe = linear(torch.ones(1, 3), torch.ones(2, 3), None, "none", [], "")
+    except (AttributeError, RuntimeError):
+        return None
+    return linear if probe.shape == (1, 2) and bool((probe == 3.0).all()) else None
+
+
+_ONEDNN_MATMUL = _onednn_matmul()
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
