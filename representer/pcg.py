@@ -380,35 +380,51 @@ class GroupedProduct:
         assert self.source is not None
         return augmented_rows(self.source, rows, device=self.live.device)
 
+    def chunks(self) -> list[tuple[int, int, int, slice]]:
+        """(class c, first pair, last pair, ``part`` of c's rows) of every chunk of at most
+        ``GATHER_ROWS`` pairs, classes without pairs skipped."""
+        starts = self.pairs.starts
+        return [
+            (
+                c,
+                first,
+                min(int(starts[c + 1]), first + GATHER_ROWS),
+                slice(
+                    first - int(starts[c]),
+                    min(int(starts[c + 1]), first + GATHER_ROWS) - int(starts[c]),
+                ),
+            )
+            for c in range(starts.size - 1)
+            for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS)
+        ]
+
     def __call__(self, directions: torch.Tensor) -> torch.Tensor:
-        """mat(H̃ vec V) for a stack (q, k, D) float64; shape (q, k, D), float64."""
+        """mat(H̃ vec V) for a stack (q, k, D) float64; shape (q, k, D), float64.
+
+        Each chunk's GEMM writes into one buffer of the multiplication dtype, converted to
+        float64 once (not per class: k=1,000 makes 2,000 GEMMs a product).
+        """
         q, num_classes, dim = directions.shape
         device = directions.device
-        starts = self.pairs.starts
         dtype = torch.float32 if self.cache is not None and not self.float64 else torch.float64
         values = torch.as_tensor(self.pairs.values, device=device)  # P of the pairs (s,)
         rows = torch.as_tensor(self.pairs.rows, device=device)
-        logits = torch.empty((values.shape[0], q), dtype=torch.float64, device=device)
+        chunks = self.chunks()
         cast = directions.to(dtype)
-        for c in range(num_classes):
-            for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS):
-                last = min(int(starts[c + 1]), first + GATHER_ROWS)
-                part = slice(first - int(starts[c]), last - int(starts[c]))
-                logits[first:last] = (self.rows_of(c, part) @ cast[:, c, :].T).double()
-        weighted = values[:, None] * logits  # P_ic z_ic (s, q)
+        logits = torch.empty((values.shape[0], q), dtype=dtype, device=device)
+        for c, first, last, part in chunks:
+            torch.matmul(self.rows_of(c, part), cast[:, c, :].T, out=logits[first:last])  # z
+        weighted = values[:, None] * logits.double()  # P_ic z_ic (s, q)
         row_sums = torch.zeros((self.n, q), dtype=torch.float64, device=device)
         row_sums.index_add_(0, rows, weighted)  # P_iᵀ z_i over kept pairs (n, q)
         weighted -= values[:, None] * row_sums[rows]  # Z'_ic (s, q)
-        product = torch.zeros((q, num_classes, dim), dtype=torch.float64, device=device)
-        for c in range(num_classes):
-            for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS):
-                last = min(int(starts[c + 1]), first + GATHER_ROWS)
-                part = slice(first - int(starts[c]), last - int(starts[c]))
-                chunk = weighted[first:last].to(dtype).T  # (q, b)
-                product[:, c, :] += (chunk @ self.rows_of(c, part)).double()
-        product /= self.n
-        product[:, :, ~self.live] = 0.0
-        return product
+        weighted_t = weighted.to(dtype).T  # (q, s)
+        product = torch.zeros((q, num_classes, dim), dtype=dtype, device=device)
+        for c, first, last, part in chunks:
+            product[:, c, :].addmm_(weighted_t[:, first:last], self.rows_of(c, part))
+        result = product.double() / self.n
+        result[:, :, ~self.live] = 0.0
+        return result
 
 
 @dataclass(frozen=True)
