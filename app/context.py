@@ -28,6 +28,10 @@ class ServiceContext:
     settings: Settings
     engine: Engine
     sessions: sessionmaker[Session]
+    read_sessions: sessionmaker[Session]
+    """Sessions of the explain routes, which only read: each statement commits on its own
+    (no BEGIN and ROLLBACK round trips), and ``commit()`` hands the connection back to the
+    pool without a round trip (``read_only_session``)."""
     store: ArtifactStore
     broker: dramatiq.Broker
     keys: KeyRing
@@ -60,6 +64,7 @@ def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) 
         settings=settings,
         engine=engine,
         sessions=sessions,
+        read_sessions=make_sessionmaker(engine.execution_options(isolation_level="AUTOCOMMIT")),
         store=store,
         broker=broker if broker is not None else make_broker(settings),
         keys=KeyRing(

@@ -82,9 +82,13 @@ SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 @contextmanager
 def read_only_session(context: ServiceContext) -> Iterator[Session]:
     """The session of a request that never writes (the explain queries), opened and closed
-    in the calling worker thread: the route makes one thread-pool call, and ending the read
-    transaction (a round trip on PostgreSQL) never runs on the event loop."""
-    session = context.sessions()
+    in the calling worker thread: the route makes one thread-pool call.
+
+    Its statements run in autocommit (``ServiceContext.read_sessions``): no BEGIN and no
+    ROLLBACK round trips on PostgreSQL, and ``session.commit()`` gives the connection back
+    to the pool at no cost, which the explain service does while a request waits for its
+    engine pass (so 16 waiting requests do not hold 16 connections)."""
+    session = context.read_sessions()
     try:
         yield session
     finally:

@@ -2,7 +2,9 @@
 
 Per request: one model row (by primary key), the cached memory-mapped arrays, one engine
 call (a pass over the n training features, shared with concurrent requests), and one
-query for the ≤ 2·k returned rows (plain columns, records as stored JSON text). Answers are
+query for the ≤ 2·k returned rows (plain columns, records as stored JSON text). The
+statements run in autocommit, and no connection is held while the request waits for its
+pass. Answers are
 built as plain JSON values in the shape of ``ExplanationPublic`` (the schema documents
 them; the values are typed here, so they are not validated again) and serialised once, to
 bytes, in the worker thread; the result cache stores those bytes.
@@ -214,7 +216,7 @@ def explain_stored(
             targets=[engine_target],
             top_k=min(k, model.n_train),
         )
-        explanations = _scored(context, model, loaded, method, item)
+        explanations = _scored(session, context, model, loaded, method, item)
         [answer] = _publish(session, model, explanations, method=method, test_ids=[test_id])
         return answer
 
@@ -271,7 +273,7 @@ def explain_rows(
         rows=rows, targets=[target] * rows.shape[0], top_k=min(request.k, model.n_train)
     )
     try:
-        explanations = _scored(context, model, loaded, request.method, item)
+        explanations = _scored(session, context, model, loaded, request.method, item)
     except InvalidInputError as error:  # the engine's "test_features" are this request's rows
         if error.argument != "test_features":
             raise
@@ -313,7 +315,7 @@ def explain_batch(
         targets=targets,
         top_k=min(request.k, model.n_train),
     )
-    explanations = _scored(context, model, loaded, request.method, item)
+    explanations = _scored(session, context, model, loaded, request.method, item)
     answers = _publish(
         session, model, explanations, method=request.method, test_ids=list(request.test_ids)
     )
@@ -321,13 +323,22 @@ def explain_batch(
 
 
 def _scored(
+    session: Session,
     context: ServiceContext,
     model: Model,
     loaded: LoadedModel,
     method: Method,
     item: ScoringItem,
 ) -> list[Explanation]:
-    """``item`` scored in a pass shared with concurrent requests of the same model and method."""
+    """``item`` scored in a pass shared with concurrent requests of the same model and method.
+
+    The session's connection goes back to the pool first (free in the explain routes'
+    autocommit sessions; ``model`` keeps its loaded attributes): a request may wait for
+    several passes, and the rows it returns are read afterwards with a connection of the
+    pool again. Holding it through the wait, 16 clients held 16 connections, more than the
+    pool keeps (10), so connections were opened and closed again all the time.
+    """
+    session.commit()
     state, train_features = loaded.states[method], loaded.train_features
 
     def score(items):

@@ -174,6 +174,38 @@ async def test_a_full_queue_answers_429_with_retry_after(service, multiclass_mod
     assert refused.json()["status"] == 429
 
 
+@pytest.mark.parametrize(
+    "route",
+    [
+        ("GET", "/explain", {"test_id": "te-0"}),
+        ("POST", "/explain", {"features": [[0.1] * 8]}),
+        ("POST", "/explain/batch", {"test_ids": ["te-0", "te-1"]}),
+    ],
+    ids=["stored", "rows", "batch"],
+)
+async def test_a_request_waiting_for_its_pass_holds_no_database_connection(
+    service, multiclass_model, monkeypatch, route
+):
+    """Its model was read before the wait and its rows are read after it; in between its
+    connection is back in the pool, so many waiting requests need no more connections."""
+    context = service.context
+    monkeypatch.setattr(context, "results", None)
+    monkeypatch.setattr(context, "batcher", PassBatcher(window_s=0.6, max_waiting=256))
+    verb, path, fields = route
+    async with service.client() as client:
+        if verb == "GET":
+            sent = client.get(path, params={"model_id": multiclass_model.id, **fields})
+        else:
+            sent = client.post(path, json={"model_id": multiclass_model.id, **fields})
+        answer = asyncio.create_task(sent)
+        await asyncio.sleep(0.3)  # the request sits in the batch window
+        waiting, held = context.batcher.waiting, context.engine.pool.checkedout()
+        response = await answer
+    assert response.status_code == 200, response.text
+    assert waiting == 1
+    assert held == 0
+
+
 async def test_batch_endpoint_equals_single_calls(service, multiclass_model):
     test_ids = ["te-3", "te-0", "te-5", "te-1"]
     async with service.client() as client:

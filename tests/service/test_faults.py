@@ -38,6 +38,7 @@ async def test_database_down_is_503_with_retry_after(service, binary_model, monk
     unreachable = create_engine(UNREACHABLE_POSTGRES)
     monkeypatch.setattr(service.context, "engine", unreachable)
     monkeypatch.setattr(service.context, "sessions", make_sessionmaker(unreachable))
+    monkeypatch.setattr(service.context, "read_sessions", make_sessionmaker(unreachable))
     async with service.client() as client:
         response = await client.get(path.format(id=binary_model.id))
     body = assert_problem(response, 503, "dependency-unavailable")
