@@ -50,6 +50,7 @@ __all__ = [
     "BlockSystem",
     "blocks_memory_bytes",
     "check_capacity",
+    "SolvedDirections",
     "SolvedVectors",
     "block_kernel_scores",
     "solve_with_state",
@@ -80,6 +81,10 @@ INNER_MIN_TOLERANCE = 1e-5
 exact residual of each correction then takes the rest."""
 MAX_REFINEMENTS = 8
 """Corrections a refined solve makes before it finishes by plain PCG on the exact H."""
+TRAIN_LOGITS_BYTES = 256 * 1024**2
+"""A refined solve keeps Z_j = Φ̃ X_jᵀ (n, q, k) from its last exact residuals when they take at
+most this much (k=1,000, n=50,000: one system, 200 MB in float32): the final pass then needs
+no n·k·D GEMM of its own (``block_kernel_scores``)."""
 SOLVED_VECTORS_BYTES = 256 * 1024**2
 """How much of recently solved H⁺b a state keeps for repeated queries (per method)."""
 _SCRATCH_LOCK = threading.Lock()
@@ -376,11 +381,27 @@ def refined_solve(
     relative = (rhs.flatten(1).norm(dim=1) / rhs_norm).cpu().numpy()  # 1, or 0 for b = 0
     iterations = np.zeros(q, dtype=np.int64)
 
+    n, num_classes = left_out.probabilities.shape
+    dtype = torch.float32 if left_out.float32 else torch.float64
+    keep_logits = n * q * num_classes * dtype.itemsize <= TRAIN_LOGITS_BYTES
+    logits = (
+        torch.zeros((n, q, num_classes), dtype=dtype, device=rhs.device) if keep_logits else None
+    )  # Z_j = Φ̃ X_jᵀ at each system's last exact residual (X = 0: Z = 0)
+
     def truncated(directions: torch.Tensor) -> torch.Tensor:  # Π H̃ Π: H̃'s rows leave S
         return project(inner(directions) + damping * directions)
 
-    def exact(directions: torch.Tensor) -> torch.Tensor:
-        return project(exact_part(directions) + left_out(directions) + damping * directions)
+    def exact(directions: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """Π (H + δI) V; with ``index``, the logits of systems ``index`` are kept."""
+        if logits is None or index is None:
+            left = left_out(directions)
+        elif index.numel() == q:
+            left = left_out(directions, logits_out=logits)
+        else:
+            part = logits.new_empty((n, *directions.shape[:2]))  # (n, a, k)
+            left = left_out(directions, logits_out=part)
+            logits[:, index] = part
+        return project(exact_part(directions) + left + damping * directions)
 
     for _ in range(MAX_REFINEMENTS):
         active = np.flatnonzero(relative > tolerance)
@@ -395,7 +416,7 @@ def refined_solve(
             tolerance=wanted.clamp(min=INNER_MIN_TOLERANCE, max=0.5),
         )
         solution[index] += solved.solution
-        residual[index] = rhs[index] - exact(solution[index])
+        residual[index] = rhs[index] - exact(solution[index], index)
         iterations[active] += solved.iterations + 1
         reached = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
         stalled = active[reached > 0.5 * relative[active]]
@@ -408,10 +429,12 @@ def refined_solve(
         wanted = tolerance / torch.as_tensor(relative[active], device=rhs.device)
         solved = solve_pcg(exact, precondition, residual[index], tolerance=wanted.clamp(max=0.5))
         solution[index] += solved.solution
-        residual[index] = rhs[index] - exact(solution[index])
+        residual[index] = rhs[index] - exact(solution[index], index)
         iterations[active] += solved.iterations + 1
         relative[active] = (residual[index].flatten(1).norm(dim=1) / rhs_norm[index]).cpu().numpy()
-    return PCGResult(solution=solution, iterations=iterations, relative_residual=relative)
+    return PCGResult(
+        solution=solution, iterations=iterations, relative_residual=relative, train_logits=logits
+    )
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
@@ -467,12 +490,30 @@ def _state_solver(state: FittedState, train_features: np.ndarray) -> BlockSystem
     return system
 
 
+@dataclass(frozen=True)
+class SolvedDirections:
+    """X_j = mat(H⁺ Π b_j) of a batch of queries, and how each was solved.
+
+    Attributes
+    ----------
+    directions : ndarray of shape (m, k, D), float64
+    reports : list of m ``SolverReport`` (a reused vector repeats its solve's report)
+    train_logits : Tensor of shape (n, m, k), or None
+        Z_j = Φ̃ X_jᵀ as the refined solve's last exact residual multiplied it
+        (``PCGResult.train_logits``); None unless every X_j was solved by this call.
+    """
+
+    directions: np.ndarray
+    reports: list[SolverReport]
+    train_logits: torch.Tensor | None = None
+
+
 def solve_with_state(
     state: FittedState,
     train_features: np.ndarray,
     right_hand_sides: np.ndarray,
     keys: list[Hashable],
-) -> tuple[np.ndarray, list[SolverReport]]:
+) -> SolvedDirections:
     """X_j = mat(H⁺ Π b_j) for every j by PCG, reusing vectors solved for the same key.
 
     Parameters
@@ -482,11 +523,6 @@ def solve_with_state(
     right_hand_sides : ndarray of shape (m, k, D), float64
     keys : list of m hashables
         What determines b_j (target class and test row): equal keys, equal b.
-
-    Returns
-    -------
-    directions : ndarray of shape (m, k, D), float64
-    reports : list of m ``SolverReport`` (a reused vector repeats its solve's report)
     """
     system = _state_solver(state, train_features)
     solved: SolvedVectors = state.scratch["solved_vectors"]
@@ -499,6 +535,7 @@ def solve_with_state(
             missing.setdefault(key, []).append(row)
         else:
             directions[row], reports[row] = hit
+    train_logits = None
     if missing:
         firsts = [rows[0] for rows in missing.values()]
         result = system.solve(torch.from_numpy(right_hand_sides[firsts]))
@@ -509,17 +546,28 @@ def solve_with_state(
             solved.put(key, solutions[position], report)
             for row in rows:
                 directions[row], reports[row] = solutions[position], report
-    return directions, [report for report in reports if report is not None]
+        if firsts == list(range(len(keys))):  # every row solved here, once
+            train_logits = result.train_logits
+    return SolvedDirections(
+        directions, [report for report in reports if report is not None], train_logits
+    )
 
 
 def block_kernel_scores(
-    state: FittedState, train_features: np.ndarray, residuals: np.ndarray, directions: np.ndarray
+    state: FittedState,
+    train_features: np.ndarray,
+    residuals: np.ndarray,
+    directions: np.ndarray,
+    *,
+    train_logits: torch.Tensor | None = None,
 ) -> np.ndarray:
     """s_i(t) = Σ_c r_ic φ̃_iᵀ X_t,c over the (i, c) that matter (``support_mask``).
 
     With peaked probabilities most r_ic are negligible (r_ic = P_ic off the label), so a
     row block whose kept pairs are few is scored pair by pair (m·s·D flops instead of
-    m·n·k·D); a dense block takes the kernel GEMM.
+    m·n·k·D); a dense block takes the kernel GEMM. With ``train_logits`` (n, m, k), the
+    z_ic = φ̃_iᵀ X_t,c a refined solve already multiplied (``SolvedDirections``), the scores
+    are Σ_c r_ic z_ic over every pair, with no GEMM.
 
     Parameters
     ----------
@@ -532,13 +580,21 @@ def block_kernel_scores(
     -------
     ndarray of shape (m, n), float64.
     """
-    system = _state_solver(state, train_features)
-    probabilities, threshold = system.product.probabilities, system.product.threshold
+    cpu = torch.device("cpu")
     n = train_features.shape[0]
     m, num_classes, dim = directions.shape
     scores = np.empty((m, n))
+    if train_logits is not None:
+        step = rows_per_block(8 * num_classes * (m + 1))
+        for start in range(0, n, step):
+            rows = slice(start, min(n, start + step))
+            block_residuals = block_tensor(residuals, rows, dtype=np.dtype(np.float64), device=cpu)
+            block_logits = train_logits[rows].to(device=cpu, dtype=torch.float64)  # (b, m, k)
+            scores[:, rows] = torch.einsum("bmk,bk->mb", block_logits, block_residuals).numpy()
+        return scores
+    system = _state_solver(state, train_features)
+    probabilities, threshold = system.product.probabilities, system.product.threshold
     directions_t = torch.from_numpy(np.ascontiguousarray(directions))
-    cpu = torch.device("cpu")
     block_rows = rows_per_block(8 * (dim + 4 * num_classes))
     for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=cpu):
         block_residuals = block_tensor(residuals, rows, dtype=np.dtype(np.float64), device=cpu)

@@ -253,8 +253,15 @@ def influence_contributions(
         keys: list[Hashable] = [
             (int(c), row.tobytes()) for c, row in zip(target_classes, test_augmented, strict=True)
         ]
-        directions, reports = solve_with_state(state, train_features, test_gradients, keys)
-        scores = block_kernel_scores(state, train_features, arrays["residuals"], directions)
+        solved = solve_with_state(state, train_features, test_gradients, keys)
+        scores = block_kernel_scores(
+            state,
+            train_features,
+            arrays["residuals"],
+            solved.directions,
+            train_logits=solved.train_logits,
+        )
+        reports = solved.reports
         return scores / n, reports
     directions = directions_from_rows(
         np.asarray(arrays["hessian_inverse"]),

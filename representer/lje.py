@@ -31,6 +31,7 @@ from representer.head import LinearHead
 from representer.hessian import factorize_hessian
 from representer.hessian_solver import (
     BlockSystem,
+    SolvedDirections,
     block_kernel_scores,
     choose_hessian,
     pcg_reports,
@@ -348,9 +349,14 @@ def lje_contributions(
         values = materialised_contributions(arrays["lje_weights"], test_augmented, rows_class)
     else:
         if "block_cholesky" in arrays:
-            directions, reports = _pcg_directions(state, train_features, test_augmented, rows_class)
+            solved = _pcg_directions(state, train_features, test_augmented, rows_class)
+            directions, reports = solved.directions, solved.reports
             scores = block_kernel_scores(
-                state, train_features, arrays["residuals_star"], directions
+                state,
+                train_features,
+                arrays["residuals_star"],
+                directions,
+                train_logits=solved.train_logits,
             )  # (m, n)
         else:
             directions = _dense_directions(arrays["hessian_inverse"], test_augmented, rows_class)
@@ -383,7 +389,7 @@ def _pcg_directions(
     train_features: np.ndarray,
     test_augmented: np.ndarray,
     rows_class: np.ndarray,
-) -> tuple[np.ndarray, list[SolverReport]]:
+) -> SolvedDirections:
     """X_t = mat(H*⁺ Π(e_c ⊗ φ̃_t)) by PCG (docs/math.md §10.3), shape (m, k, D), float64."""
     m, dim = test_augmented.shape
     num_classes = state.arrays["theta_star"].shape[0]

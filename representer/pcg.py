@@ -479,8 +479,14 @@ class LeftOutProduct:
             )
         return self.weights[key]
 
-    def __call__(self, directions: torch.Tensor) -> torch.Tensor:
-        """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64."""
+    def __call__(
+        self, directions: torch.Tensor, *, logits_out: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64.
+
+        ``logits_out`` (n, q, k), when given, receives Z = Φ̃ Vᵀ of every row as multiplied
+        here (in the product's dtype): the scores of the final pass are Σ_c r_ic z_ic.
+        """
         q, num_classes, dim = directions.shape
         device = directions.device
         n, d = self.train_features.shape
@@ -496,6 +502,8 @@ class LeftOutProduct:
             )  # Φ rows (b, d)
             left, local, classes, kept = self.block_weights(rows, dtype, device)
             logits = torch.addmm(bias_t, block, weights_t).reshape(-1, q, num_classes)  # Z
+            if logits_out is not None:
+                logits_out[rows] = logits
             weighted = left[:, None, :] * logits  # P^o ⊙ z (b, q, k)
             left_sums = weighted.sum(dim=2)  # P^oᵀ z (b, q)
             full_sums = left_sums.index_add(
@@ -532,6 +540,9 @@ class PCGResult:
     solution: torch.Tensor
     iterations: np.ndarray
     relative_residual: np.ndarray
+    train_logits: torch.Tensor | None = None
+    """Z_j = Φ̃ X_jᵀ of every solution, shape (n, q, k), as the last exact residual of a refined
+    solve multiplied it (``LeftOutProduct``); None where no solve kept them."""
 
 
 def _dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:

@@ -528,3 +528,52 @@ def test_low_rank_batches_apply_the_inverse_of_every_block():
         rtol=0,
         atol=LOWRANK_RTOL * np.abs(expected).max(),
     )
+
+
+TRAIN_LOGITS_RTOL = 1e-5
+"""Z = Φ̃ Xᵀ kept from a refined solve's last exact residual (float32 GEMMs) against float64."""
+
+
+def test_refined_solves_keep_the_training_logits_of_their_solutions(peaked, monkeypatch):
+    import representer.hessian_solver as hessian_solver
+    from representer.hessian_solver import BlockSystem
+
+    train = peaked["train_features"]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
+    fields = {"damping": 1e-4, "tolerance": 1e-6, "device": torch.device("cpu")}
+    system = BlockSystem.fit(train, probs, progress=lambda fraction: None, **fields)
+    assert system.refined is not None
+    rng = np.random.default_rng(11)
+    rhs = torch.from_numpy(rng.normal(size=(3, *theta.shape)))
+    rhs[1, 1:] = 0.0  # one class: its own iterations, so the systems stop at different rounds
+    rhs[2] = 0.0  # X = 0, never multiplied: Z = 0
+    result = system.solve(rhs)
+    features = np.hstack([train, np.ones((train.shape[0], 1))]).astype(np.float64)
+    expected = np.einsum("nd,qkd->nqk", features, result.solution.numpy())
+    assert result.train_logits is not None
+    np.testing.assert_allclose(
+        result.train_logits.double().numpy(),
+        expected,
+        rtol=0,
+        atol=TRAIN_LOGITS_RTOL * np.abs(expected).max(),
+    )
+    monkeypatch.setattr(hessian_solver, "TRAIN_LOGITS_BYTES", 0)
+    assert system.solve(rhs).train_logits is None
+
+
+@pytest.mark.parametrize("method", [Method.LJE, Method.INFLUENCE])
+def test_scores_from_kept_logits_equal_the_kernel_pass(peaked, method, monkeypatch):
+    import representer.hessian_solver as hessian_solver
+
+    train, test = peaked["train_features"], peaked["test_features"]
+    config = CONFIGS[method](hessian="blocks", damping=1e-4)
+    state = fit(_head(peaked), train, peaked["train_labels"], method=method, config=config)
+    targets = np.arange(test.shape[0]) % state.meta["num_classes"]
+    state.scratch.clear()
+    kept = contributions(state, train, test, target_classes=targets)
+    assert state.scratch["block_system"].refined is not None  # the kept logits were used
+    monkeypatch.setattr(hessian_solver, "TRAIN_LOGITS_BYTES", 0)
+    state.scratch.clear()
+    passed = contributions(state, train, test, target_classes=targets)
+    assert np.abs(kept - passed).max() <= TRAIN_LOGITS_RTOL * np.abs(passed).max()
