@@ -38,11 +38,13 @@ def top_indices(values: np.ndarray, count: int, *, largest: bool) -> np.ndarray:
 def top_indices_rows(values: np.ndarray, count: int, *, largest: bool) -> np.ndarray:
     """``top_indices`` of every row at once, the same answer row by row.
 
-    ``torch.topk`` picks each row's ``count`` candidates (about 0.07 ms a row of 50,000
-    against 0.55 ms for ``np.argpartition``); a row whose k-th value is tied outside the
-    candidates, or whose candidates hold a NaN, takes the exact per-row path. Otherwise the
-    candidates are exactly the values at least as good as the k-th, whichever ``count`` of
-    them the selection returned, so sorting them by value, then index, is the answer.
+    ``torch.topk`` picks each row's ``count + 1`` best values (about 0.04 ms a row of
+    50,000 against 0.55 ms for ``np.argpartition``). Where the (count+1)-th is strictly
+    worse than the count-th, the first ``count`` are exactly the values at least as good as
+    the count-th, whichever order the selection returned them in, so sorting them by value,
+    then index, is the answer. A row tied at that boundary, or with a non-finite value among
+    those picked, takes the exact per-row path. (Comparing the count-th with every value of
+    the row instead took 0.7 ms more for 16 rows of 50,000, both sides.)
 
     Parameters
     ----------
@@ -61,17 +63,15 @@ def top_indices_rows(values: np.ndarray, count: int, *, largest: bool) -> np.nda
         return np.stack([top_indices(row, count, largest=largest) for row in values]).reshape(
             m, count
         )
-    rows = np.ascontiguousarray(values)  # (m, n)
-    candidates = (
-        torch.topk(torch.from_numpy(rows), count, dim=1, largest=largest, sorted=False)
-        .indices.numpy()
-        .astype(np.int64)
-    )  # (m, count)
-    chosen = np.take_along_axis(rows, candidates, axis=1)  # (m, count)
-    keyed = -chosen if largest else chosen  # smaller is better (m, count)
-    kth = chosen.min(axis=1, keepdims=True) if largest else chosen.max(axis=1, keepdims=True)
-    as_good = (rows >= kth) if largest else (rows <= kth)  # (m, n)
-    exact_needed = (as_good.sum(axis=1) > count) | ~np.isfinite(chosen).all(axis=1)  # (m,)
+    picked = torch.topk(
+        torch.from_numpy(np.ascontiguousarray(values)), count + 1, dim=1, largest=largest
+    )  # best first (m, count + 1)
+    best = picked.values.numpy()  # (m, count + 1)
+    kth, following = best[:, count - 1], best[:, count]  # (m,)
+    separated = (following < kth) if largest else (following > kth)  # False for NaN
+    exact_needed = ~separated | ~np.isfinite(best).all(axis=1)  # (m,)
+    candidates = picked.indices.numpy()[:, :count].astype(np.int64)  # (m, count)
+    keyed = -best[:, :count] if largest else best[:, :count]  # smaller is better
     order = np.lexsort((candidates, keyed), axis=1)  # by value, then by index
     result = np.take_along_axis(candidates, order, axis=1)
     for row in np.flatnonzero(exact_needed):

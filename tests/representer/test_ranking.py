@@ -56,3 +56,16 @@ def test_rows_at_once_on_a_query_sized_block():
             np.testing.assert_array_equal(
                 together[row], top_indices(values[row], 10, largest=largest)
             )
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_a_tie_at_the_boundary_keeps_the_lower_indices(largest):
+    sign = 1.0 if largest else -1.0
+    values = sign * np.array(
+        [[5.0, 1.0, 3.0, 4.0, 3.0, 0.0, 3.0], [5.0, 1.0, 3.0, 4.0, 2.0, 0.0, 6.0]]
+    )
+    together = top_indices_rows(values, 3, largest=largest)
+    np.testing.assert_array_equal(together[0], [0, 3, 2])  # 3.0 at 2, 4 and 6: index 2 wins
+    np.testing.assert_array_equal(together[1], [6, 0, 3])  # no tie: the fast path
+    for row in range(2):
+        np.testing.assert_array_equal(together[row], top_indices(values[row], 3, largest=largest))
