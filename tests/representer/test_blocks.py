@@ -557,8 +557,29 @@ def test_refined_solves_keep_the_training_logits_of_their_solutions(peaked, monk
         rtol=0,
         atol=TRAIN_LOGITS_RTOL * np.abs(expected).max(),
     )
+    loose = replace(system, tolerance=1e-2).solve(rhs)  # done after the first correction,
+    assert (loose.relative_residual <= 1e-2).all() and loose.train_logits is None  # no Z kept
     monkeypatch.setattr(hessian_solver, "TRAIN_LOGITS_BYTES", 0)
     assert system.solve(rhs).train_logits is None
+
+
+PRODUCT_NT_RTOL = 1e-5
+"""``product_nt`` (oneDNN for float32 on the CPU) against the float64 product."""
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_product_nt_is_the_product_with_the_transpose(dtype):
+    from representer.pcg import product_nt
+
+    rng = np.random.default_rng(12)
+    left, right = rng.normal(size=(70, 33)), rng.normal(size=(20, 33))
+    expected = left @ right.T
+    actual = product_nt(torch.from_numpy(left).to(dtype), torch.from_numpy(right.T).to(dtype).T)
+    assert actual.dtype == dtype and actual.shape == (70, 20)
+    tolerance = PRODUCT_NT_RTOL if dtype == torch.float32 else PRODUCT_RTOL
+    np.testing.assert_allclose(
+        actual.double().numpy(), expected, rtol=0, atol=tolerance * np.abs(expected).max()
+    )
 
 
 @pytest.mark.parametrize("method", [Method.LJE, Method.INFLUENCE])
