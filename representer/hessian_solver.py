@@ -26,7 +26,7 @@ from representer.block_hessian import (
 from representer.config import HessianMode, InfluenceConfig, LJEConfig, MethodConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.explanation import SolverReport
-from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
+from representer.feature_blocks import block_tensor, rows_per_block
 from representer.hessian import FACTOR_COPIES, check_hessian_memory
 from representer.kernel import kernel_scores
 from representer.pcg import (
@@ -37,6 +37,7 @@ from representer.pcg import (
     HessianProduct,
     LeftOutProduct,
     PCGResult,
+    augmented_rows,
     class_support,
     project,
     solve_pcg,
@@ -499,7 +500,7 @@ class SolvedDirections:
     directions : ndarray of shape (m, k, D), float64
     reports : list of m ``SolverReport`` (a reused vector repeats its solve's report)
     train_logits : Tensor of shape (n, m, k), or None
-        Z_j = Φ̃ X_jᵀ as the refined solve's last exact residual multiplied it
+        Φ X_j[:, :d]ᵀ as the refined solve's last exact residual multiplied it
         (``PCGResult.train_logits``); None unless every X_j was solved by this call.
     """
 
@@ -565,9 +566,10 @@ def block_kernel_scores(
 
     With peaked probabilities most r_ic are negligible (r_ic = P_ic off the label), so a
     row block whose kept pairs are few is scored pair by pair (m·s·D flops instead of
-    m·n·k·D); a dense block takes the kernel GEMM. With ``train_logits`` (n, m, k), the
-    z_ic = φ̃_iᵀ X_t,c a refined solve already multiplied (``SolvedDirections``), the scores
-    are Σ_c r_ic z_ic over every pair, with no GEMM.
+    m·n·k·D); a dense block takes the kernel GEMM, or, given ``train_logits`` (n, m, k), the
+    φ_iᵀ X_t,c[:d] a refined solve already multiplied in the same float32
+    (``SolvedDirections``): Σ_c r_ic z_ic with the bias column X_t,c[d] added in float64, as
+    the kernel GEMM does, and no GEMM of its own.
 
     Parameters
     ----------
@@ -584,36 +586,61 @@ def block_kernel_scores(
     n = train_features.shape[0]
     m, num_classes, dim = directions.shape
     scores = np.empty((m, n))
-    if train_logits is not None:
-        step = rows_per_block(8 * num_classes * (m + 1))
-        for start in range(0, n, step):
-            rows = slice(start, min(n, start + step))
-            block_residuals = block_tensor(residuals, rows, dtype=np.dtype(np.float64), device=cpu)
-            block_logits = train_logits[rows].to(device=cpu, dtype=torch.float64)  # (b, m, k)
-            scores[:, rows] = torch.einsum("bmk,bk->mb", block_logits, block_residuals).numpy()
-        return scores
+    if train_logits is not None and not (
+        train_logits.dtype == torch.float64 or train_features.dtype == np.float32
+    ):
+        train_logits = None  # float64 features: the kernel GEMM multiplies in float64
     system = _state_solver(state, train_features)
     probabilities, threshold = system.product.probabilities, system.product.threshold
     directions_t = torch.from_numpy(np.ascontiguousarray(directions))
     block_rows = rows_per_block(8 * (dim + 4 * num_classes))
-    for rows, block in augmented_row_blocks(train_features, block_rows=block_rows, device=cpu):
+    for start in range(0, n, block_rows):
+        rows = slice(start, min(n, start + block_rows))
         block_residuals = block_tensor(residuals, rows, dtype=np.dtype(np.float64), device=cpu)
         keep = class_support(
             block_tensor(probabilities, rows, dtype=np.dtype(np.float64), device=cpu), threshold
         ) | (block_residuals < 0)  # (b, k)
-        if float(keep.float().mean()) > SPARSE_FILL:
+        if float(keep.float().mean()) > SPARSE_FILL and train_logits is not None:
+            logits = train_logits[rows].to(device=cpu, dtype=torch.float64)  # Φ X[:d]ᵀ (b, m, k)
+            logits += directions_t[None, :, :, -1]  # + X[d]: z_ic (b, m, k)
+            scores[:, rows] = torch.einsum("bmk,bk->mb", logits, block_residuals).numpy()
+        elif float(keep.float().mean()) > SPARSE_FILL:
             scores[:, rows] = kernel_scores(
                 np.asarray(train_features[rows]), block_residuals.numpy(), directions
             )
-            continue
-        local, classes = torch.nonzero(keep, as_tuple=True)  # (s,)
-        values = torch.zeros((m, block.shape[0]), dtype=torch.float64)
-        step = max(1, 64 * 1024**2 // (8 * dim * (m + 1)))
-        for start in range(0, local.shape[0], step):
-            part = slice(start, start + step)
-            features = block[local[part]]  # (p, D)
-            products = torch.einsum("mpd,pd->mp", directions_t[:, classes[part]], features)
-            products *= block_residuals[local[part], classes[part]]  # r_ic φ̃_iᵀ X_c (m, p)
-            values.index_add_(1, local[part], products)
-        scores[:, rows] = values.numpy()
+        else:
+            scores[:, rows] = _sparse_scores(
+                train_features, rows, block_residuals, keep, directions_t
+            ).numpy()
     return scores
+
+
+def _sparse_scores(
+    train_features: np.ndarray,
+    rows: slice,
+    residuals: torch.Tensor,
+    keep: torch.Tensor,
+    directions: torch.Tensor,
+) -> torch.Tensor:
+    """Σ_c r_ic φ̃_iᵀ X_c over the kept pairs of a row block (float64 rows), shape (m, b).
+
+    Parameters
+    ----------
+    residuals : Tensor of shape (b, k), float64
+    keep : Tensor of shape (b, k), bool
+    directions : Tensor of shape (m, k, D), float64
+    """
+    m, _, dim = directions.shape
+    local, classes = torch.nonzero(keep, as_tuple=True)  # (s,)
+    block = augmented_rows(
+        train_features, np.arange(rows.start, rows.stop), device=torch.device("cpu")
+    )  # (b, D) float64
+    values = torch.zeros((m, block.shape[0]), dtype=torch.float64)
+    step = max(1, 64 * 1024**2 // (8 * dim * (m + 1)))
+    for start in range(0, local.shape[0], step):
+        part = slice(start, start + step)
+        features = block[local[part]]  # (p, D)
+        products = torch.einsum("mpd,pd->mp", directions[:, classes[part]], features)
+        products *= residuals[local[part], classes[part]]  # r_ic φ̃_iᵀ X_c (m, p)
+        values.index_add_(1, local[part], products)
+    return values

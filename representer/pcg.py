@@ -484,8 +484,9 @@ class LeftOutProduct:
     ) -> torch.Tensor:
         """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64.
 
-        ``logits_out`` (n, q, k), when given, receives Z = Φ̃ Vᵀ of every row as multiplied
-        here (in the product's dtype): the scores of the final pass are Σ_c r_ic z_ic.
+        ``logits_out`` (n, q, k), when given, receives Φ V[:, :, :d]ᵀ of every row as
+        multiplied here (in the product's dtype), without the bias column V[:, :, d], which a
+        reader adds in float64: the scores of the final pass are Σ_c r_ic z_ic.
         """
         q, num_classes, dim = directions.shape
         device = directions.device
@@ -501,9 +502,12 @@ class LeftOutProduct:
                 self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
             )  # Φ rows (b, d)
             left, local, classes, kept = self.block_weights(rows, dtype, device)
-            logits = torch.addmm(bias_t, block, weights_t).reshape(-1, q, num_classes)  # Z
-            if logits_out is not None:
+            if logits_out is None:
+                logits = torch.addmm(bias_t, block, weights_t).reshape(-1, q, num_classes)  # Z
+            else:
+                logits = (block @ weights_t).reshape(-1, q, num_classes)  # Φ V[:, :d]ᵀ
                 logits_out[rows] = logits
+                logits += bias_t.reshape(q, num_classes)  # Z
             weighted = left[:, None, :] * logits  # P^o ⊙ z (b, q, k)
             left_sums = weighted.sum(dim=2)  # P^oᵀ z (b, q)
             full_sums = left_sums.index_add(
@@ -541,8 +545,9 @@ class PCGResult:
     iterations: np.ndarray
     relative_residual: np.ndarray
     train_logits: torch.Tensor | None = None
-    """Z_j = Φ̃ X_jᵀ of every solution, shape (n, q, k), as the last exact residual of a refined
-    solve multiplied it (``LeftOutProduct``); None where no solve kept them."""
+    """Φ X_j[:, :d]ᵀ of every solution (Z_j = Φ̃ X_jᵀ without its bias column), shape (n, q, k),
+    as the last exact residual of a refined solve multiplied it (``LeftOutProduct``); None
+    where no solve kept them."""
 
 
 def _dot(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
