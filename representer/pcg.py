@@ -51,6 +51,11 @@ PRODUCT_BLOCK_BYTES = 4 * 1024**2
 they stay in the cache for the second (one 256 MB block read the features from memory twice)."""
 PAIR_BYTES = 64 * 1024**2
 """Cap on the gathered (pairs, D) temporaries of the sparse product."""
+ONEDNN_MIN_OUTPUTS = 512
+"""The second GEMM of a left-out product (Wᵀ Φ, q·k rows out) goes through oneDNN
+(``product_nt``) from this many rows: it needs transposed copies of both operands, which cost
+more than oneDNN saves on few rows (one thread, Zen 5: k=100, 0.24 s a product with MKL's
+and 0.39 s with oneDNN's; k=1,000, 1.8 s and 1.4 s). The first GEMM always takes it."""
 FLOAT32_MIN_TOLERANCE = 1e-8
 """The left-out part of a refined solve (``LeftOutProduct``) multiplies in float32 when the
 cg_tolerance is at least this: its result is small (the left-out pairs carry little curvature),
@@ -520,7 +525,10 @@ class LeftOutProduct:
             weighted.addcmul_(left[:, None, :], full_sums[:, :, None], value=-1.0)  # − P^o (Pᵀz)
             weighted[local, :, classes] -= kept[:, None] * left_sums[local]  # − P^k (P^oᵀz)
             weighted_t = weighted.reshape(-1, q * num_classes).T  # (q·k, b)
-            product[:, :d] += product_nt(weighted_t, block.T).to(torch.float64)
+            if q * num_classes >= ONEDNN_MIN_OUTPUTS:
+                product[:, :d] += product_nt(weighted_t, block.T).to(torch.float64)
+            else:  # MKL: no transposed copies
+                product[:, :d] += (weighted_t @ block).to(torch.float64)
             product[:, d] += weighted_t.sum(dim=1).to(torch.float64)
         product /= n
         result = product.reshape(q, num_classes, dim)

@@ -376,9 +376,15 @@ REFINED_RTOL = 1e-5
 """Refined and plain solves, both to cg_tolerance 1e-7, agree to this relative difference."""
 
 
+@pytest.mark.parametrize("min_outputs", [0, 10**9])  # the second GEMM by oneDNN, or not
 @pytest.mark.parametrize("float32", [False, True])
-def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(peaked, float32):
+def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(
+    peaked, float32, min_outputs, monkeypatch
+):
+    import representer.pcg
     from representer.pcg import LeftOutProduct
+
+    monkeypatch.setattr(representer.pcg, "ONEDNN_MIN_OUTPUTS", min_outputs)
 
     train = peaked["train_features"].astype(np.float64)[:300]
     theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
