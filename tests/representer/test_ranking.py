@@ -69,3 +69,33 @@ def test_a_tie_at_the_boundary_keeps_the_lower_indices(largest):
     np.testing.assert_array_equal(together[1], [6, 0, 3])  # no tie: the fast path
     for row in range(2):
         np.testing.assert_array_equal(together[row], top_indices(values[row], 3, largest=largest))
+
+
+@pytest.mark.parametrize("largest", [True, False])
+def test_the_chunk_prefilter_finds_the_best_wherever_they_sit(largest):
+    """Rows long enough for the prefilter (n = 60,001: 117 chunks and a tail of 97 values):
+    the best values clustered in one chunk, spread over many, in the tail, tied across
+    chunks at the boundary (more tied chunks than picks), next to a NaN or an infinity;
+    every row equals the exact path."""
+    rng = np.random.default_rng(5)
+    sign = 1.0 if largest else -1.0
+    values = rng.normal(size=(9, 60_001))
+    values[0, 1000:1012] = sign * 10.0 + np.arange(12)  # all best in one chunk
+    values[1, ::5000] = sign * (10.0 + np.arange(13))  # one best value in each of 13 chunks
+    values[2, -20:] = sign * 10.0 + np.arange(20)  # the best in the tail
+    values[3, [7, 600, 1300, 2000, 9000, 20000]] = sign * 10.0  # tied at the boundary
+    values[3, [50, 700, 1400, 30000, 40000, 50000, 59999]] = sign * 20.0
+    values[4, 3] = np.nan
+    values[4, 5:15] = sign * 10.0  # the best share a chunk with a NaN
+    values[5, 100] = sign * np.inf
+    values[5, 200:210] = -sign * np.inf
+    values[6, :] = 1.0  # every value tied
+    values[7, 512:1024] = sign * 10.0  # one whole chunk tied at the top
+    values[8, 30_000 + 512 * np.arange(9)] = sign * 20.0  # 9 best, then a tie over 5 chunks
+    values[8, [59_000, 45_000, 9000, 2000, 7]] = sign * 10.0
+    for count in (1, 10, 20):
+        together = top_indices_rows(values, count, largest=largest)
+        for row in range(values.shape[0]):
+            np.testing.assert_array_equal(
+                together[row], top_indices(values[row], count, largest=largest), err_msg=f"{row}"
+            )
