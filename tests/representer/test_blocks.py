@@ -438,11 +438,18 @@ GROUPED_FLOAT32_RTOL = 1e-5
 """The grouped product over float32 rows against the float64 sparse product."""
 
 
-@pytest.mark.parametrize("cached", [False, True])
-def test_grouped_product_is_the_sparse_product(peaked, cached):
+@pytest.mark.parametrize(
+    ("cached", "features_dtype"),
+    [(False, np.float64), (True, np.float64), (True, np.float32)],
+    ids=["gathered", "cached", "cached-sampled"],
+)
+def test_grouped_product_is_the_sparse_product(peaked, cached, features_dtype):
+    """float32 features take the sampled first product (``SampledLogits``); the others the
+    class-grouped GEMMs."""
     from representer.pcg import ClassPairs, GroupedProduct, class_support
 
-    train = peaked["train_features"].astype(np.float64)[:300]
+    stored = peaked["train_features"][:300].astype(features_dtype)
+    train = stored.astype(np.float64)
     theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
     probs = probabilities(theta, train)
     live = torch.ones(theta.shape[1], dtype=torch.bool)
@@ -451,10 +458,11 @@ def test_grouped_product_is_the_sparse_product(peaked, cached):
         probs, lambda block: class_support(torch.from_numpy(block), threshold).numpy()
     )
     grouped = (
-        GroupedProduct.cached(train, pairs, live)
+        GroupedProduct.cached(stored, pairs, live)
         if cached
         else GroupedProduct(pairs, train.shape[0], live, source=train)
     )
+    assert (grouped.sampled is not None) == (features_dtype == np.float32)
     directions = torch.from_numpy(np.random.default_rng(6).normal(size=(2, *theta.shape)))
     expected = HessianProduct(train, probs, 0.0, live, threshold)(directions).numpy()
     tolerance = GROUPED_FLOAT32_RTOL if cached else PRODUCT_RTOL
