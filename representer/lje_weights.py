@@ -9,7 +9,6 @@ self-contributions for free. ``WeightLayout`` says when this beats the kernel fo
 from __future__ import annotations
 
 import warnings
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,6 +17,8 @@ from representer.config import LJEConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
 from representer.hessian import FACTOR_COPIES
+from representer.onednn import ONEDNN_LINEAR as _ONEDNN_MATMUL
+from representer.onednn import linear_nt
 from representer.progress import ProgressCallback
 
 __all__ = [
@@ -145,8 +146,8 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     Which kernel reads W[c] (n×D, row-major float32) fastest depends on b (n=50,000,
     D=513, one thread, this project's AMD Zen 5 machine; ms): MKL's SGEMM (``torch.mm``)
     runs at about 45 GFLOPS whatever the width, so 16 rows took 18-19 ms against 4.3-5.1
-    for two; oneDNN's matmul (``torch.ops.mkldnn._linear_pointwise`` on the plain strided
-    tensors: no reorder, no copy of W) reached 9.5-12.8 ms for 16 rows and 3.6-3.9 for one
+    for two; oneDNN's matmul (``representer.onednn``: the plain strided
+    tensors, no reorder, no copy of W) reached 9.5-12.8 ms for 16 rows and 3.6-3.9 for one
     (its matrix-vector kernel), but 6.8-7.9 for 2-4 rows, where MKL's 5.1-6.2 wins. So:
     oneDNN for one row and from ``ONEDNN_MIN_ROWS`` rows on, MKL in between. The right
     operand of MKL's product is the transposed view of the rows (a row-major (D, b) copy
@@ -164,7 +165,7 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     """
     count = rows.shape[0]
     if _ONEDNN_MATMUL is not None and (count == 1 or count >= ONEDNN_MIN_ROWS):
-        return _ONEDNN_MATMUL(rows.contiguous(), class_weights, None, "none", [], "")
+        return linear_nt(rows.contiguous(), class_weights)
     if count == 1:  # a GEMM, not a GEMV: MKL's GEMV read W at about half the speed
         rows = torch.cat([rows, torch.zeros_like(rows)])  # (2, D)
     return (class_weights @ rows.T)[:, :count].T  # (b, n)
@@ -172,21 +173,6 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 
 ONEDNN_MIN_ROWS = 5
 """From this many rows of one class on, ``class_product`` uses oneDNN (see there)."""
-
-
-def _onednn_matmul() -> Any | None:
-    """oneDNN's fp32 linear on plain tensors, or None where this PyTorch lacks it."""
-    if not torch.backends.mkldnn.is_available():
-        return None
-    try:
-        linear = torch.ops.mkldnn._linear_pointwise
-        probe = linear(torch.ones(1, 3), torch.ones(2, 3), None, "none", [], "")
-    except (AttributeError, RuntimeError):
-        return None
-    return linear if probe.shape == (1, 2) and bool((probe == 3.0).all()) else None
-
-
-_ONEDNN_MATMUL = _onednn_matmul()
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:

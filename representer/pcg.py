@@ -18,6 +18,7 @@ import torch
 
 from representer.errors import SingularSystemError
 from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
+from representer.onednn import ONEDNN_LINEAR, linear_nt
 
 __all__ = [
     "ClassPairs",
@@ -621,21 +622,20 @@ class LeftOutProduct:
 def product_nt(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """left @ rightᵀ for left (a, c) and right (b, c); shape (a, b), their dtype.
 
-    Float32 on the CPU goes through oneDNN where torch has it: on an AMD Zen 5 core (one
-    thread) its single-precision GEMM took 65 ms for (6,670 × 1,024) @ (1,024 × 1,000)
-    against 137 ms for MKL's (which does not use AVX-512 there), with a rounding error of
-    8.6e-7 of the largest entry against 3.9e-7. Other dtypes and devices take ``@``.
+    Float32 on the CPU goes through oneDNN where torch has it (``representer.onednn``): on
+    an AMD Zen 5 core (one thread) its single-precision GEMM took 59 ms for
+    (6,670 × 1,024) @ (1,024 × 1,000) against 137 ms for MKL's (which does not use AVX-512
+    there), with a rounding error of 8.6e-7 of the largest entry against 3.9e-7. Other
+    dtypes and devices take ``@``.
     """
     if (
         left.device.type != "cpu"
         or left.dtype != torch.float32
         or right.dtype != torch.float32
-        or not torch.backends.mkldnn.is_available()
+        or ONEDNN_LINEAR is None
     ):
         return left @ right.T
-    return torch._C._nn.mkldnn_linear(
-        left.contiguous().to_mkldnn(), right.contiguous().to_mkldnn(), None
-    ).to_dense()
+    return linear_nt(left.contiguous(), right.contiguous())
 
 
 def dtype_name(dtype: torch.dtype) -> str:
