@@ -40,6 +40,7 @@ from representer.pcg import (
     augmented_rows,
     class_support,
     project,
+    refined_support,
     solve_pcg,
     support_threshold,
 )
@@ -266,9 +267,12 @@ class BlockSystem:
         fill = support_fill(probabilities, threshold_refined)
         kept = fill * probabilities.shape[0] * probabilities.shape[1]
         if fill <= REFINE_MAX_FILL and kept * dim * 4 <= REFINE_CACHE_BYTES:
+            keep_top = damping == 0.0  # δ > 0: H̃ + δI stays definite without light tops
             pairs = ClassPairs.of(
                 probabilities,
-                lambda block: class_support(torch.from_numpy(block), threshold_refined).numpy(),
+                lambda block: refined_support(
+                    torch.from_numpy(block), threshold_refined, keep_top=keep_top
+                ).numpy(),
             )
             left_out = LeftOutProduct(
                 train_features,
@@ -276,6 +280,7 @@ class BlockSystem:
                 threshold_refined,
                 live,
                 float32=tolerance >= FLOAT32_MIN_TOLERANCE,
+                keep_top=keep_top,
             )
             refined = Refinement(train_features, pairs, left_out)
         return cls(

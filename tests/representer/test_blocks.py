@@ -404,6 +404,54 @@ def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * np.abs(expected).max())
 
 
+LIGHT_ROW_THRESHOLD = 1e-6
+"""The refined threshold (``REFINE_THRESHOLD``): most rows of ``peaked`` keep no pair."""
+
+
+def test_refined_support_leaves_out_only_confident_rows(peaked):
+    from representer.pcg import class_support, refined_support
+
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = torch.from_numpy(probabilities(theta, peaked["train_features"].astype(np.float64)))
+    kept = refined_support(probs, LIGHT_ROW_THRESHOLD, keep_top=False)
+    classic = class_support(probs, LIGHT_ROW_THRESHOLD)
+    assert torch.equal(refined_support(probs, LIGHT_ROW_THRESHOLD, keep_top=True), classic)
+    unkept = ~kept.any(dim=1)
+    top = probs.max(dim=1).values
+    assert unkept.float().mean() > 0.5  # peaked: most rows leave H̃ entirely
+    assert bool((top[unkept] * (1 - top[unkept]) <= LIGHT_ROW_THRESHOLD).all())
+    assert bool((classic[unkept].sum(dim=1) == 1).all())  # they kept only their top before
+    assert torch.equal(kept[~unkept], classic[~unkept])  # every other row is unchanged
+
+
+@pytest.mark.parametrize("float32", [False, True])
+def test_rows_left_out_of_the_sparse_operator_add_up_to_the_exact_hessian(peaked, float32):
+    """Rows with no kept pair: the left-out product multiplies A_i whole (in float32 without
+    the cancellation of P_it ≈ 1 against the row sum)."""
+    from representer.pcg import ClassPairs, GroupedProduct, LeftOutProduct, refined_support
+
+    train = peaked["train_features"].astype(np.float64)[:300]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    pairs = ClassPairs.of(
+        probs,
+        lambda block: refined_support(
+            torch.from_numpy(block), LIGHT_ROW_THRESHOLD, keep_top=False
+        ).numpy(),
+    )
+    assert np.unique(pairs.rows).size < train.shape[0] // 2  # most rows are left out
+    sparse = GroupedProduct(pairs, train.shape[0], live, source=train)
+    left_out = LeftOutProduct(
+        train, probs, LIGHT_ROW_THRESHOLD, live, float32=float32, keep_top=False
+    )
+    directions = project(torch.from_numpy(np.random.default_rng(4).normal(size=(2, *theta.shape))))
+    expected = directions.reshape(2, -1).numpy() @ brute_hessian(theta, train)
+    actual = (sparse(directions) + left_out(directions)).reshape(2, -1).numpy()
+    tolerance = LEFT_OUT_FLOAT32_RTOL if float32 else LEFT_OUT_RTOL
+    np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * np.abs(expected).max())
+
+
 def test_block_thresholds_leave_out_at_most_their_share_of_each_class_mass(peaked):
     from representer.block_hessian import PRECONDITIONER_MASS_RTOL
 
