@@ -59,7 +59,12 @@ ONEDNN_MIN_OUTPUTS = 512
 """The second GEMM of a left-out product (Wᵀ Φ, q·k rows out) goes through oneDNN
 (``product_nt``) from this many rows: it needs transposed copies of both operands, which cost
 more than oneDNN saves on few rows (one thread, Zen 5: k=100, 0.24 s a product with MKL's
-and 0.39 s with oneDNN's; k=1,000, 1.8 s and 1.4 s). The first GEMM always takes it."""
+and 0.39 s with oneDNN's; k=1,000, 1.8 s and 1.4 s). The first GEMM always takes it, and
+the second too where Φᵀ is kept (``TRANSPOSED_FEATURES``)."""
+TRANSPOSED_FEATURES = True
+"""A left-out product keeps Φᵀ (d, n) in float32 (n·d·4 bytes; k=100, n=50,000, d=768:
+154 MB) so that its second GEMM, Wᵀ Φ, goes through oneDNN without transposing Φ at every
+product (one thread, Zen 5, (100 × 28,000) @ (28,000 × 768): 21 ms against MKL's 45 ms)."""
 FLOAT32_MIN_TOLERANCE = 1e-8
 """The left-out part of a refined solve (``LeftOutProduct``) multiplies in float32 when the
 cg_tolerance is at least this: its result is small (the left-out pairs carry little curvature),
@@ -560,7 +565,8 @@ class LeftOutProduct:
     (no float64 copy); two dense GEMMs of n·k·D per call. The weights P^o of every row block
     (n·k values in the product's dtype) and its kept pairs are worked out at the first call
     and kept (``weights``): the elementwise passes over the (b, k) blocks then run in that
-    dtype, and P^k only where it is not zero (a few pairs a row).
+    dtype, and P^k only where it is not zero (a few pairs a row). In float32 both GEMMs take
+    oneDNN, the second over Φᵀ kept per row block (``transposed``, n·d floats).
 
     Attributes
     ----------
@@ -585,6 +591,11 @@ class LeftOutProduct:
     )
     """Per row block (first, last row): P^o (b, k), the kept pairs (i − first, c, P^k_ic), and
     the rows without kept pairs (i − first, top class)."""
+    transposed: dict[tuple[int, int], torch.Tensor] = field(
+        default_factory=dict, compare=False, repr=False
+    )
+    """Per row block of one cut (rows a block, first row): Φ[rows]ᵀ (d, b), contiguous
+    float32, for the second GEMM by oneDNN (``TRANSPOSED_FEATURES``)."""
 
     def block_weights(
         self, rows: slice, dtype: torch.dtype, device: torch.device
@@ -609,15 +620,44 @@ class LeftOutProduct:
             )
         return self.weights[key]
 
+    def features(self, rows: slice, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+        """Φ[rows] (b, d) in ``dtype``: a view of float32 features (the memmap's pages, no
+        copy: a fresh 40 MB block faulted its pages in at every product), else a copy."""
+        if self.train_features.dtype == np.float32 and dtype == torch.float32:
+            with warnings.catch_warnings():  # only read
+                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+                return torch.from_numpy(np.asarray(self.train_features[rows])).to(device)
+        return block_tensor(
+            self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
+        )
+
+    def transposed_block(self, rows: slice, block: torch.Tensor, cut: int) -> torch.Tensor | None:
+        """Φ[rows]ᵀ (d, b) contiguous, kept for one ``cut`` (rows a block) at a time, or None
+        where the second GEMM does not take oneDNN with it (float64, no oneDNN, or
+        ``TRANSPOSED_FEATURES`` off)."""
+        if (
+            not TRANSPOSED_FEATURES
+            or block.dtype != torch.float32
+            or block.device.type != "cpu"
+            or ONEDNN_LINEAR is None
+        ):
+            return None
+        key = (cut, rows.start)
+        if key not in self.transposed:
+            if any(kept_cut != cut for kept_cut, _ in self.transposed):
+                self.transposed.clear()  # another number of systems, another cut
+            self.transposed[key] = block.T.contiguous()
+        return self.transposed[key]
+
     def __call__(
         self, directions: torch.Tensor, *, logits_out: torch.Tensor | None = None
     ) -> torch.Tensor:
         """mat((H − H̃) vec V) for a stack (q, k, D) float64; shape (q, k, D), float64.
 
         ``logits_out`` (n, q, k), when given, receives Φ V[:, :, :d]ᵀ of every row as
-        multiplied here (in the product's dtype), without the bias column V[:, :, d], which a
-        reader adds in float64: the scores of the final pass are Σ_c r_ic z_ic. Those are
-        multiplied as the kernel pass would (``@``); without them Z takes ``product_nt``.
+        multiplied here (``product_nt``, in the product's dtype), without the bias column
+        V[:, :, d], which a reader adds in float64: the scores of the final pass are
+        Σ_c r_ic z_ic.
         """
         q, num_classes, dim = directions.shape
         device = directions.device
@@ -625,22 +665,16 @@ class LeftOutProduct:
         dtype = torch.float32 if self.float32 else torch.float64
         stacked = directions.reshape(q * num_classes, dim).to(dtype)  # (q·k, D)
         weights, bias_t = stacked[:, :d].contiguous(), stacked[:, d]  # (q·k, d), (q·k,)
-        weights_t = weights.T.contiguous()  # (d, q·k)
         product = torch.zeros((q * num_classes, dim), dtype=torch.float64, device=device)
         block_rows = rows_per_block(8 * (d + 4 * q * num_classes))
         for start in range(0, n, block_rows):
             rows = slice(start, min(n, start + block_rows))
-            block = block_tensor(
-                self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
-            )  # Φ rows (b, d)
+            block = self.features(rows, dtype, device)  # Φ rows (b, d)
             left, local, classes, kept, unkept, unkept_top = self.block_weights(rows, dtype, device)
-            if logits_out is None:  # oneDNN where it applies (its float32 rounds more)
-                logits = product_nt(block, weights)  # Φ V[:, :d]ᵀ (b, q·k)
-                logits = (logits + bias_t).reshape(-1, q, num_classes)  # Z
-            else:
-                logits = (block @ weights_t).reshape(-1, q, num_classes)  # Φ V[:, :d]ᵀ
+            logits = product_nt(block, weights).reshape(-1, q, num_classes)  # Φ V[:, :d]ᵀ
+            if logits_out is not None:
                 logits_out[rows] = logits
-                logits += bias_t.reshape(q, num_classes)  # Z
+            logits += bias_t.reshape(q, num_classes)  # Z (b, q, k)
             if unkept.numel():  # A_i z = A_i (z − z_it 1): no cancellation when P_it ≈ 1
                 logits[unkept] -= logits[unkept, :, unkept_top][:, :, None]
             weighted = left[:, None, :] * logits  # P^o ⊙ z (b, q, k)
@@ -651,7 +685,10 @@ class LeftOutProduct:
             weighted.addcmul_(left[:, None, :], full_sums[:, :, None], value=-1.0)  # − P^o (Pᵀz)
             weighted[local, :, classes] -= kept[:, None] * left_sums[local]  # − P^k (P^oᵀz)
             weighted_t = weighted.reshape(-1, q * num_classes).T  # (q·k, b)
-            if q * num_classes >= ONEDNN_MIN_OUTPUTS:
+            transposed = self.transposed_block(rows, block, block_rows)
+            if transposed is not None:  # oneDNN over the kept Φᵀ: one transposed copy
+                product[:, :d] += linear_nt(weighted_t.contiguous(), transposed).double()
+            elif q * num_classes >= ONEDNN_MIN_OUTPUTS:
                 product[:, :d] += product_nt(weighted_t, block.T).to(torch.float64)
             else:  # MKL: no transposed copies
                 product[:, :d] += (weighted_t @ block).to(torch.float64)

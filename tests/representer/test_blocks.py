@@ -452,6 +452,38 @@ def test_rows_left_out_of_the_sparse_operator_add_up_to_the_exact_hessian(peaked
     np.testing.assert_allclose(actual, expected, rtol=0, atol=tolerance * np.abs(expected).max())
 
 
+def test_left_out_product_over_kept_transposed_features(peaked, monkeypatch):
+    """Float32 features read in place, Φᵀ kept per row block (short last block included) and
+    rebuilt when the number of systems changes the cut: the float64 product each time."""
+    import representer.pcg
+    from representer.pcg import LeftOutProduct
+
+    cuts = {1: 64, 2: 100}  # rows a block for one and two systems (d = 8, k = 30)
+    monkeypatch.setattr(
+        representer.pcg, "rows_per_block", lambda row_bytes: cuts[(row_bytes // 8 - 8) // 120]
+    )
+    stored = peaked["train_features"][:300].astype(np.float32)
+    stored.flags.writeable = False  # as the read-only memmap
+    train = stored.astype(np.float64)
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train)
+    live = torch.ones(theta.shape[1], dtype=torch.bool)
+    exact = LeftOutProduct(train, probs, LIGHT_ROW_THRESHOLD, live, float32=False, keep_top=False)
+    fast = LeftOutProduct(stored, probs, LIGHT_ROW_THRESHOLD, live, float32=True, keep_top=False)
+    rng = np.random.default_rng(13)
+    for systems in (2, 1, 1, 2):
+        directions = project(torch.from_numpy(rng.normal(size=(systems, *theta.shape))))
+        expected = exact(directions).numpy()
+        np.testing.assert_allclose(
+            fast(directions).numpy(),
+            expected,
+            rtol=0,
+            atol=LEFT_OUT_FLOAT32_RTOL * np.abs(expected).max(),
+        )
+    if representer.pcg.ONEDNN_LINEAR is not None:
+        assert set(fast.transposed) == {(100, 0), (100, 100), (100, 200)}  # the last cut only
+
+
 def test_block_thresholds_leave_out_at_most_their_share_of_each_class_mass(peaked):
     from representer.block_hessian import PRECONDITIONER_MASS_RTOL
 
