@@ -559,6 +559,7 @@ def test_low_rank_blocks_equal_dense_blocks(peaked, monkeypatch):
     import representer.block_hessian as block_hessian
     from representer.block_hessian import block_quadratic_forms, support_pairs
 
+    monkeypatch.setattr(block_hessian, "WHITENED_MIN_EIGENVALUE", -1.0)  # every direction
     train = peaked["train_features"]
     theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
     probs = probabilities(theta, train.astype(np.float64))
@@ -583,6 +584,35 @@ def test_low_rank_blocks_equal_dense_blocks(peaked, monkeypatch):
         for name in built
     }
     np.testing.assert_allclose(forms["lowrank"], forms["dense"], rtol=LOWRANK_RTOL * 10)
+
+
+WHITENED_FLOAT32_RTOL = 1e-5
+"""Slack of the float32 applies in the spectral bounds of the leading-direction blocks."""
+
+
+def test_leading_directions_bound_the_low_rank_preconditioner(peaked, monkeypatch):
+    """Q_cᵀQ_c kept on its eigenvalues above μ = WHITENED_MIN_EIGENVALUE only: for v in S,
+    ⟨v, M⁻¹v⟩ ≤ ⟨v, M_μ⁻¹v⟩ ≤ ⟨v, M⁻¹v⟩ / (1 − μ), so PCG's reach changes by at most that."""
+    import representer.block_hessian as block_hessian
+    from representer.block_hessian import WHITENED_MIN_EIGENVALUE
+
+    train = peaked["train_features"]
+    theta = np.hstack([peaked["weights"], peaked["bias"][:, None]])
+    probs = probabilities(theta, train.astype(np.float64))
+    fields = {"damping": 1e-4, "thresholds": block_thresholds(probs), "device": torch.device("cpu")}
+    monkeypatch.setattr(block_hessian, "LOWRANK_FRACTION", 1e9)
+    leading, _ = factor_blocks(train, probs, progress=lambda fraction: None, **fields)
+    monkeypatch.setattr(block_hessian, "WHITENED_MIN_EIGENVALUE", -1.0)
+    full, _ = factor_blocks(train, probs, progress=lambda fraction: None, **fields)
+    assert leading.lowrank is not None and full.lowrank is not None
+    kept = sum(q.shape[0] for q in leading.lowrank.whitened)
+    assert kept < sum(q.shape[0] for q in full.lowrank.whitened)  # directions were dropped
+    vectors = project(torch.from_numpy(np.random.default_rng(14).normal(size=(8, *theta.shape))))
+    exact = (vectors * full(vectors)).sum(dim=(1, 2))
+    truncated = (vectors * leading(vectors)).sum(dim=(1, 2))
+    assert bool((truncated >= exact * (1 - WHITENED_FLOAT32_RTOL)).all())
+    bound = exact / (1 - WHITENED_MIN_EIGENVALUE) * (1 + WHITENED_FLOAT32_RTOL)
+    assert bool((truncated <= bound).all())
 
 
 def test_low_rank_batches_apply_the_inverse_of_every_block():
