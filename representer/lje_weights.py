@@ -20,6 +20,8 @@ from representer.hessian import FACTOR_COPIES
 from representer.onednn import ONEDNN_LINEAR as _ONEDNN_MATMUL
 from representer.onednn import linear_nt
 from representer.progress import ProgressCallback
+from representer.row_kernels import FEW_ROWS_KERNELS as _FEW_ROWS
+from representer.row_kernels import MAX_KERNEL_ROWS, few_rows_product
 
 __all__ = [
     "MATERIALISE_MIN_OUTPUTS",
@@ -144,15 +146,25 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     """W[c] φ̃_t for b rows at once, shape (b, n), float32 (W[c] read once, never copied).
 
     Which kernel reads W[c] (n×D, row-major float32) fastest depends on b (n=50,000,
-    D=513, one thread, this project's AMD Zen 5 machine; ms): MKL's SGEMM (``torch.mm``)
-    runs at about 45 GFLOPS whatever the width, so 16 rows took 18-19 ms against 4.3-5.1
-    for two; oneDNN's matmul (``representer.onednn``: the plain strided
-    tensors, no reorder, no copy of W) reached 9.5-12.8 ms for 16 rows and 3.6-3.9 for one
-    (its matrix-vector kernel), but 6.8-7.9 for 2-4 rows, where MKL's 5.1-6.2 wins. So:
-    oneDNN for one row and from ``ONEDNN_MIN_ROWS`` rows on, MKL in between. The right
-    operand of MKL's product is the transposed view of the rows (a row-major (D, b) copy
-    took about 5x as long). Both keep float32 accumulation; a row's value may differ by
-    float32 rounding between kernels (about 1e-4 on values of order 10).
+    D=513, one thread, this project's AMD Zen 5 machine, W not in the caches; ms):
+
+    ======  ==============  ======  =====================
+    b       ``row_kernels``  oneDNN  MKL (``torch.mm``)
+    ======  ==============  ======  =====================
+    1       3.0-3.3         3.4-3.6  6.6-7.6
+    2       3.5-3.6         6.4-6.7  4.2
+    3       3.8-3.9         6.4-6.6  6.0-6.6
+    4       4.5             6.6-6.9  6.1-6.2
+    16      (none)          9.2-9.3  17.4-17.7
+    ======  ==============  ======  =====================
+
+    So: the compiled few-row kernels (``representer.row_kernels``, numba) up to
+    ``MAX_KERNEL_ROWS`` rows, oneDNN's matmul (``representer.onednn``: the plain strided
+    tensors, no reorder, no copy of W) from there on. Without numba, oneDNN for one row and
+    from ``ONEDNN_MIN_ROWS`` rows, MKL in between (its right operand is the transposed view
+    of the rows: a row-major (D, b) copy took about 5x as long). All accumulate in float32;
+    a row's value may differ by float32 rounding between kernels (about 1e-4 on values of
+    order 10).
 
     Parameters
     ----------
@@ -164,6 +176,8 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     Tensor of shape (b, n), float32.
     """
     count = rows.shape[0]
+    if _FEW_ROWS and count <= MAX_KERNEL_ROWS and class_weights.device.type == "cpu":
+        return torch.from_numpy(few_rows_product(class_weights.numpy(), rows.numpy()))
     if _ONEDNN_MATMUL is not None and (count == 1 or count >= ONEDNN_MIN_ROWS):
         return linear_nt(rows.contiguous(), class_weights)
     if count == 1:  # a GEMM, not a GEMV: MKL's GEMV read W at about half the speed
@@ -172,7 +186,8 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 
 
 ONEDNN_MIN_ROWS = 5
-"""From this many rows of one class on, ``class_product`` uses oneDNN (see there)."""
+"""Without the few-row kernels: from this many rows of one class on, ``class_product`` uses
+oneDNN (see there)."""
 
 
 def _read_only_tensor(array: np.ndarray) -> torch.Tensor:

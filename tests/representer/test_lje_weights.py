@@ -10,15 +10,19 @@ import torch
 
 from representer import lje_weights
 from representer.lje_weights import ONEDNN_MIN_ROWS, class_product, materialised_contributions
+from representer.row_kernels import MAX_KERNEL_ROWS
 
 FLOAT32_RTOL = 1e-5
 """Relative to the largest |value|: D=65 float32 products accumulate ~1e-6 rounding."""
-ROW_COUNTS = [1, 2, ONEDNN_MIN_ROWS - 1, ONEDNN_MIN_ROWS, 16, 37]
+ROW_COUNTS = [1, 2, 3, MAX_KERNEL_ROWS, ONEDNN_MIN_ROWS, 16, 37]
 
 
-@pytest.fixture(params=["chosen", "mkl_only"])
+@pytest.fixture(params=["chosen", "torch_only", "mkl_only"])
 def kernels(request, monkeypatch):
-    """The kernels as chosen on this machine, and MKL alone (PyTorch without oneDNN)."""
+    """The kernels as chosen on this machine, torch's alone (no numba), and MKL alone
+    (PyTorch without oneDNN, no numba)."""
+    if request.param in ("torch_only", "mkl_only"):
+        monkeypatch.setattr(lje_weights, "_FEW_ROWS", False)
     if request.param == "mkl_only":
         monkeypatch.setattr(lje_weights, "_ONEDNN_MATMUL", None)
     return request.param
@@ -47,8 +51,8 @@ def test_class_product_equals_float64_product(tmp_path, kernels, count):
 
 def test_rows_equal_alone_and_in_a_shared_pass(tmp_path, kernels):
     weights = _weights(tmp_path)
-    test_augmented = np.random.default_rng(1).normal(size=(40, weights.shape[2]))
-    rows_class = np.array([0] * 20 + [1] * 3 + [2] * 17)  # MKL and oneDNN row counts
+    test_augmented = np.random.default_rng(1).normal(size=(41, weights.shape[2]))
+    rows_class = np.array([0] * 20 + [1] * 3 + [2] * 17 + [1])  # few-row and GEMM counts
     shared = materialised_contributions(weights, test_augmented, rows_class)  # (m, n)
     assert shared.dtype == np.float64
     scale = np.abs(shared).max()
