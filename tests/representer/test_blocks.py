@@ -405,7 +405,8 @@ def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(
 
 
 LIGHT_ROW_THRESHOLD = 1e-6
-"""The refined threshold (``REFINE_THRESHOLD``): most rows of ``peaked`` keep no pair."""
+"""A refined threshold (``REFINE_THRESHOLD``'s order) at which most rows of ``peaked`` keep no
+pair."""
 
 
 def test_refined_support_leaves_out_only_confident_rows(peaked):
