@@ -659,11 +659,12 @@ class LeftOutProduct:
         ):
             return None
         key = (cut, rows.start)
-        if key not in self.transposed:
-            if any(kept_cut != cut for kept_cut, _ in self.transposed):
+        transposed = self.transposed.get(key)
+        if transposed is None:
+            if any(kept_cut != cut for kept_cut, _ in list(self.transposed)):
                 self.transposed.clear()  # another number of systems, another cut
-            self.transposed[key] = block.T.contiguous()
-        return self.transposed[key]
+            transposed = self.transposed[key] = block.T.contiguous()
+        return transposed  # a local: another thread's cut may clear the dict meanwhile
 
     def __call__(
         self, directions: torch.Tensor, *, logits_out: torch.Tensor | None = None
