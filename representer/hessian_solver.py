@@ -68,19 +68,30 @@ cores at load 2-4) measured dense 63-106 s to precompute and 0.04-0.08 s a query
 4.7-16 s and 1.6-8.4 s a query (21 PCG iterations; 7.5 s and 3.0 s with one thread): dense
 pays for itself after about 20 queries, so AUTO stays dense up to a few times that size and
 takes blocks where dense cannot fit."""
-REFINE_THRESHOLD = 1e-6
+REFINE_THRESHOLD = 3e-6
 """A refined solve (``BlockSystem``) runs PCG on the sparse operator H̃ of the pairs with
-P_ic > this (and each row's top class), and corrects with the exact residual b − H x, whose
-left-out part ``LeftOutProduct`` adds densely: x ← x + H̃⁻¹(b − H x). Each correction shrinks
-the error by ‖H̃⁻¹(H − H̃)‖; the stop is the exact relative residual, as for plain PCG."""
+P_ic > this (and each row's top class, ``refined_support``), and corrects with the exact
+residual b − H x, whose left-out part ``LeftOutProduct`` adds densely: x ← x + H̃⁻¹(b − H x).
+Each correction shrinks the error by ‖H̃⁻¹(H − H̃)‖; the stop is the exact relative residual,
+as for plain PCG. A higher threshold makes H̃ cheaper and its corrections weaker: one thread,
+δ = 1e-4, medians of 15 queries interleaved in one process, 1e-6 / 3e-6 / 1e-5 / 3e-5:
+k=100 (n=50,000, d=768) 1.035 / 0.892 / 0.858 / 0.876 s (45-50 / 47-52 / 50-59 / 59-66
+iterations), again 0.979 / 0.881 / 0.935 s; k=1,000 (n=10,000, d=256) 2.50 / 2.06 / 2.25 /
+2.69 s (55-64 / 57-69 / 62-78 / 71-88 iterations)."""
 REFINE_MAX_FILL = 0.1
 """Refine only where H̃ keeps at most this fraction of the pairs (else plain PCG on H)."""
 REFINE_CACHE_BYTES = 2 * 1024**3
 """Largest float32 copy of the kept pairs' rows Φ̃[I_c] the inner solves keep (k=1,000,
 d=1,024, n=50,000 at separation 3: 265,000 pairs, 1.1 GB); beyond it, plain PCG."""
-INNER_MIN_TOLERANCE = 1e-5
-"""The inner solves multiply in float32 (cached rows): none is asked for less than this; the
-exact residual of each correction then takes the rest."""
+INNER_MIN_TOLERANCE = 4e-5
+"""No inner solve is asked for less than this; the exact residual of each correction then
+takes the rest. Below it an inner solve buys little: it multiplies in float32 (cached rows),
+and a correction's exact residual is no smaller than ‖(H − H̃)e‖, which on peaked heads is
+6–9e-5 of ‖b‖ at REFINE_THRESHOLD 1e-6 (more at 3e-6). One thread, δ = 1e-4, 15 queries
+interleaved in one process (load 2.8-3.0), floors 1e-5 / 4e-5 / 8e-5: k=100 (n=50,000,
+d=768) 248 / 233 / 228 iterations over 5 test points, medians 0.967 / 0.921 / 0.936 s (an
+earlier run, 1e-5 / 2e-5 / 4e-5: 0.922 / 0.889 / 0.829 s); k=1,000 (n=10,000, d=256) 311 / 287 /
+276 iterations, 2.10 / 1.87 / 1.94 s."""
 MAX_REFINEMENTS = 8
 """Corrections a refined solve makes before it finishes by plain PCG on the exact H."""
 TRAIN_LOGITS_BYTES = 256 * 1024**2

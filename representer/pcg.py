@@ -10,7 +10,7 @@ H), each right-hand side stopping at its own tolerance.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -464,6 +464,12 @@ class GroupedProduct:
     """Multiply the cached rows in float64 (exact when the features are float32 themselves)."""
     sampled: SampledLogits | None = None
     """The first GEMMs as one sampled product over Φ read row by row (float32 features)."""
+    cached_chunks: list[tuple[int, int, int, torch.Tensor]] = field(
+        default_factory=list, init=False, compare=False, repr=False
+    )
+    """(c, first pair, last pair, the cached rows of those pairs) of every chunk, built once by
+    ``cached`` (float32 products: no slicing and chunk list per product, 0.7 ms of 10 at
+    k=100)."""
 
     @classmethod
     def cached(
@@ -492,7 +498,11 @@ class GroupedProduct:
         sampled = None
         if train_features.dtype == np.float32:
             sampled = SampledLogits.of(train_features, pairs, by_row, live.device)
-        return cls(pairs, n, live, cache=cache, sampled=sampled)
+        product = cls(pairs, n, live, cache=cache, sampled=sampled)
+        product.cached_chunks.extend(
+            (c, first, last, cache[c][part]) for c, first, last, part in product.chunks()
+        )
+        return product
 
     def rows_of(self, c: int, part: slice) -> torch.Tensor:
         """Φ̃ of class c's kept pairs ``part``."""
@@ -522,6 +532,13 @@ class GroupedProduct:
             for first in range(int(starts[c]), int(starts[c + 1]), GATHER_ROWS)
         ]
 
+    def multiplied_chunks(self) -> Iterator[tuple[int, int, int, torch.Tensor]]:
+        """(c, first pair, last pair, Φ̃ of those pairs in the product's dtype) of every chunk,
+        gathered one chunk at a time where they are not cached in float32."""
+        if self.cached_chunks and not self.float64:
+            return iter(self.cached_chunks)
+        return ((c, first, last, self.rows_of(c, part)) for c, first, last, part in self.chunks())
+
     def __call__(self, directions: torch.Tensor) -> torch.Tensor:
         """mat(H̃ vec V) for a stack (q, k, D) float64; shape (q, k, D), float64.
 
@@ -533,22 +550,21 @@ class GroupedProduct:
         dtype = torch.float32 if self.cache is not None and not self.float64 else torch.float64
         values = torch.as_tensor(self.pairs.values, device=device)  # P of the pairs (s,)
         rows = torch.as_tensor(self.pairs.rows, device=device)
-        chunks = self.chunks()
         cast = directions.to(dtype)
         logits = torch.empty((values.shape[0], q), dtype=dtype, device=device)
         if self.sampled is not None and dtype == torch.float32:
             self.sampled(cast, out=logits)  # z
         else:
-            for c, first, last, part in chunks:
-                torch.matmul(self.rows_of(c, part), cast[:, c, :].T, out=logits[first:last])
+            for c, first, last, rows_c in self.multiplied_chunks():
+                torch.matmul(rows_c, cast[:, c, :].T, out=logits[first:last])
         weighted = values[:, None] * logits.double()  # P_ic z_ic (s, q)
         row_sums = torch.zeros((self.n, q), dtype=torch.float64, device=device)
         row_sums.index_add_(0, rows, weighted)  # P_iᵀ z_i over kept pairs (n, q)
         weighted -= values[:, None] * row_sums[rows]  # Z'_ic (s, q)
         weighted_t = weighted.to(dtype).T  # (q, s)
         product = torch.zeros((q, num_classes, dim), dtype=dtype, device=device)
-        for c, first, last, part in chunks:
-            product[:, c, :].addmm_(weighted_t[:, first:last], self.rows_of(c, part))
+        for c, first, last, rows_c in self.multiplied_chunks():
+            product[:, c, :].addmm_(weighted_t[:, first:last], rows_c)
         result = product.double() / self.n
         result[:, :, ~self.live] = 0.0
         return result
@@ -643,11 +659,12 @@ class LeftOutProduct:
         ):
             return None
         key = (cut, rows.start)
-        if key not in self.transposed:
-            if any(kept_cut != cut for kept_cut, _ in self.transposed):
+        transposed = self.transposed.get(key)
+        if transposed is None:
+            if any(kept_cut != cut for kept_cut, _ in list(self.transposed)):
                 self.transposed.clear()  # another number of systems, another cut
-            self.transposed[key] = block.T.contiguous()
-        return self.transposed[key]
+            transposed = self.transposed[key] = block.T.contiguous()
+        return transposed  # a local: another thread's cut may clear the dict meanwhile
 
     def __call__(
         self, directions: torch.Tensor, *, logits_out: torch.Tensor | None = None

@@ -405,7 +405,8 @@ def test_sparse_and_left_out_products_add_up_to_the_exact_hessian(
 
 
 LIGHT_ROW_THRESHOLD = 1e-6
-"""The refined threshold (``REFINE_THRESHOLD``): most rows of ``peaked`` keep no pair."""
+"""A refined threshold (``REFINE_THRESHOLD``'s order) at which most rows of ``peaked`` keep no
+pair."""
 
 
 def test_refined_support_leaves_out_only_confident_rows(peaked):
@@ -543,7 +544,10 @@ def test_grouped_product_is_the_sparse_product(peaked, cached, features_dtype):
         else GroupedProduct(pairs, train.shape[0], live, source=train)
     )
     assert (grouped.sampled is not None) == (features_dtype == np.float32)
+    assert bool(grouped.cached_chunks) == cached  # the cached rows' chunks, built once
     directions = torch.from_numpy(np.random.default_rng(6).normal(size=(2, *theta.shape)))
+    if cached:  # the same product as slicing the cache at every call
+        assert torch.equal(grouped(directions), replace(grouped)(directions))
     expected = HessianProduct(train, probs, 0.0, live, threshold)(directions).numpy()
     tolerance = GROUPED_FLOAT32_RTOL if cached else PRODUCT_RTOL
     np.testing.assert_allclose(
