@@ -1,8 +1,10 @@
 """Φ̃ without the augmented copy: row blocks and the implicit-bias product."""
 
 import numpy as np
+import pytest
 import torch
 
+from representer import feature_blocks
 from representer.feature_blocks import augmented_product, augmented_row_blocks
 
 FLOAT32_RTOL = 1e-5
@@ -71,3 +73,32 @@ def test_read_only_memmaps_are_used_without_the_not_writable_warning(tmp_path):
     finally:
         torch._C._set_warnAlways(warn_always)
     assert [str(w.message) for w in caught if "not writable" in str(w.message)] == []
+
+
+@pytest.mark.parametrize("columns", [1, 3, 12])
+@pytest.mark.parametrize("kernel", ["chosen", "numpy"])
+@pytest.mark.parametrize("layout", ["memmap", "fortran"])
+def test_float32_product_equals_float64_for_every_kernel(
+    tmp_path, monkeypatch, columns, kernel, layout
+):
+    """The few-row kernels (few columns), oneDNN (where torch has it) and NumPy's matmul
+    agree with the float64 product, over a read-only memmap (read in place) and a
+    column-major array (copied)."""
+    if kernel == "numpy":
+        monkeypatch.setattr(feature_blocks, "ONEDNN_LINEAR", None)
+        monkeypatch.setattr(feature_blocks, "FEW_ROWS_KERNELS", False)
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(301, 17)).astype(np.float32)
+    if layout == "memmap":
+        path = tmp_path / "features.f32"
+        writer = np.memmap(path, dtype=np.float32, mode="w+", shape=values.shape)
+        writer[:] = values
+        writer.flush()
+        features = np.memmap(path, dtype=np.float32, mode="r", shape=values.shape)
+    else:
+        features = np.asfortranarray(values)
+    vectors = rng.normal(size=(18, columns))
+    expected = np.hstack([values.astype(np.float64), np.ones((301, 1))]) @ vectors  # (n, q)
+    product = augmented_product(features, vectors)
+    assert product.dtype == np.float64
+    np.testing.assert_allclose(product, expected, atol=FLOAT32_RTOL * np.abs(expected).max())
