@@ -19,6 +19,7 @@ usable CPUs, at least 1), set with ``--threads``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import statistics
 import tempfile
@@ -65,7 +66,7 @@ def _passes(method: Method, state, features, head, test, *, repeats: int) -> dic
     one_target = [0] * BATCH
     mixed = rng.integers(0, head.num_classes, size=BATCH).tolist()
     one_ms = median_ms(lambda: explain(state, features, test[:1], target=[0]), repeats)
-    calls = iter(range(10**9))
+    calls = itertools.count()
 
     def one_new_target() -> None:  # class c+1 after c: what the last call read is no help
         call = next(calls)

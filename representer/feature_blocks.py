@@ -16,7 +16,13 @@ import torch
 from representer.onednn import ONEDNN_LINEAR, linear_nt
 from representer.row_kernels import FEW_ROWS_KERNELS, MAX_KERNEL_ROWS, few_rows_product
 
-__all__ = ["augmented_row_blocks", "rows_per_block", "augmented_product", "block_tensor"]
+__all__ = [
+    "augmented_row_blocks",
+    "rows_per_block",
+    "augmented_product",
+    "block_tensor",
+    "float32_tensor",
+]
 
 BLOCK_BYTES = 256 * 1024**2
 """Soft cap on the temporary arrays one row block creates."""
@@ -88,9 +94,9 @@ def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.nda
     d = train_features.shape[1]
     few_columns = vectors.shape[1] <= MAX_KERNEL_ROWS and FEW_ROWS_KERNELS
     if compute_dtype == np.float32 and (few_columns or ONEDNN_LINEAR is not None):
-        features = _float32_tensor(train_features)  # (n, d), Φ itself
+        features = float32_tensor(train_features)  # (n, d), Φ itself
         weights_t = np.ascontiguousarray(vectors[:d].T, dtype=np.float32)  # (q, d)
-        if few_columns:  # Φ read once for all q columns
+        if few_columns:  # Φ read once for all q columns; .numpy() is a writable view
             product_t = few_rows_product(features.numpy(), weights_t)  # (q, n)
         else:
             product_t = linear_nt(features, torch.from_numpy(weights_t)).numpy().T  # (q, n)
@@ -102,9 +108,12 @@ def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.nda
     return product
 
 
-def _float32_tensor(features: np.ndarray) -> torch.Tensor:
-    """A C-contiguous float32 (n, d) array as a tensor without a copy (a read-only memmap
-    is only read)."""
+def float32_tensor(array: np.ndarray) -> torch.Tensor:
+    """``array`` as a float32 CPU tensor, without a copy when it is C-contiguous float32.
+
+    Stored arrays arrive as read-only memmaps; they are only read, so torch's warning that
+    the array is not writable does not apply and is silenced here.
+    """
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(np.ascontiguousarray(features))
+        return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))

@@ -9,7 +9,6 @@ product, the block preconditioner and the tolerance, is built at precompute
 from __future__ import annotations
 
 import threading
-import warnings
 from collections import OrderedDict
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, replace
@@ -26,7 +25,7 @@ from representer.block_hessian import (
 from representer.config import HessianMode, InfluenceConfig, LJEConfig, MethodConfig, WeightLayout
 from representer.errors import MemoryLimitError
 from representer.explanation import SolverReport
-from representer.feature_blocks import block_tensor, rows_per_block
+from representer.feature_blocks import block_tensor, float32_tensor, rows_per_block
 from representer.hessian import FACTOR_COPIES, check_hessian_memory
 from representer.kernel import kernel_scores
 from representer.pcg import (
@@ -315,7 +314,7 @@ class BlockSystem:
         return cls.assemble(
             train_features,
             arrays["hessian_probabilities"],
-            BlockPreconditioner.from_arrays(arrays, _read_only_tensor),
+            BlockPreconditioner.from_arrays(arrays, float32_tensor),
             torch.from_numpy(np.array(arrays["live_features"], dtype=np.bool_)),
             damping=damping,
             tolerance=tolerance,
@@ -464,13 +463,6 @@ def refined_solve(
         relative_residual=relative,
         train_logits=logits if written.all() else None,
     )
-
-
-def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
-    """A tensor over ``array`` without a copy (a read-only memmap stays on disk; only read)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(np.asarray(array, dtype=np.float32))
 
 
 class SolvedVectors:

@@ -8,14 +8,17 @@ self-contributions for free. ``WeightLayout`` says when this beats the kernel fo
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import torch
 
 from representer.config import LJEConfig, WeightLayout
 from representer.errors import MemoryLimitError
-from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
+from representer.feature_blocks import (
+    augmented_row_blocks,
+    block_tensor,
+    float32_tensor,
+    rows_per_block,
+)
 from representer.hessian import FACTOR_COPIES
 from representer.onednn import ONEDNN_LINEAR as _ONEDNN_MATMUL
 from representer.onednn import linear_nt
@@ -133,7 +136,7 @@ def materialised_contributions(
     test32 = torch.from_numpy(test_augmented.astype(np.float32))  # (m, D)
     batch = max(1, PRODUCT_BYTES // (4 * n))
     for c in np.unique(rows_class):
-        class_weights = _read_only_tensor(weights[c])  # (n, D), no copy
+        class_weights = float32_tensor(weights[c])  # (n, D), no copy
         members = np.flatnonzero(rows_class == c)
         for start in range(0, len(members), batch):
             chosen = members[start : start + batch]
@@ -188,10 +191,3 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 ONEDNN_MIN_ROWS = 5
 """Without the few-row kernels: from this many rows of one class on, ``class_product`` uses
 oneDNN (see there)."""
-
-
-def _read_only_tensor(array: np.ndarray) -> torch.Tensor:
-    """A float32 tensor over ``array`` without a copy (a read-only memmap is only read)."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-        return torch.from_numpy(np.asarray(array, dtype=np.float32))

@@ -17,7 +17,12 @@ import numpy as np
 import torch
 
 from representer.errors import SingularSystemError
-from representer.feature_blocks import augmented_row_blocks, block_tensor, rows_per_block
+from representer.feature_blocks import (
+    augmented_row_blocks,
+    block_tensor,
+    float32_tensor,
+    rows_per_block,
+)
 from representer.onednn import ONEDNN_LINEAR, linear_nt
 
 __all__ = [
@@ -640,9 +645,7 @@ class LeftOutProduct:
         """Φ[rows] (b, d) in ``dtype``: a view of float32 features (the memmap's pages, no
         copy: a fresh 40 MB block faulted its pages in at every product), else a copy."""
         if self.train_features.dtype == np.float32 and dtype == torch.float32:
-            with warnings.catch_warnings():  # only read
-                warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
-                return torch.from_numpy(np.asarray(self.train_features[rows])).to(device)
+            return float32_tensor(self.train_features[rows]).to(device)
         return block_tensor(
             self.train_features, rows, dtype=np.dtype(dtype_name(dtype)), device=device
         )

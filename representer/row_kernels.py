@@ -77,11 +77,11 @@ def compile_kernels() -> None:
 @functools.cache
 def _kernel(count: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
     """The compiled kernel for ``count`` test rows (compiled once per process)."""
+    if numba is None:
+        raise RuntimeError("few_rows_product needs numba (FEW_ROWS_KERNELS is False)")
     with _COMPILE_LOCK:
         namespace: dict[str, Any] = {"np": np}
         exec(_kernel_source(_BLOCK_ROWS[count], count), namespace)  # the template above, no input
-        if numba is None:
-            raise RuntimeError("few_rows_product needs numba (FEW_ROWS_KERNELS is False)")
         compiled = numba.njit(fastmath=True, boundscheck=False, nogil=True)(namespace["kernel"])
         return cast(Callable[[np.ndarray, np.ndarray, np.ndarray], None], compiled)
 
