@@ -163,7 +163,8 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 
     So: the compiled few-row kernels (``representer.row_kernels``, numba) up to
     ``MAX_KERNEL_ROWS`` rows, oneDNN's matmul (``representer.onednn``: the plain strided
-    tensors, no reorder, no copy of W) from there on. Without numba, oneDNN for one row and
+    tensors, no reorder, no copy of W) from there on; both use the pass's threads (the
+    few-row kernels split W's rows among them). Without numba, oneDNN for one row and
     from ``ONEDNN_MIN_ROWS`` rows, MKL in between (its right operand is the transposed view
     of the rows: a row-major (D, b) copy took about 5x as long). All accumulate in float32;
     a row's value may differ by float32 rounding between kernels (about 1e-4 on values of

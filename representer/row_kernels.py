@@ -14,6 +14,14 @@ above: 3.0-3.3 ms for one row, 3.5-3.6 for two, 3.8-3.9 for three, 4.5 for four.
 accumulate in float32, as the BLAS kernels do, in a different order (values agree to
 float32 rounding).
 
+A product runs on as many threads as the caller's pass may use (``torch.get_num_threads()``:
+``RPS_QUERY_THREADS`` in an API process, every core in a job), each thread reading its own
+range of W's rows: one core does not saturate the memory bus (n=50,000, D=513, one row, 2
+cores: 10.2-11.2 ms on one thread, 6.0-7.2 on two). The kernels release the interpreter
+lock (``nogil``) and the threads are plain Python threads of this module; numba's own
+thread pool is never started, since it loads the system's OpenMP runtime beside torch's and
+changes how many threads oneDNN uses.
+
 numba compiles a kernel the first time a row count is used (0.2-0.4 s each) for the CPU
 it runs on (AVX-512 where there is one); without numba, ``FEW_ROWS_KERNELS`` is False and
 callers use torch's products.
@@ -22,18 +30,28 @@ callers use torch's products.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import numpy as np
+import torch
 
 try:
     import numba
 except ImportError:  # pragma: no cover - numba is a dependency; platforms without a wheel
     numba = None  # type: ignore[assignment]
 
-__all__ = ["FEW_ROWS_KERNELS", "MAX_KERNEL_ROWS", "compile_kernels", "few_rows_product"]
+__all__ = [
+    "FEW_ROWS_KERNELS",
+    "MAX_KERNEL_ROWS",
+    "MIN_ROWS_PER_THREAD",
+    "compile_kernels",
+    "few_rows_product",
+    "row_ranges",
+]
 
 FEW_ROWS_KERNELS = numba is not None
 """Whether ``few_rows_product`` can run (numba is importable)."""
@@ -43,25 +61,71 @@ rows, 9.2 for sixteen, where a register-blocked kernel took 6.3-8.8 and 9.4-11.6
 _BLOCK_ROWS = {1: 8, 2: 8, 3: 8, 4: 6}
 """R, the rows of W a kernel holds at once for b test rows: R·b accumulators of 16 floats,
 at most 24 of the 32 AVX-512 registers (measured best of R in 4, 6, 8, 12, 16)."""
+MIN_ROWS_PER_THREAD = 8_192
+"""Rows of W below which a thread is not worth starting work on: 8,192 rows of D=513 take
+about 0.3-1 ms to read, handing a range to a thread tens of microseconds."""
 _COMPILE_LOCK = threading.Lock()
+_POOL_LOCK = threading.Lock()
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+"""(process id, pool): a pool inherited through fork has no threads, so a child makes its own."""
 
 
-def few_rows_product(weights: np.ndarray, rows: np.ndarray) -> np.ndarray:
+def few_rows_product(
+    weights: np.ndarray, rows: np.ndarray, *, threads: int | None = None
+) -> np.ndarray:
     """rows @ weightsᵀ, reading ``weights`` once.
 
     Parameters
     ----------
     weights : ndarray of shape (n, D), float32, C-contiguous (may be a read-only memmap)
     rows : ndarray of shape (b, D), float32, 1 <= b <= MAX_KERNEL_ROWS
+    threads : int, optional
+        Threads that share the rows of ``weights`` (default ``torch.get_num_threads()``);
+        fewer when a thread would get under ``MIN_ROWS_PER_THREAD`` rows. The answer does
+        not depend on it: every value is one row's dot product, summed in the same order.
 
     Returns
     -------
     ndarray of shape (b, n), float32.
     """
-    count = rows.shape[0]
-    out = np.empty((count, weights.shape[0]), dtype=np.float32)  # (b, n)
-    _kernel(count)(weights, np.ascontiguousarray(rows), out)
+    count, n = rows.shape[0], weights.shape[0]
+    out = np.empty((count, n), dtype=np.float32)  # (b, n)
+    rows = np.ascontiguousarray(rows)
+    kernel = _kernel(count)
+    ranges = row_ranges(n, threads or torch.get_num_threads(), multiple=_BLOCK_ROWS[count])
+    if len(ranges) == 1:
+        kernel(weights, rows, out, 0, n)
+        return out
+    pending = [_thread_pool().submit(kernel, weights, rows, out, *span) for span in ranges[1:]]
+    kernel(weights, rows, out, *ranges[0])  # the calling thread takes the first range
+    for future in pending:
+        future.result()
     return out
+
+
+def row_ranges(n: int, threads: int, *, multiple: int) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering 0..n, one per thread, each at least
+    ``MIN_ROWS_PER_THREAD`` rows (so at least one range), starts on multiples of
+    ``multiple`` (whole register blocks)."""
+    parts = min(threads, n // MIN_ROWS_PER_THREAD)
+    if parts <= 1:
+        return [(0, n)]
+    step = -(-n // parts)  # ceil(n / parts)
+    step += -step % multiple
+    starts = list(range(0, n, step))
+    if n - starts[-1] < MIN_ROWS_PER_THREAD:  # rounding to whole blocks left a short tail
+        starts.pop()
+    return [(start, stop) for start, stop in zip(starts, [*starts[1:], n], strict=True)]
+
+
+def _thread_pool() -> ThreadPoolExecutor:
+    """This process's pool of helper threads for ``few_rows_product``."""
+    global _pool
+    with _POOL_LOCK:
+        if _pool is None or _pool[0] != os.getpid():
+            workers = max(1, (os.cpu_count() or 1) - 1)
+            _pool = (os.getpid(), ThreadPoolExecutor(workers, thread_name_prefix="rps-rows"))
+        return _pool[1]
 
 
 def compile_kernels() -> None:
@@ -75,7 +139,7 @@ def compile_kernels() -> None:
 
 
 @functools.cache
-def _kernel(count: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
+def _kernel(count: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], None]:
     """The compiled kernel for ``count`` test rows (compiled once per process)."""
     if numba is None:
         raise RuntimeError("few_rows_product needs numba (FEW_ROWS_KERNELS is False)")
@@ -83,19 +147,20 @@ def _kernel(count: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray], None]:
         namespace: dict[str, Any] = {"np": np}
         exec(_kernel_source(_BLOCK_ROWS[count], count), namespace)  # the template above, no input
         compiled = numba.njit(fastmath=True, boundscheck=False, nogil=True)(namespace["kernel"])
-        return cast(Callable[[np.ndarray, np.ndarray, np.ndarray], None], compiled)
+        return cast(Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], None], compiled)
 
 
 def _kernel_source(block_rows: int, count: int) -> str:
-    """Python source of a kernel(weights (n, D), rows (b, D), out (b, n)) with R×b named
-    accumulators ``s{r}_{j}``: named scalars are what LLVM keeps in registers and vectorises
-    over D (an accumulator array would live in memory)."""
+    """Python source of a kernel(weights (n, D), rows (b, D), out (b, n), start, stop) that
+    fills out[:, start:stop], with R×b named accumulators ``s{r}_{j}``: named scalars are
+    what LLVM keeps in registers and vectorises over D (an accumulator array would live in
+    memory)."""
     pairs = [(r, j) for r in range(block_rows) for j in range(count)]
     body = [
-        "def kernel(weights, rows, out):",
-        "    n, dim = weights.shape",
-        f"    full = n - n % {block_rows}",
-        f"    for i in range(0, full, {block_rows}):",
+        "def kernel(weights, rows, out, start, stop):",
+        "    dim = weights.shape[1]",
+        f"    full = stop - (stop - start) % {block_rows}",
+        f"    for i in range(start, full, {block_rows}):",
         "        " + " = ".join(f"s{r}_{j}" for r, j in pairs) + " = np.float32(0.0)",
         "        for d in range(dim):",
     ]
@@ -105,7 +170,7 @@ def _kernel_source(block_rows: int, count: int) -> str:
         body += [f"            s{r}_{j} += w * x{j}" for j in range(count)]
     body += [f"        out[{j}, i + {r}] = s{r}_{j}" for r, j in pairs]
     body += [
-        "    for i in range(full, n):  # the last n mod R rows",
+        "    for i in range(full, stop):  # the last (stop - start) mod R rows",
         f"        for j in range({count}):",
         "            total = np.float32(0.0)",
         "            for d in range(dim):",

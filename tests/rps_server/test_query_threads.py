@@ -1,6 +1,12 @@
-"""``rps serve`` caps the threads of an engine pass (RPS_QUERY_THREADS), leaving cores to HTTP."""
+"""``rps serve`` caps the threads of an engine pass (RPS_QUERY_THREADS), leaving cores to HTTP,
+and lets PyTorch's idle threads sleep."""
 
 from __future__ import annotations
+
+import inspect
+import os
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -35,3 +41,30 @@ def test_zero_means_half_the_usable_cpus(tmp_path, restored_threads, monkeypatch
     assert commands._limit_query_threads(Settings(data_dir=tmp_path)) == 4
     monkeypatch.setattr(commands, "_usable_cpus", lambda: 1)
     assert commands._limit_query_threads(Settings(data_dir=tmp_path)) == 1
+
+
+def test_idle_openmp_threads_are_told_to_sleep(monkeypatch):
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    commands.let_idle_threads_sleep()
+    assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"
+
+
+def test_an_operator_s_wait_policy_is_kept(monkeypatch):
+    monkeypatch.setenv("OMP_WAIT_POLICY", "ACTIVE")
+    commands.let_idle_threads_sleep()
+    assert os.environ["OMP_WAIT_POLICY"] == "ACTIVE"
+
+
+def test_serve_sets_the_policy_before_anything_imports_torch(tmp_path):
+    """libgomp reads OMP_WAIT_POLICY once, when torch loads it: ``rps serve``'s first
+    statement must run before the imports that bring torch."""
+    source = inspect.getsource(commands._serve)
+    assert source.index("let_idle_threads_sleep()") < source.index("import uvicorn")
+    probe = (
+        "import sys; from rps.cli import build_parser; build_parser(); "
+        "print('torch' in sys.modules)"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert loaded == "False"  # parsing `rps serve`'s arguments did not load torch yet
