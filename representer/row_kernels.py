@@ -92,12 +92,9 @@ def few_rows_product(
     out = np.empty((count, n), dtype=np.float32)  # (b, n)
     rows = np.ascontiguousarray(rows)
     kernel = _kernel(count)
-    ranges = row_ranges(n, threads or torch.get_num_threads(), multiple=_BLOCK_ROWS[count])
-    if len(ranges) == 1:
-        kernel(weights, rows, out, 0, n)
-        return out
-    pending = [_thread_pool().submit(kernel, weights, rows, out, *span) for span in ranges[1:]]
-    kernel(weights, rows, out, *ranges[0])  # the calling thread takes the first range
+    first, *others = row_ranges(n, threads or torch.get_num_threads(), multiple=_BLOCK_ROWS[count])
+    pending = [_thread_pool().submit(kernel, weights, rows, out, *span) for span in others]
+    kernel(weights, rows, out, *first)  # the calling thread takes the first range
     for future in pending:
         future.result()
     return out
