@@ -119,6 +119,11 @@ class Latency:
     """Server-side time per answered request outside queueing and the engine pass."""
     requests_per_pass: float
     """Mean requests scored together in one engine pass."""
+    pass_ms: float
+    """Mean engine time of one pass (``representer.explain`` on the pass's rows)."""
+    engine_busy: float
+    """Share of the level's wall time an engine pass was running (1.0: passes back to back,
+    the engine is the bottleneck; lower: requests wait for HTTP, the database or a core)."""
     loop_cpu_ms: float
     """CPU of the API process's event-loop thread per answered request."""
     threads_cpu_ms: float
@@ -146,6 +151,8 @@ class Latency:
             int((statuses >= 500).sum()),
             server.outside_engine_ms(),
             server.requests_per_pass(),
+            server.pass_ms(),
+            server.metrics["engine"] / wall_s,
             1000.0 * server.loop_cpu_s / count,
             1000.0 * server.threads_cpu_s / count,
         )
@@ -178,6 +185,11 @@ class ServerDelta:
         if self.metrics["passes"] <= 0:
             return float("nan")
         return self.metrics["batched"] / self.metrics["passes"]
+
+    def pass_ms(self) -> float:
+        if self.metrics["passes"] <= 0:
+            return float("nan")
+        return 1000.0 * self.metrics["engine"] / self.metrics["passes"]
 
 
 def process_cpu_s(pid: int) -> tuple[float, float]:
@@ -470,14 +482,17 @@ def report(
         "each client a process of its own"
         if client_processes
         else "clients are threads of the benchmark's process"
-    ) + ("; loop/thr. ms: CPU of the API process's event-loop thread / other threads per answer")
+    ) + (
+        "; pass ms: engine time of a pass; busy: share of the wall time a pass ran; "
+        "loop/thr. ms: CPU of the API process's event-loop thread / other threads per answer"
+    )
     lines = [
         f"GET /explain, n={size.n_train:,}, d={size.dim}, {head}, top-{size.top_k}, LJE, distinct test ids, "
         f"{threads}, {os.cpu_count()} CPUs",
         f"{clients_in}",
         f"{'deployment':<12} {'clients':>7} {'answered':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'mean ms':>8} {'req/s':>7} {'x 1 cl.':>7} {'429':>5} {'5xx':>4} {'outside ms':>10} "
-        f"{'req/pass':>8} {'loop ms':>7} {'thr. ms':>7}",
+        f"{'req/pass':>8} {'pass ms':>7} {'busy':>5} {'loop ms':>7} {'thr. ms':>7}",
     ]
     for kind, result in results.items():
         reference = next(iter(result["clients"].values()))["throughput_rps"]
@@ -487,7 +502,7 @@ def report(
                 f"{row['mean_ms']:>8.2f} {row['throughput_rps']:>7.1f} "
                 f"{row['throughput_rps'] / reference:>7.2f} {row['refused_429']:>5} "
                 f"{row['server_errors']:>4} {row['outside_engine_ms']:>10.2f} "
-                f"{row['requests_per_pass']:>8.1f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f}"
+                f"{row['requests_per_pass']:>8.1f} {row['pass_ms']:>7.2f} {row['engine_busy']:>5.2f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f}"
             )
         lines.append(
             f"{'':<12} register->ready {result['register_to_ready_s']:.1f} s (upload {result['upload_s']:.1f} s); "

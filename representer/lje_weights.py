@@ -24,7 +24,7 @@ from representer.onednn import ONEDNN_LINEAR as _ONEDNN_MATMUL
 from representer.onednn import linear_nt
 from representer.progress import ProgressCallback
 from representer.row_kernels import FEW_ROWS_KERNELS as _FEW_ROWS
-from representer.row_kernels import MAX_KERNEL_ROWS, few_rows_product
+from representer.row_kernels import MAX_KERNEL_ROWS, few_rows_product, grouped_rows_product
 
 __all__ = [
     "MATERIALISE_MIN_OUTPUTS",
@@ -116,8 +116,10 @@ def materialised_contributions(
     """W[c_t] φ̃_t for every test row (before the binary class-0 sign flip).
 
     The rows of one class share one product W[c] · [φ̃_t …]: W[c] (n×D float32) is read
-    once for all of them, which is what a batched query pass saves. ``class_product``
-    picks the GEMM kernel for the number of rows.
+    once for all of them, which is what a batched query pass saves. Classes with at most
+    ``MAX_KERNEL_ROWS`` rows (most classes of a mixed pass) are multiplied together in one
+    ``grouped_rows_product`` call; a class with more rows takes ``class_product``, which
+    picks the GEMM kernel for its number of rows.
 
     Parameters
     ----------
@@ -133,14 +135,25 @@ def materialised_contributions(
     n = weights.shape[1]
     m = test_augmented.shape[0]
     values = np.empty((m, n))
-    test32 = torch.from_numpy(test_augmented.astype(np.float32))  # (m, D)
+    test32 = test_augmented.astype(np.float32)  # (m, D)
+    classes, counts = np.unique(rows_class, return_counts=True)
+    few = classes[counts <= MAX_KERNEL_ROWS] if _FEW_ROWS else classes[:0]
+    if few.size:
+        # The writable view of W: numba compiles one signature for it (a read-only memmap
+        # would be a second one, compiled on the first query).
+        all_weights = float32_tensor(weights).numpy()  # (k_out, n, D), no copy
+        order = np.concatenate([np.flatnonzero(rows_class == c) for c in few])  # (m_few,)
+        starts = np.concatenate([[0], np.cumsum(counts[np.isin(classes, few)])])  # (G + 1,)
+        values[order] = grouped_rows_product(
+            all_weights, test32[order], few.astype(np.int64), starts.astype(np.int64)
+        )
     batch = max(1, PRODUCT_BYTES // (4 * n))
-    for c in np.unique(rows_class):
+    for c in np.setdiff1d(classes, few):
         class_weights = float32_tensor(weights[c])  # (n, D), no copy
         members = np.flatnonzero(rows_class == c)
         for start in range(0, len(members), batch):
             chosen = members[start : start + batch]
-            rows = test32[torch.from_numpy(chosen)]  # (b, D)
+            rows = torch.from_numpy(test32[chosen])  # (b, D)
             values[chosen] = class_product(class_weights, rows).numpy()  # (b, n)
     return values
 

@@ -14,7 +14,7 @@ from representer.influence import influence_contributions
 from representer.l2 import l2_contributions
 from representer.likelihood import predicted_class_from_logits, target_scores
 from representer.lje import lje_contributions
-from representer.ranking import top_indices_rows
+from representer.row_summaries import summarise_rows
 from representer.state import FittedState
 from representer.validation import check_class_array, check_features, check_state, check_top_k
 
@@ -106,15 +106,18 @@ def explain(
     logits = test @ theta_dagger[:, :-1].T + theta_dagger[:, -1]  # (m, k_out)
     predicted = predicted_class_from_logits(logits)
     targets = _resolve_targets(target, predicted, num_classes=state.meta["num_classes"])
-    values, reports = _contributions(state, train, test, targets)  # (m, n)
+    values, reports = _contributions(state, train, test, targets, check_finite=False)  # (m, n)
+    # One compiled call for the top-k of both sides, the sums and the finiteness check: a
+    # pass shared by many requests takes the interpreter lock back once, not forty times.
+    summaries = summarise_rows(values, top_k)
+    if not summaries.finite.all():
+        raise _non_finite_culprit(train, test, values)
     model_output = target_scores(logits, targets)
     probabilities = _probabilities(logits)
-    positives = top_indices_rows(values, top_k, largest=True)  # (m, top_k)
-    negatives = top_indices_rows(values, top_k, largest=False)  # (m, top_k)
     explanations = []
     for row in range(test.shape[0]):
-        positive, negative = positives[row], negatives[row]
-        total = float(values[row].sum())
+        positive, negative = summaries.positives[row], summaries.negatives[row]
+        total = float(summaries.sums[row])
         explanations.append(
             Explanation(
                 target_class=int(targets[row]),
@@ -154,14 +157,21 @@ def _check_query_features(
 
 
 def _contributions(
-    state: FittedState, train: np.ndarray, test: np.ndarray, targets: np.ndarray
+    state: FittedState,
+    train: np.ndarray,
+    test: np.ndarray,
+    targets: np.ndarray,
+    *,
+    check_finite: bool = True,
 ) -> tuple[np.ndarray, list[SolverReport]]:
-    """Contributions (m, n) float64 and how each row's H⁺ term was solved."""
+    """Contributions (m, n) float64 and how each row's H⁺ term was solved; a NaN/inf among
+    them raises ``InvalidInputError`` naming its culprit unless ``check_finite`` is False
+    (the caller checks them itself, as ``explain`` does)."""
     if test.shape[0] == 0:
         return np.empty((0, train.shape[0])), []
     with np.errstate(over="ignore", invalid="ignore"):  # reported below, with the culprit
         values, reports = _CONTRIBUTIONS[state.method](state, train, test, targets)  # (m, n)
-    if not np.isfinite(values).all():
+    if check_finite and not np.isfinite(values).all():
         raise _non_finite_culprit(train, test, values)
     return values, reports
 

@@ -50,6 +50,7 @@ __all__ = [
     "MIN_ROWS_PER_THREAD",
     "compile_kernels",
     "few_rows_product",
+    "grouped_rows_product",
     "row_ranges",
 ]
 
@@ -61,6 +62,9 @@ rows, 9.2 for sixteen, where a register-blocked kernel took 6.3-8.8 and 9.4-11.6
 _BLOCK_ROWS = {1: 8, 2: 8, 3: 8, 4: 6}
 """R, the rows of W a kernel holds at once for b test rows: R·b accumulators of 16 floats,
 at most 24 of the 32 AVX-512 registers (measured best of R in 4, 6, 8, 12, 16)."""
+_ALL_BLOCKS = 24
+"""A multiple of every R in ``_BLOCK_ROWS``: thread ranges that start on it start on whole
+register blocks whatever the group's row count."""
 MIN_ROWS_PER_THREAD = 8_192
 """Rows of W below which a thread is not worth starting work on: 8,192 rows of D=513 take
 about 0.3-1 ms to read, handing a range to a thread tens of microseconds."""
@@ -100,6 +104,52 @@ def few_rows_product(
     return out
 
 
+def grouped_rows_product(
+    weights: np.ndarray,
+    rows: np.ndarray,
+    group_classes: np.ndarray,
+    group_starts: np.ndarray,
+    *,
+    threads: int | None = None,
+) -> np.ndarray:
+    """``few_rows_product`` of several groups of rows, each against its own class's weights,
+    in one call: group g's rows ``rows[group_starts[g]:group_starts[g + 1]]`` (1 to
+    ``MAX_KERNEL_ROWS`` of them) times ``weights[group_classes[g]]ᵀ``.
+
+    A mixed query pass has one such group per target class. One call for all of them hands
+    work to the helper threads once per pass, and the interpreter lock is let go and taken
+    back once per thread, not once per class: in an API process other threads hold that
+    lock in short bursts, and each return of a kernel waited for one. Each thread takes the
+    same rows of W in every class, so the values equal ``few_rows_product``'s bit for bit.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (k, n, D), float32, C-contiguous (may be a read-only memmap)
+    rows : ndarray of shape (m, D), float32, ordered by group
+    group_classes : ndarray of shape (G,), int64, each in 0..k-1
+    group_starts : ndarray of shape (G + 1,), int64
+        Increasing from 0 to m, consecutive starts 1 to ``MAX_KERNEL_ROWS`` apart.
+    threads : int, optional
+        As in ``few_rows_product``.
+
+    Returns
+    -------
+    ndarray of shape (m, n), float32.
+    """
+    n = weights.shape[1]
+    out = np.empty((rows.shape[0], n), dtype=np.float32)  # (m, n)
+    rows = np.ascontiguousarray(rows)
+    driver = _grouped_driver()
+    spans = row_ranges(n, threads or torch.get_num_threads(), multiple=_ALL_BLOCKS)
+    first, *others = spans
+    arguments = (weights, rows, out, group_classes, group_starts)
+    pending = [_thread_pool().submit(driver, *arguments, *span) for span in others]
+    driver(*arguments, *first)
+    for future in pending:
+        future.result()
+    return out
+
+
 def row_ranges(n: int, threads: int, *, multiple: int) -> list[tuple[int, int]]:
     """[start, stop) ranges covering 0..n, one per thread, each at least
     ``MIN_ROWS_PER_THREAD`` rows (so at least one range), starts on multiples of
@@ -126,13 +176,44 @@ def _thread_pool() -> ThreadPoolExecutor:
 
 
 def compile_kernels() -> None:
-    """Compile every row count's kernel now (1.2-2.4 s in all), so that no query waits for
-    one; a no-op without numba or when they are compiled."""
+    """Compile every row count's kernel and the grouped driver now (2-4 s in all), so that
+    no query waits for one; a no-op without numba or when they are compiled."""
     if not FEW_ROWS_KERNELS:
         return
     weights = np.zeros((16, 8), dtype=np.float32)
     for count in range(1, MAX_KERNEL_ROWS + 1):
         few_rows_product(weights, np.zeros((count, 8), dtype=np.float32))
+    grouped_rows_product(
+        np.zeros((1, 16, 8), dtype=np.float32),
+        np.zeros((1, 8), dtype=np.float32),
+        np.zeros(1, dtype=np.int64),
+        np.array([0, 1], dtype=np.int64),
+    )
+
+
+@functools.cache
+def _grouped_driver() -> Callable[..., None]:
+    """driver(weights (k, n, D), rows (m, D), out (m, n), group_classes, group_starts, start,
+    stop): each group's kernel on rows start..stop of its class's weights."""
+    if numba is None:
+        raise RuntimeError("grouped_rows_product needs numba (FEW_ROWS_KERNELS is False)")
+    namespace: dict[str, Any] = {f"kernel_{count}": _kernel(count) for count in _BLOCK_ROWS}
+    body = [
+        "def driver(weights, rows, out, group_classes, group_starts, start, stop):",
+        "    for group in range(group_classes.shape[0]):",
+        "        lo, hi = group_starts[group], group_starts[group + 1]",
+        "        chosen = weights[group_classes[group]]",
+    ]
+    for count in _BLOCK_ROWS:
+        keyword = "if" if count == 1 else "elif"
+        body += [
+            f"        {keyword} hi - lo == {count}:",
+            f"            kernel_{count}(chosen, rows[lo:hi], out[lo:hi], start, stop)",
+        ]
+    with _COMPILE_LOCK:
+        exec("\n".join(body), namespace)  # the template above, no input
+        compiled = numba.njit(boundscheck=False, nogil=True)(namespace["driver"])
+    return cast(Callable[..., None], compiled)
 
 
 @functools.cache

@@ -16,6 +16,7 @@ from representer.row_kernels import (
     _kernel,
     compile_kernels,
     few_rows_product,
+    grouped_rows_product,
     row_ranges,
 )
 
@@ -85,6 +86,33 @@ def test_row_ranges_cover_every_row_once_in_whole_blocks(small_thread_ranges, n,
     assert all(start % 6 == 0 for start, _ in ranges)
     if len(ranges) > 1:
         assert all(stop - start >= row_kernels.MIN_ROWS_PER_THREAD for start, stop in ranges)
+
+
+def _read_only_class_weights(tmp_path, classes: int, n: int, dim: int) -> np.ndarray:
+    path = tmp_path / "class_weights.f32"
+    writer = np.memmap(path, dtype=np.float32, mode="w+", shape=(classes, n, dim))
+    writer[:] = np.random.default_rng(classes).normal(size=writer.shape)
+    writer.flush()
+    return np.memmap(path, dtype=np.float32, mode="r", shape=(classes, n, dim))
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_grouped_product_equals_each_group_alone_bit_for_bit(
+    tmp_path, small_thread_ranges, threads
+):
+    """Groups of every row count, classes out of order and one class twice, against
+    ``few_rows_product`` of each group on one thread."""
+    weights = _read_only_class_weights(tmp_path, 4, 1_003, 65)
+    classes = np.array([2, 0, 3, 2, 1], dtype=np.int64)
+    sizes = [1, 4, 2, 3, 1]
+    starts = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    rows = np.random.default_rng(11).normal(size=(starts[-1], 65)).astype(np.float32)
+    product = grouped_rows_product(weights, rows, classes, starts, threads=threads)
+    assert product.shape == (starts[-1], 1_003) and product.dtype == np.float32
+    for group, c in enumerate(classes):
+        lo, hi = starts[group], starts[group + 1]
+        alone = few_rows_product(np.ascontiguousarray(weights[c]), rows[lo:hi], threads=1)
+        np.testing.assert_array_equal(product[lo:hi], alone)
 
 
 def test_no_rows_give_an_empty_product():
