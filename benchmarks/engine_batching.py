@@ -9,8 +9,8 @@ here on the engine alone, medians over repeats, for each method:
 * 16 points that share one target class (target: <= 3x one pass);
 * 16 points with mixed target classes (target: <= (distinct targets + 1) x one pass).
 
-Passes use the threads an API process gives them (``RPS_QUERY_THREADS``; by default half the
-usable CPUs, at least 1), set with ``--threads``.
+Passes use the threads an API process gives them (``RPS_QUERY_THREADS``; by default every
+usable CPU), set with ``--threads``.
 
     .venv/bin/python -m benchmarks.engine_batching            # n=50,000, d=512, k=10
     .venv/bin/python -m benchmarks.engine_batching --quick    # n=5,000, d=64
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=0,
-        help="BLAS and PyTorch threads of a pass (0: RPS_QUERY_THREADS's default, half the CPUs)",
+        help="BLAS and PyTorch threads of a pass (0: RPS_QUERY_THREADS's default, every CPU)",
     )
     args = parser.parse_args(argv)
     threads = query_thread_count(args.threads)

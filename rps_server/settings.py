@@ -151,7 +151,7 @@ class Settings(BaseSettings):
         ge=0,
         le=1024,
         description="BLAS and PyTorch threads of an engine pass in an API process started by "
-        "`rps serve` (0: half the CPUs it may use, at least 1); the rest serve HTTP.",
+        "`rps serve` (0: the CPUs it may use, divided among RPS_CONCURRENT_QUERIES passes).",
     )
     batch_window_ms: float = Field(
         default=0.0,

@@ -1,5 +1,5 @@
-"""``rps serve`` caps the threads of an engine pass (RPS_QUERY_THREADS), leaving cores to HTTP,
-and lets PyTorch's idle threads sleep."""
+"""``rps serve`` sets the threads of an engine pass (RPS_QUERY_THREADS) and lets PyTorch's idle
+threads sleep."""
 
 from __future__ import annotations
 
@@ -36,9 +36,13 @@ def test_the_setting_caps_blas_and_torch_threads(tmp_path, restored_threads):
     assert torch.get_num_threads() == 1
 
 
-def test_zero_means_half_the_usable_cpus(tmp_path, restored_threads, monkeypatch):
+def test_zero_means_the_usable_cpus_shared_among_concurrent_passes(
+    tmp_path, restored_threads, monkeypatch
+):
     monkeypatch.setattr(commands, "_usable_cpus", lambda: 8)
-    assert commands._limit_query_threads(Settings(data_dir=tmp_path)) == 4
+    assert commands._limit_query_threads(Settings(data_dir=tmp_path)) == 8
+    assert commands._limit_query_threads(Settings(data_dir=tmp_path, concurrent_queries=2)) == 4
+    assert commands._limit_query_threads(Settings(data_dir=tmp_path, concurrent_queries=16)) == 1
     monkeypatch.setattr(commands, "_usable_cpus", lambda: 1)
     assert commands._limit_query_threads(Settings(data_dir=tmp_path)) == 1
 
