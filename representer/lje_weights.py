@@ -137,18 +137,18 @@ def materialised_contributions(
     values = np.empty((m, n))
     test32 = test_augmented.astype(np.float32)  # (m, D)
     classes, counts = np.unique(rows_class, return_counts=True)
-    few = classes[counts <= MAX_KERNEL_ROWS] if _FEW_ROWS else classes[:0]
-    if few.size:
+    few = (counts <= MAX_KERNEL_ROWS) & _FEW_ROWS  # (classes,) bool
+    if few.any():
         # The writable view of W: numba compiles one signature for it (a read-only memmap
         # would be a second one, compiled on the first query).
         all_weights = float32_tensor(weights).numpy()  # (k_out, n, D), no copy
-        order = np.concatenate([np.flatnonzero(rows_class == c) for c in few])  # (m_few,)
-        starts = np.concatenate([[0], np.cumsum(counts[np.isin(classes, few)])])  # (G + 1,)
+        order = np.concatenate([np.flatnonzero(rows_class == c) for c in classes[few]])
+        starts = np.concatenate([[0], np.cumsum(counts[few])])  # (G + 1,)
         values[order] = grouped_rows_product(
-            all_weights, test32[order], few.astype(np.int64), starts.astype(np.int64)
+            all_weights, test32[order], classes[few].astype(np.int64), starts.astype(np.int64)
         )
     batch = max(1, PRODUCT_BYTES // (4 * n))
-    for c in np.setdiff1d(classes, few):
+    for c in classes[~few]:
         class_weights = float32_tensor(weights[c])  # (n, D), no copy
         members = np.flatnonzero(rows_class == c)
         for start in range(0, len(members), batch):

@@ -77,8 +77,8 @@ def summarise_rows(values: np.ndarray, count: int) -> RowSummaries:
         return RowSummaries(nothing, nothing.copy(), np.empty(0), np.empty(0, dtype=np.bool_))
     if numba is None or count == 0:
         return _summaries_without_numba(values, count)
-    positives = np.empty((m, count), dtype=np.int64)
-    negatives = np.empty((m, count), dtype=np.int64)
+    positives = np.zeros((m, count), dtype=np.int64)
+    negatives = np.zeros((m, count), dtype=np.int64)
     sums = np.empty(m)
     finite = np.empty(m, dtype=np.bool_)
     _kernel()(np.ascontiguousarray(values, dtype=np.float64), positives, negatives, sums, finite)
@@ -104,64 +104,51 @@ def _summaries_without_numba(values: np.ndarray, count: int) -> RowSummaries:
 @functools.cache
 def _kernel() -> Callable[..., None]:
     """The compiled scan (once per process)."""
-    compiled = numba.njit(nogil=True, boundscheck=False)(_scan_rows)
-    return cast(Callable[..., None], compiled)
+    jit = numba.njit(nogil=True, boundscheck=False)
+    keep = jit(_keep_if_better)
+
+    def scan_rows(values, positives, negatives, sums, finite):  # pragma: no cover - compiled
+        """Fill positives, negatives (m, count), sums and finite (m,) from values (m, n).
+
+        ``high`` holds the largest values seen so far and ``low`` the negated smallest, best
+        first, with their indices in ``positives``/``negatives``; both start at −∞, which
+        every finite value beats (a row with a non-finite value is only flagged).
+        """
+        m, n = values.shape
+        last = positives.shape[1] - 1
+        high = np.empty(last + 1)
+        low = np.empty(last + 1)
+        for row in range(m):
+            high[:] = -np.inf
+            low[:] = -np.inf
+            row_positives, row_negatives = positives[row], negatives[row]
+            total = 0.0
+            all_finite = True
+            for index in range(n):
+                value = values[row, index]
+                total += value
+                if not np.isfinite(value):
+                    all_finite = False
+                if value > high[last]:  # rare: the test stays in the loop, the insert does not
+                    keep(high, row_positives, value, index)
+                if -value > low[last]:
+                    keep(low, row_negatives, -value, index)
+            sums[row] = total
+            finite[row] = all_finite
+
+    return cast(Callable[..., None], jit(scan_rows))
 
 
-def _scan_rows(
-    values: Any, positives: Any, negatives: Any, sums: Any, finite: Any
+def _keep_if_better(
+    best: Any, indices: Any, value: float, index: int
 ) -> None:  # pragma: no cover - runs compiled; its answers are tested against ranking
-    """Fill positives, negatives (m, count), sums and finite (m,) from values (m, n).
-
-    ``high``/``low`` hold the best values found so far, best first, with their indices in
-    ``positives``/``negatives``; ``filled`` says how many are held (count once the first
-    count values are in).
-    """
-    m, n = values.shape
-    count = positives.shape[1]
-    high = np.empty(count)
-    low = np.empty(count)
-    for row in range(m):
-        total = 0.0
-        all_finite = True
-        filled = 0
-        for index in range(n):
-            value = values[row, index]
-            total += value
-            if not np.isfinite(value):
-                all_finite = False
-            if filled < count:  # the first count values: insertion sort on both sides
-                place = filled
-                while place > 0 and high[place - 1] < value:
-                    high[place] = high[place - 1]
-                    positives[row, place] = positives[row, place - 1]
-                    place -= 1
-                high[place] = value
-                positives[row, place] = index
-                place = filled
-                while place > 0 and low[place - 1] > value:
-                    low[place] = low[place - 1]
-                    negatives[row, place] = negatives[row, place - 1]
-                    place -= 1
-                low[place] = value
-                negatives[row, place] = index
-                filled += 1
-                continue
-            if value > high[count - 1]:  # strictly: an equal value has a higher index
-                place = count - 1
-                while place > 0 and high[place - 1] < value:
-                    high[place] = high[place - 1]
-                    positives[row, place] = positives[row, place - 1]
-                    place -= 1
-                high[place] = value
-                positives[row, place] = index
-            if value < low[count - 1]:
-                place = count - 1
-                while place > 0 and low[place - 1] > value:
-                    low[place] = low[place - 1]
-                    negatives[row, place] = negatives[row, place - 1]
-                    place -= 1
-                low[place] = value
-                negatives[row, place] = index
-        sums[row] = total
-        finite[row] = all_finite
+    """Insert ``value`` (at ``index``) into ``best`` (sorted, largest first), dropping the
+    last; the caller checked that ``value`` is strictly larger than it. A value equal to one
+    held came later, so has a higher index, and stays behind it."""
+    place = best.shape[0] - 1
+    while place > 0 and best[place - 1] < value:
+        best[place] = best[place - 1]
+        indices[place] = indices[place - 1]
+        place -= 1
+    best[place] = value
+    indices[place] = index
