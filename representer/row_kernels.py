@@ -7,19 +7,37 @@ for every small b. The BLAS kernels torch has are far from it on these shapes (n
 D=513, one thread, AMD Zen 5; ms, median of 15, W not in the caches): oneDNN 3.4 for one
 row but 6.4-6.9 for two to four, MKL 4.2 for two and 6.0-6.6 for three or four.
 
-The kernels here keep an R×b block of dot products φ_r·x_j in vector registers (R rows of W
-against every x_j, summed over D), so each row of W is loaded from memory once and
-multiplied by all b rows while it sits in L1; LLVM vectorises the sum over D. Measured as
-above: 3.0-3.3 ms for one row, 3.5-3.6 for two, 3.8-3.9 for three, 4.5 for four. They
-accumulate in float32, as the BLAS kernels do, in a different order (values agree to
+The kernels here walk W one row at a time, front to back: for each row φ_r they keep the b
+dot products φ_r·x_j in b accumulators, and LLVM vectorises the sum over D. W is read as one
+forward stream, which the hardware prefetcher follows at the full memory speed, and each of
+its rows is multiplied by all b test rows while it sits in L1. Every value is one row's dot
+product, summed the same way wherever the row lies, so a thread split never changes it.
+They accumulate in float32, as the BLAS kernels do, in a different order (values agree to
 float32 rounding).
+
+An earlier version held an R×b block of dot products (R = 6 or 8 rows of W at once) in
+registers. It was best on an AMD Zen 5 (3.0-3.3 ms for one row, 4.5 for four, one thread)
+but the R interleaved streams starved the prefetcher of an AMD Zen 4 (EPYC, 2 vCPUs,
+n=50,000, D=513, W not in the caches; ms, medians of 30 in two to four runs,
+``few_rows_product``; the two-thread figures vary most, with the host's load):
+
+==============  =======  =======  =======  =======
+rows b             1        2        3        4
+==============  =======  =======  =======  =======
+R×b, 1 thread   7.2-7.8  7.8-8.5  8.2-8.3  9.3-9.8
+row, 1 thread   3.3-3.5  3.5-3.7  4.7-5.2  5.2-5.5
+R×b, 2 threads  4.0-4.5  4.4-4.7  5.1-5.2  5.1-5.3
+row, 2 threads  1.9-3.4  2.1-3.4  2.8-3.8  3.0-3.9
+==============  =======  =======  =======  =======
+
+(NumPy's GEMV took 4.3-5.3 ms for one row on one thread, ``W.sum()`` 4.3-4.5.)
 
 A product runs on as many threads as the caller's pass may use (``torch.get_num_threads()``:
 ``RPS_QUERY_THREADS`` in an API process, every core in a job), each thread reading its own
-range of W's rows: one core does not saturate the memory bus (n=50,000, D=513, one row, 2
-cores: 10.2-11.2 ms on one thread, 6.0-7.2 on two). The kernels release the interpreter
-lock (``nogil``) and the threads are plain Python threads of this module; numba's own
-thread pool is never started, since it loads the system's OpenMP runtime beside torch's and
+range of W's rows: one core need not saturate the memory bus (above: 3.3-3.5 ms for one
+row on one thread, 1.9-3.4 on two). The kernels release the interpreter lock (``nogil``)
+and the threads are plain Python threads of this module; numba's own thread pool is never
+started, since it loads the system's OpenMP runtime beside torch's and
 changes how many threads oneDNN uses.
 
 numba compiles a kernel the first time a row count is used (0.2-0.4 s each) for the CPU
@@ -57,14 +75,10 @@ __all__ = [
 FEW_ROWS_KERNELS = numba is not None
 """Whether ``few_rows_product`` can run (numba is importable)."""
 MAX_KERNEL_ROWS = 4
-"""The largest b with a kernel: from five rows on oneDNN's GEMM is faster (7.4 ms for eight
-rows, 9.2 for sixteen, where a register-blocked kernel took 6.3-8.8 and 9.4-11.6)."""
-_BLOCK_ROWS = {1: 8, 2: 8, 3: 8, 4: 6}
-"""R, the rows of W a kernel holds at once for b test rows: R·b accumulators of 16 floats,
-at most 24 of the 32 AVX-512 registers (measured best of R in 4, 6, 8, 12, 16)."""
-_ALL_BLOCKS = 24
-"""A multiple of every R in ``_BLOCK_ROWS``: thread ranges that start on it start on whole
-register blocks whatever the group's row count."""
+"""The largest b with a kernel: from five rows on oneDNN's GEMM is faster (AMD Zen 5, one
+thread: 7.4 ms for eight rows, 9.2 for sixteen, where a register-blocked kernel took 6.3-8.8
+and 9.4-11.6; on the Zen 4 above, sixteen rows as four passes of the four-row kernel took
+14.6 ms on two threads, oneDNN 12-18)."""
 MIN_ROWS_PER_THREAD = 8_192
 """Rows of W below which a thread is not worth starting work on: 8,192 rows of D=513 take
 about 0.3-1 ms to read, handing a range to a thread tens of microseconds."""
@@ -96,7 +110,7 @@ def few_rows_product(
     out = np.empty((count, n), dtype=np.float32)  # (b, n)
     rows = np.ascontiguousarray(rows)
     kernel = _kernel(count)
-    first, *others = row_ranges(n, threads or torch.get_num_threads(), multiple=_BLOCK_ROWS[count])
+    first, *others = row_ranges(n, threads or torch.get_num_threads())
     pending = [_thread_pool().submit(kernel, weights, rows, out, *span) for span in others]
     kernel(weights, rows, out, *first)  # the calling thread takes the first range
     for future in pending:
@@ -119,8 +133,8 @@ def grouped_rows_product(
     A mixed query pass has one such group per target class. One call for all of them hands
     work to the helper threads once per pass, and the interpreter lock is let go and taken
     back once per thread, not once per class: in an API process other threads hold that
-    lock in short bursts, and each return of a kernel waited for one. Each thread takes the
-    same rows of W in every class, so the values equal ``few_rows_product``'s bit for bit.
+    lock in short bursts, and each return of a kernel waited for one. The groups run the
+    kernels ``few_rows_product`` runs, so the values are equal bit for bit.
 
     Parameters
     ----------
@@ -140,7 +154,7 @@ def grouped_rows_product(
     out = np.empty((rows.shape[0], n), dtype=np.float32)  # (m, n)
     rows = np.ascontiguousarray(rows)
     driver = _grouped_driver()
-    spans = row_ranges(n, threads or torch.get_num_threads(), multiple=_ALL_BLOCKS)
+    spans = row_ranges(n, threads or torch.get_num_threads())
     first, *others = spans
     arguments = (weights, rows, out, group_classes, group_starts)
     pending = [_thread_pool().submit(driver, *arguments, *span) for span in others]
@@ -150,19 +164,14 @@ def grouped_rows_product(
     return out
 
 
-def row_ranges(n: int, threads: int, *, multiple: int) -> list[tuple[int, int]]:
+def row_ranges(n: int, threads: int) -> list[tuple[int, int]]:
     """[start, stop) ranges covering 0..n, one per thread, each at least
-    ``MIN_ROWS_PER_THREAD`` rows (so at least one range), starts on multiples of
-    ``multiple`` (whole register blocks)."""
+    ``MIN_ROWS_PER_THREAD`` rows (so at least one range)."""
     parts = min(threads, n // MIN_ROWS_PER_THREAD)
     if parts <= 1:
         return [(0, n)]
-    step = -(-n // parts)  # ceil(n / parts)
-    step += -step % multiple
-    starts = list(range(0, n, step))
-    if n - starts[-1] < MIN_ROWS_PER_THREAD:  # rounding to whole blocks left a short tail
-        starts.pop()
-    return [(start, stop) for start, stop in zip(starts, [*starts[1:], n], strict=True)]
+    bounds = [n * part // parts for part in range(parts + 1)]  # each range >= n // parts rows
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def _thread_pool() -> ThreadPoolExecutor:
@@ -197,14 +206,16 @@ def _grouped_driver() -> Callable[..., None]:
     stop): each group's kernel on rows start..stop of its class's weights."""
     if numba is None:
         raise RuntimeError("grouped_rows_product needs numba (FEW_ROWS_KERNELS is False)")
-    namespace: dict[str, Any] = {f"kernel_{count}": _kernel(count) for count in _BLOCK_ROWS}
+    namespace: dict[str, Any] = {
+        f"kernel_{count}": _kernel(count) for count in range(1, MAX_KERNEL_ROWS + 1)
+    }
     body = [
         "def driver(weights, rows, out, group_classes, group_starts, start, stop):",
         "    for group in range(group_classes.shape[0]):",
         "        lo, hi = group_starts[group], group_starts[group + 1]",
         "        chosen = weights[group_classes[group]]",
     ]
-    for count in _BLOCK_ROWS:
+    for count in range(1, MAX_KERNEL_ROWS + 1):
         keyword = "if" if count == 1 else "elif"
         body += [
             f"        {keyword} hi - lo == {count}:",
@@ -223,36 +234,25 @@ def _kernel(count: int) -> Callable[[np.ndarray, np.ndarray, np.ndarray, int, in
         raise RuntimeError("few_rows_product needs numba (FEW_ROWS_KERNELS is False)")
     with _COMPILE_LOCK:
         namespace: dict[str, Any] = {"np": np}
-        exec(_kernel_source(_BLOCK_ROWS[count], count), namespace)  # the template above, no input
+        exec(_kernel_source(count), namespace)  # the template above, no input
         compiled = numba.njit(fastmath=True, boundscheck=False, nogil=True)(namespace["kernel"])
         return cast(Callable[[np.ndarray, np.ndarray, np.ndarray, int, int], None], compiled)
 
 
-def _kernel_source(block_rows: int, count: int) -> str:
+def _kernel_source(count: int) -> str:
     """Python source of a kernel(weights (n, D), rows (b, D), out (b, n), start, stop) that
-    fills out[:, start:stop], with R×b named accumulators ``s{r}_{j}``: named scalars are
-    what LLVM keeps in registers and vectorises over D (an accumulator array would live in
-    memory)."""
-    pairs = [(r, j) for r in range(block_rows) for j in range(count)]
+    fills out[:, start:stop] one row of W at a time, with b named accumulators ``s{j}``:
+    named scalars are what LLVM keeps in registers and vectorises over D (an accumulator
+    array would live in memory)."""
+    accumulators = [f"s{j}" for j in range(count)]
     body = [
         "def kernel(weights, rows, out, start, stop):",
         "    dim = weights.shape[1]",
-        f"    full = stop - (stop - start) % {block_rows}",
-        f"    for i in range(start, full, {block_rows}):",
-        "        " + " = ".join(f"s{r}_{j}" for r, j in pairs) + " = np.float32(0.0)",
+        "    for i in range(start, stop):",
+        "        " + " = ".join(accumulators) + " = np.float32(0.0)",
         "        for d in range(dim):",
+        "            w = weights[i, d]",
     ]
-    body += [f"            x{j} = rows[{j}, d]" for j in range(count)]
-    for r in range(block_rows):
-        body.append(f"            w = weights[i + {r}, d]")
-        body += [f"            s{r}_{j} += w * x{j}" for j in range(count)]
-    body += [f"        out[{j}, i + {r}] = s{r}_{j}" for r, j in pairs]
-    body += [
-        "    for i in range(full, stop):  # the last (stop - start) mod R rows",
-        f"        for j in range({count}):",
-        "            total = np.float32(0.0)",
-        "            for d in range(dim):",
-        "                total += weights[i, d] * rows[j, d]",
-        "            out[j, i] = total",
-    ]
+    body += [f"            s{j} += w * rows[{j}, d]" for j in range(count)]
+    body += [f"        out[{j}, i] = s{j}" for j in range(count)]
     return "\n".join(body)
