@@ -56,7 +56,7 @@ class ServiceContext:
 def build_context(settings: Settings, *, broker: dramatiq.Broker | None = None) -> ServiceContext:
     """Open the database, artifact store, broker and caches for ``settings``."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, pool_size=settings.db_pool_size)
     sessions = make_sessionmaker(engine)
     store = ArtifactStore(settings.artifact_dir)
     store.root.mkdir(parents=True, exist_ok=True)

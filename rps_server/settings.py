@@ -62,6 +62,13 @@ class Settings(BaseSettings):
         default=Path("./data"), description="Artifacts, SQLite file, temp uploads."
     )
     database_url: str | None = Field(default=None, description="Unset: sqlite under data_dir.")
+    db_pool_size: int = Field(
+        default=20,
+        ge=1,
+        le=1000,
+        description="Database connections an API process keeps open; up to 10 more are opened "
+        "at a peak and closed afterwards.",
+    )
     redis_url: str | None = Field(
         default=None, description="Unset: in-memory broker, no result cache."
     )
