@@ -17,6 +17,7 @@ from representer.onednn import ONEDNN_LINEAR, linear_nt
 from representer.row_kernels import FEW_ROWS_KERNELS, MAX_KERNEL_ROWS, few_rows_product
 
 __all__ = [
+    "float32_product_t",
     "augmented_row_blocks",
     "rows_per_block",
     "augmented_product",
@@ -90,22 +91,39 @@ def augmented_product(train_features: np.ndarray, vectors: np.ndarray) -> np.nda
     -------
     ndarray of shape (n, q), float64.
     """
-    compute_dtype = np.float32 if train_features.dtype == np.float32 else np.float64
-    d = train_features.shape[1]
-    few_columns = vectors.shape[1] <= MAX_KERNEL_ROWS and FEW_ROWS_KERNELS
-    if compute_dtype == np.float32 and (few_columns or ONEDNN_LINEAR is not None):
-        features = float32_tensor(train_features)  # (n, d), Φ itself
-        weights_t = np.ascontiguousarray(vectors[:d].T, dtype=np.float32)  # (q, d)
-        if few_columns:  # Φ read once for all q columns; .numpy() is a writable view
-            product_t = few_rows_product(features.numpy(), weights_t)  # (q, n)
-        else:
-            product_t = linear_nt(features, torch.from_numpy(weights_t)).numpy().T  # (q, n)
+    product_t = float32_product_t(train_features, vectors)  # (q, n) float32, or None
+    if product_t is not None:
         product = np.asarray(product_t.T, dtype=np.float64)  # (n, q)
     else:
-        weights = np.ascontiguousarray(vectors[:d], dtype=compute_dtype)  # (d, q)
+        compute_dtype = np.float32 if train_features.dtype == np.float32 else np.float64
+        weights = np.ascontiguousarray(vectors[: train_features.shape[1]], dtype=compute_dtype)
         product = np.asarray(np.matmul(train_features, weights), dtype=np.float64)  # (n, q)
-    product += vectors[d]
+    product += vectors[-1]
     return product
+
+
+def float32_product_t(train_features: np.ndarray, vectors: np.ndarray) -> np.ndarray | None:
+    """(Φ V[:d])ᵀ in float32, without the bias row V[d], by the kernels ``augmented_product``
+    describes; None when Φ is not float32 or neither kernel is available.
+
+    Parameters
+    ----------
+    train_features : ndarray of shape (n, d)
+    vectors : ndarray of shape (d + 1, q), float64
+
+    Returns
+    -------
+    ndarray of shape (q, n), float32 (possibly a transposed view), or None.
+    """
+    few_columns = vectors.shape[1] <= MAX_KERNEL_ROWS and FEW_ROWS_KERNELS
+    if train_features.dtype != np.float32 or not (few_columns or ONEDNN_LINEAR is not None):
+        return None
+    d = train_features.shape[1]
+    features = float32_tensor(train_features)  # (n, d), Φ itself
+    weights_t = np.ascontiguousarray(vectors[:d].T, dtype=np.float32)  # (q, d)
+    if few_columns:  # Φ read once for all q columns; .numpy() is a writable view
+        return few_rows_product(features.numpy(), weights_t)  # (q, n)
+    return linear_nt(features, torch.from_numpy(weights_t)).numpy().T  # (q, n)
 
 
 def float32_tensor(array: np.ndarray) -> torch.Tensor:

@@ -6,16 +6,28 @@ the factorised system, b_t a (k_out·D) right-hand side built from the test poin
     s_i(t) = Σ_c' R_ic' φ̃_iᵀ V_t,c'        (V_t = mat(v), shape (k_out, D))
 
 which is one GEMM Φ̃ · [V_t,1 … V_t,k] per test point; the n×k×D tensor of per-point
-weights never exists.
+weights never exists. With float32 features, the product's bias row, its float64 view and
+the sum over c' are one compiled pass over the float32 product (``contract_product``):
+NumPy's conversion, addition and ``einsum`` took 27 of the 124 ms of an influence pass of
+16 points (n=50,000, d=512, 10 classes, AMD Zen 4, 2 threads).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 
-from representer.feature_blocks import augmented_product
+try:
+    import numba
+except ImportError:  # pragma: no cover - numba is a dependency; platforms without a wheel
+    numba = None  # type: ignore[assignment]
 
-__all__ = ["kernel_scores", "directions_from_rows"]
+from representer.feature_blocks import augmented_product, float32_product_t
+
+__all__ = ["kernel_scores", "directions_from_rows", "contract_product", "compile_contraction"]
 
 PRODUCT_BYTES = 256 * 1024**2
 """Cap on the (n, m·k_out) float64 product held at once; test points are batched under it."""
@@ -63,7 +75,69 @@ def kernel_scores(
     for start in range(0, m, batch):
         stop = min(m, start + batch)
         stacked = directions[start:stop].reshape(-1, dim).T  # (D, b·k_out)
+        product_t = float32_product_t(train_features, stacked) if numba is not None else None
+        if product_t is not None:  # (b·k_out, n) float32
+            scores[start:stop] = contract_product(product_t, stacked[-1], residuals, stop - start)
+            continue
         product = augmented_product(train_features, stacked)  # (n, b·k_out)
         product = product.reshape(n, stop - start, num_outputs)
         scores[start:stop] = np.einsum("ibc,ic->bi", product, residuals)  # (b, n)
     return scores
+
+
+def contract_product(
+    product_t: np.ndarray, bias: np.ndarray, residuals: np.ndarray, count: int
+) -> np.ndarray:
+    """s[j, i] = Σ_c' (P[j·k_out + c', i] + bias[j·k_out + c']) R_ic', summed in float64.
+
+    Parameters
+    ----------
+    product_t : ndarray of shape (count·k_out, n), float32 (any strides)
+        (Φ V[:d])ᵀ for ``count`` test points, k_out columns each.
+    bias : ndarray of shape (count·k_out,), float64
+        The bias row V[d].
+    residuals : ndarray of shape (n, k_out), float64
+    count : int
+
+    Returns
+    -------
+    ndarray of shape (count, n), float64.
+    """
+    out = np.empty((count, product_t.shape[1]))  # (count, n)
+    _contraction()(
+        product_t,
+        np.ascontiguousarray(bias, dtype=np.float64),
+        np.ascontiguousarray(residuals, dtype=np.float64),
+        out,
+    )
+    return out
+
+
+def compile_contraction() -> None:
+    """Compile ``contract_product`` now for both product layouts (the few-row kernels' and
+    oneDNN's transposed one), so no query waits for numba; a no-op without numba."""
+    if numba is None:
+        return
+    residuals = np.zeros((3, 2))
+    for product_t in (np.zeros((2, 3), np.float32), np.zeros((3, 2), np.float32).T):
+        contract_product(product_t, np.zeros(2), residuals, 1)
+
+
+@functools.cache
+def _contraction() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]:
+    """contract(product_t, bias, residuals, out), compiled once per process."""
+    if numba is None:
+        raise RuntimeError("contract_product needs numba")
+
+    def contract(product_t, bias, residuals, out):  # pragma: no cover - runs compiled
+        num_outputs = residuals.shape[1]
+        for i in range(out.shape[1]):  # one training row: its k_out·count products together
+            for j in range(out.shape[0]):
+                total = 0.0
+                for c in range(num_outputs):
+                    column = j * num_outputs + c
+                    total += (np.float64(product_t[column, i]) + bias[column]) * residuals[i, c]
+                out[j, i] = total
+
+    compiled = numba.njit(boundscheck=False, nogil=True)(contract)
+    return cast(Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None], compiled)

@@ -87,14 +87,16 @@ def _limit_query_threads(settings: Settings) -> int:
 
 def _compile_query_kernels() -> None:
     """Compile the engine's query kernels before serving (``representer.row_kernels``,
-    ``representer.row_summaries``): the first query of each row count would otherwise wait
-    0.2-0.8 s for numba."""
+    ``representer.row_summaries``, ``representer.kernel``'s contraction): the first query of
+    each row count would otherwise wait 0.2-0.8 s for numba."""
+    from representer.kernel import compile_contraction
     from representer.row_kernels import compile_kernels
     from representer.row_summaries import compile_summaries
 
     started = time.perf_counter()
     compile_kernels()
     compile_summaries()
+    compile_contraction()
     logger.info("query kernels compiled in %.2f s", time.perf_counter() - started)
 
 

@@ -1,0 +1,65 @@
+"""The compiled contraction of the kernel form (``representer.kernel.contract_product``):
+the bias row, the float64 view and the sum over classes of the float32 product, equal to
+NumPy's conversion and ``einsum`` of the same product to float64 rounding, for both layouts
+the product arrives in (the few-row kernels' and oneDNN's transposed one)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from representer.feature_blocks import augmented_product, float32_product_t
+from representer.kernel import compile_contraction, contract_product, kernel_scores
+from representer.row_kernels import FEW_ROWS_KERNELS, MAX_KERNEL_ROWS
+
+pytestmark = pytest.mark.skipif(not FEW_ROWS_KERNELS, reason="numba is not installed")
+
+FLOAT64_RTOL = 1e-13
+"""Relative to the largest |score|: the same float64 terms, summed in another order."""
+
+
+def _numpy_scores(features, vectors, residuals, count) -> np.ndarray:
+    n, num_outputs = residuals.shape
+    product = augmented_product(features, vectors).reshape(n, count, num_outputs)
+    return np.einsum("ibc,ic->bi", product, residuals)  # (count, n)
+
+
+@pytest.mark.parametrize(("count", "num_outputs"), [(1, 1), (3, 1), (1, 10), (2, 3), (16, 10)])
+def test_contraction_equals_numpy(count, num_outputs):
+    rng = np.random.default_rng(count * 100 + num_outputs)
+    features = rng.normal(size=(1_003, 65)).astype(np.float32)  # (n, d)
+    vectors = rng.normal(size=(66, count * num_outputs))  # (d + 1, count·k_out)
+    residuals = rng.normal(size=(1_003, num_outputs))  # (n, k_out)
+    product_t = float32_product_t(features, vectors)
+    assert product_t is not None and product_t.dtype == np.float32
+    # Few columns come from the row kernels (C order), more from oneDNN (a transposed view).
+    assert product_t.flags.c_contiguous == (count * num_outputs <= MAX_KERNEL_ROWS)
+    scores = contract_product(product_t, vectors[-1], residuals, count)
+    expected = _numpy_scores(features, vectors, residuals, count)
+    assert scores.shape == (count, 1_003) and scores.dtype == np.float64
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=FLOAT64_RTOL * np.abs(expected).max())
+
+
+def test_kernel_scores_contracts_float32_features_as_numpy_does():
+    rng = np.random.default_rng(7)
+    features = rng.normal(size=(1_003, 65)).astype(np.float32)
+    residuals = rng.normal(size=(1_003, 4))
+    directions = rng.normal(size=(5, 4, 66))  # (m, k_out, D)
+    scores = kernel_scores(features, residuals, directions)
+    expected = _numpy_scores(features, directions.reshape(-1, 66).T, residuals, 5)
+    np.testing.assert_allclose(scores, expected, rtol=0, atol=FLOAT64_RTOL * np.abs(expected).max())
+
+
+def test_float64_features_take_numpy_s_product():
+    features = np.ones((10, 3))
+    assert float32_product_t(features, np.ones((4, 2))) is None
+    residuals = np.ones((10, 2))
+    scores = kernel_scores(features, residuals, np.ones((1, 2, 4)))
+    np.testing.assert_allclose(scores, np.full((1, 10), 2 * (3 + 1)))
+
+
+def test_compile_contraction_runs():
+    compile_contraction()
+    assert contract_product(
+        np.ones((1, 2), np.float32), np.zeros(1), np.ones((2, 1)), 1
+    ).tolist() == [[1.0, 1.0]]
