@@ -25,8 +25,10 @@ calls with their database queries and JSON).
 
 The clients are threads of this process (one interpreter lock: together they use at most
 one core); ``--client-processes`` makes each client a process of its own. Clients share the
-machine with the server either way: on a 2-core machine 16 client threads cost about 5 ms
-of CPU per request (contending for the lock), one client about 2 ms, and 16 client
+machine with the server either way; the ``client ms`` column is the benchmark process's own
+CPU per answer (client threads only), CPU the server did not get. On a 2-core AMD Zen 4 it
+was 1.2-1.3 ms for one httpx client and 1.5-1.9 ms for 16 at n=50,000; with ``--quick``'s
+shorter requests, 16 client threads contending for the lock took 5.8 ms. 16 client
 processes compete with the server for both cores.
 
 Targets: one client p50 <= 15 ms; 16 clients >= 1.3x the one-client throughput with p99 <=
@@ -37,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -128,6 +131,9 @@ class Latency:
     """CPU of the API process's event-loop thread per answered request."""
     threads_cpu_ms: float
     """CPU of the API process's other threads (engine, thread pool) per answered request."""
+    client_cpu_ms: float
+    """CPU of this benchmark process (its client threads) per answered request; NaN when
+    the clients are processes of their own."""
 
     @classmethod
     def of(
@@ -137,6 +143,7 @@ class Latency:
         *,
         wall_s: float,
         server: ServerDelta,
+        client_cpu_s: float,
     ) -> Latency:
         answered = statuses == 200
         millis = 1000.0 * np.asarray(seconds)[answered]
@@ -155,6 +162,7 @@ class Latency:
             server.metrics["engine"] / wall_s,
             1000.0 * server.loop_cpu_s / count,
             1000.0 * server.threads_cpu_s / count,
+            1000.0 * client_cpu_s / count,
         )
 
 
@@ -402,11 +410,13 @@ def time_level(
     """One level: every chunk timed by its own client, all at once."""
     with client_pool(len(chunks), processes=processes) as pool:
         before, cpu_before = server_seconds(base_url), process_cpu_s(pid)
+        client_cpu_before = time.process_time()
         started = time.perf_counter()
         timings = list(
             pool.map(_timed_chunk, [(base_url, model_id, chunk, top_k) for chunk in chunks])
         )
         wall_s = time.perf_counter() - started
+        client_cpu_s = time.process_time() - client_cpu_before if not processes else math.nan
         cpu_after, after = process_cpu_s(pid), server_seconds(base_url)
     delta = ServerDelta(
         {name: after[name] - before[name] for name in after},
@@ -418,6 +428,7 @@ def time_level(
         np.concatenate([statuses for _, statuses in timings]),
         wall_s=wall_s,
         server=delta,
+        client_cpu_s=client_cpu_s,
     )
 
 
@@ -484,7 +495,8 @@ def report(
         else "clients are threads of the benchmark's process"
     ) + (
         "; pass ms: engine time of a pass; busy: share of the wall time a pass ran; "
-        "loop/thr. ms: CPU of the API process's event-loop thread / other threads per answer"
+        "loop/thr. ms: CPU of the API process's event-loop thread / other threads per answer; "
+        "client ms: CPU of the benchmark's client threads per answer"
     )
     lines = [
         f"GET /explain, n={size.n_train:,}, d={size.dim}, {head}, top-{size.top_k}, LJE, distinct test ids, "
@@ -492,7 +504,7 @@ def report(
         f"{clients_in}",
         f"{'deployment':<12} {'clients':>7} {'answered':>8} {'p50 ms':>8} {'p99 ms':>8} "
         f"{'mean ms':>8} {'req/s':>7} {'x 1 cl.':>7} {'429':>5} {'5xx':>4} {'outside ms':>10} "
-        f"{'req/pass':>8} {'pass ms':>7} {'busy':>5} {'loop ms':>7} {'thr. ms':>7}",
+        f"{'req/pass':>8} {'pass ms':>7} {'busy':>5} {'loop ms':>7} {'thr. ms':>7} {'client ms':>9}",
     ]
     for kind, result in results.items():
         reference = next(iter(result["clients"].values()))["throughput_rps"]
@@ -502,7 +514,8 @@ def report(
                 f"{row['mean_ms']:>8.2f} {row['throughput_rps']:>7.1f} "
                 f"{row['throughput_rps'] / reference:>7.2f} {row['refused_429']:>5} "
                 f"{row['server_errors']:>4} {row['outside_engine_ms']:>10.2f} "
-                f"{row['requests_per_pass']:>8.1f} {row['pass_ms']:>7.2f} {row['engine_busy']:>5.2f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f}"
+                f"{row['requests_per_pass']:>8.1f} {row['pass_ms']:>7.2f} {row['engine_busy']:>5.2f} {row['loop_cpu_ms']:>7.2f} {row['threads_cpu_ms']:>7.2f} "
+                f"{row['client_cpu_ms']:>9.2f}"
             )
         lines.append(
             f"{'':<12} register->ready {result['register_to_ready_s']:.1f} s (upload {result['upload_s']:.1f} s); "
