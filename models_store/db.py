@@ -9,10 +9,11 @@ __all__ = ["make_engine", "make_sessionmaker", "is_sqlite"]
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 DEFAULT_POOL_SIZE = 20
-"""Connections an engine keeps open (an API process's: ``RPS_DB_POOL_SIZE``, default 20). It should cover the sessions a
-process has open at once: beyond it, the pool opens an overflow connection and closes it
-again when it comes back. With 10, 16 explain clients on PostgreSQL opened 58 connections
-in 640 requests (a server process forked, and authenticated, for each)."""
+"""Connections an engine keeps open (an API process's: ``RPS_DB_POOL_SIZE``, default 20).
+It should cover the sessions a process has open at once: beyond it, the pool opens an
+overflow connection and closes it again when it comes back. With 10, 16 explain clients
+on PostgreSQL opened 58 connections in 640 requests (a server process forked, and
+authenticated, for each)."""
 MAX_OVERFLOW = 10
 """Connections opened beyond the pool at a peak, and closed when they come back."""
 
