@@ -10,7 +10,7 @@ here on the engine alone, medians over repeats, for each method:
 * 16 points with mixed target classes (target: <= (distinct targets + 1) x one pass).
 
 Passes use the threads an API process gives them (``RPS_QUERY_THREADS``; by default every
-usable CPU), set with ``--threads``.
+usable CPU), set with ``--threads``, and NumPy's BLAS on one thread, as ``rps serve`` runs it.
 
     .venv/bin/python -m benchmarks.engine_batching            # n=50,000, d=512, k=10
     .venv/bin/python -m benchmarks.engine_batching --quick    # n=5,000, d=64
@@ -24,6 +24,7 @@ import json
 import statistics
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -38,21 +39,26 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 BATCH = 16
 
 
-def median_ms(function, repeats: int) -> float:
-    function()  # warm caches and page in the memory-mapped arrays
-    times = []
+def interleaved_medians_ms(functions: dict[str, Callable[[], object]], repeats: int) -> dict:
+    """Median milliseconds of each function over ``repeats`` rounds. A round runs every
+    function in turn, each once untimed (caches as a repeat of it leaves them) and once
+    timed, so a drift of the host's speed (its other tenants, its clock) reaches the one
+    point and the 16 points alike and their ratio stays fair."""
+    times: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return 1000.0 * statistics.median(times)
+        for name, function in functions.items():
+            function()
+            started = time.perf_counter()
+            function()
+            times[name].append(time.perf_counter() - started)
+    return {name: 1000.0 * statistics.median(values) for name, values in times.items()}
 
 
 def measure_method(
     method: Method, features, labels, head, test, *, repeats: int, threads: int
 ) -> dict:
     state = fit(head, features, labels, method=method)  # every core, as a precompute job
-    with threadpool_limits(limits=threads, user_api="blas"):
+    with threadpool_limits(limits=1, user_api="blas"):  # as in an API process (rps serve)
         previous = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
@@ -65,16 +71,24 @@ def _passes(method: Method, state, features, head, test, *, repeats: int) -> dic
     rng = np.random.default_rng(1)
     one_target = [0] * BATCH
     mixed = rng.integers(0, head.num_classes, size=BATCH).tolist()
-    one_ms = median_ms(lambda: explain(state, features, test[:1], target=[0]), repeats)
     calls = itertools.count()
 
     def one_new_target() -> None:  # class c+1 after c: what the last call read is no help
         call = next(calls)
         explain(state, features, test[call % BATCH][None], target=[call % head.num_classes])
 
-    one_new_ms = median_ms(one_new_target, repeats)
-    same_ms = median_ms(lambda: explain(state, features, test[:BATCH], target=one_target), repeats)
-    mixed_ms = median_ms(lambda: explain(state, features, test[:BATCH], target=mixed), repeats)
+    medians = interleaved_medians_ms(
+        {
+            "one": lambda: explain(state, features, test[:1], target=[0]),
+            "one_new": one_new_target,
+            "same": lambda: explain(state, features, test[:BATCH], target=one_target),
+            "mixed": lambda: explain(state, features, test[:BATCH], target=mixed),
+        },
+        repeats,
+    )
+    one_ms, one_new_ms, same_ms, mixed_ms = (
+        medians[name] for name in ("one", "one_new", "same", "mixed")
+    )
     distinct = len(set(mixed))
     return {
         "method": method.value,
@@ -99,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         "--threads",
         type=int,
         default=0,
-        help="BLAS and PyTorch threads of a pass (0: RPS_QUERY_THREADS's default, every CPU)",
+        help="PyTorch and helper threads of a pass (0: RPS_QUERY_THREADS's default, every CPU)",
     )
     args = parser.parse_args(argv)
     threads = query_thread_count(args.threads)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import cast
 
 import numpy as np
+import torch
 
 try:
     import numba
@@ -26,17 +27,36 @@ except ImportError:  # pragma: no cover - numba is a dependency; platforms witho
     numba = None  # type: ignore[assignment]
 
 from representer.feature_blocks import augmented_product, float32_product_t
+from representer.row_kernels import row_ranges, run_on_ranges
 
-__all__ = ["kernel_scores", "directions_from_rows", "contract_product", "compile_contraction"]
+__all__ = [
+    "COMPILED_CONTRACTION",
+    "kernel_scores",
+    "directions_from_rows",
+    "contract_product",
+    "compile_contraction",
+]
+
+COMPILED_CONTRACTION = numba is not None
+"""Whether ``contract_product`` can run (numba is importable)."""
 
 PRODUCT_BYTES = 256 * 1024**2
 """Cap on the (n, m·k_out) float64 product held at once; test points are batched under it."""
+MIN_COLUMNS_PER_THREAD = 256
+"""Columns of M below which ``directions_from_rows`` keeps a range on one thread."""
 
 
 def directions_from_rows(
     inverse: np.ndarray, right_hand_sides: np.ndarray, *, num_outputs: int
 ) -> np.ndarray:
     """V_t = mat(M b_t) for every row b_t.
+
+    The product reads all of M (210 MB for k_out·D = 5,130), so the pass's threads
+    (``torch.get_num_threads()``) each take a range of its columns, as NumPy products on
+    the helper threads of ``representer.row_kernels``. An API process runs NumPy's BLAS on
+    one thread (``rps serve``): OpenBLAS's own helper threads spin for about 0.1 s after
+    each product, and a oneDNN product that followed at once took 69-75 ms instead of
+    41-43 (n=50,000, d=512, 160 columns, AMD Zen 4, two threads).
 
     Parameters
     ----------
@@ -49,7 +69,14 @@ def directions_from_rows(
     -------
     ndarray of shape (m, k_out, D), float64.
     """
-    directions = right_hand_sides @ inverse  # (m, k_out·D); M is symmetric
+    size = inverse.shape[0]
+    directions = np.empty((right_hand_sides.shape[0], size))  # (m, k_out·D)
+
+    def columns(start: int, stop: int) -> None:  # M is symmetric: b_tᵀ M = (M b_t)ᵀ
+        directions[:, start:stop] = right_hand_sides @ inverse[:, start:stop]
+
+    spans = row_ranges(size, torch.get_num_threads(), min_rows=MIN_COLUMNS_PER_THREAD)
+    run_on_ranges(columns, spans)
     return directions.reshape(right_hand_sides.shape[0], num_outputs, -1)
 
 
@@ -75,7 +102,7 @@ def kernel_scores(
     for start in range(0, m, batch):
         stop = min(m, start + batch)
         stacked = directions[start:stop].reshape(-1, dim).T  # (D, b·k_out)
-        product_t = float32_product_t(train_features, stacked) if numba is not None else None
+        product_t = float32_product_t(train_features, stacked) if COMPILED_CONTRACTION else None
         if product_t is not None:  # (b·k_out, n) float32
             scores[start:stop] = contract_product(product_t, stacked[-1], residuals, stop - start)
             continue
@@ -86,29 +113,47 @@ def kernel_scores(
 
 
 def contract_product(
-    product_t: np.ndarray, bias: np.ndarray, residuals: np.ndarray, count: int
+    product_t: np.ndarray,
+    bias: np.ndarray,
+    residuals: np.ndarray,
+    count: int,
+    *,
+    columns: np.ndarray | None = None,
 ) -> np.ndarray:
     """s[j, i] = Σ_c' (P[j·k_out + c', i] + bias[j·k_out + c']) R_ic', summed in float64.
 
+    With ``columns``, each product column weighs by its own column of R instead:
+    s[j, i] = Σ_c (P[j·p + c, i] + bias[j·p + c]) R[i, columns[j·p + c]] for the p = len(columns)
+    / count product columns of test point j (RPS-ℓ2: p = 1, R = α, columns = the targets).
+    The training rows are split over the pass's threads (``torch.get_num_threads()``); a
+    row's sums do not depend on the split.
+
     Parameters
     ----------
-    product_t : ndarray of shape (count·k_out, n), float32 (any strides)
-        (Φ V[:d])ᵀ for ``count`` test points, k_out columns each.
-    bias : ndarray of shape (count·k_out,), float64
+    product_t : ndarray of shape (count·p, n), float32 (any strides)
+        (Φ V[:d])ᵀ for ``count`` test points, p columns each (p = k_out without ``columns``).
+    bias : ndarray of shape (count·p,), float64
         The bias row V[d].
-    residuals : ndarray of shape (n, k_out), float64
+    residuals : ndarray of shape (n, r), float64
     count : int
+    columns : ndarray of shape (count·p,), int, each in 0..r-1, optional
+        Default: column j·k_out + c' weighs by R[:, c'].
 
     Returns
     -------
     ndarray of shape (count, n), float64.
     """
-    out = np.empty((count, product_t.shape[1]))  # (count, n)
-    _contraction()(
-        product_t,
-        np.ascontiguousarray(bias, dtype=np.float64),
-        np.ascontiguousarray(residuals, dtype=np.float64),
-        out,
+    n = product_t.shape[1]
+    if columns is None:
+        columns = np.tile(np.arange(residuals.shape[1]), count)  # (count·k_out,)
+    out = np.empty((count, n))  # (count, n)
+    contract = _contraction()
+    bias = np.ascontiguousarray(bias, dtype=np.float64)
+    residuals = np.ascontiguousarray(residuals, dtype=np.float64)
+    columns = np.ascontiguousarray(columns, dtype=np.int64)
+    run_on_ranges(
+        lambda start, stop: contract(product_t, bias, residuals, columns, out, start, stop),
+        row_ranges(n, torch.get_num_threads()),
     )
     return out
 
@@ -124,20 +169,22 @@ def compile_contraction() -> None:
 
 
 @functools.cache
-def _contraction() -> Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None]:
-    """contract(product_t, bias, residuals, out), compiled once per process."""
+def _contraction() -> Callable[..., None]:
+    """contract(product_t, bias, residuals, columns, out, start, stop): training rows
+    start..stop of ``contract_product``, compiled once per process."""
     if numba is None:
         raise RuntimeError("contract_product needs numba")
 
-    def contract(product_t, bias, residuals, out):  # pragma: no cover - runs compiled
-        num_outputs = residuals.shape[1]
-        for i in range(out.shape[1]):  # one training row: its k_out·count products together
+    def contract(product_t, bias, residuals, columns, out, start, stop):  # pragma: no cover
+        per_point = columns.shape[0] // out.shape[0]
+        for i in range(start, stop):  # one training row: its p·count products together
             for j in range(out.shape[0]):
                 total = 0.0
-                for c in range(num_outputs):
-                    column = j * num_outputs + c
-                    total += (np.float64(product_t[column, i]) + bias[column]) * residuals[i, c]
+                for c in range(per_point):
+                    column = j * per_point + c
+                    weight = residuals[i, columns[column]]
+                    total += (np.float64(product_t[column, i]) + bias[column]) * weight
                 out[j, i] = total
 
     compiled = numba.njit(boundscheck=False, nogil=True)(contract)
-    return cast(Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], None], compiled)
+    return cast(Callable[..., None], compiled)

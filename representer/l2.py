@@ -12,8 +12,14 @@ import scipy.optimize
 import torch
 
 from representer.config import L2Config
-from representer.feature_blocks import augmented_product, augmented_row_blocks, rows_per_block
+from representer.feature_blocks import (
+    augmented_product,
+    augmented_row_blocks,
+    float32_product_t,
+    rows_per_block,
+)
 from representer.head import LinearHead
+from representer.kernel import COMPILED_CONTRACTION, contract_product
 from representer.likelihood import output_probabilities, predicted_class_from_logits, target_scores
 from representer.method_fit import MethodFit, relative_shift
 from representer.progress import ProgressCallback, stage_progress
@@ -187,7 +193,14 @@ def l2_contributions(
     batch = max(1, PRODUCT_BYTES // (8 * n))
     for start in range(0, m, batch):
         stop = min(m, start + batch)
-        kernel = augmented_product(train_features, test_augmented[start:stop].T)  # φ̃_iᵀφ̃_t (n, b)
+        vectors = test_augmented[start:stop].T  # (D, b)
+        product_t = float32_product_t(train_features, vectors) if COMPILED_CONTRACTION else None
+        if product_t is not None:  # (b, n) float32: bias, float64 view and α in one pass
+            values[start:stop] = contract_product(
+                product_t, vectors[-1], alpha, stop - start, columns=rows_class[start:stop]
+            )
+            continue
+        kernel = augmented_product(train_features, vectors)  # φ̃_iᵀφ̃_t (n, b)
         values[start:stop] = kernel.T * alpha[:, rows_class[start:stop]].T  # (b, n)
     if num_outputs == 1:
         values[target_classes == 0] *= -1.0

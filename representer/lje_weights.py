@@ -154,7 +154,11 @@ def materialised_contributions(
         for start in range(0, len(members), batch):
             chosen = members[start : start + batch]
             rows = torch.from_numpy(test32[chosen])  # (b, D)
-            values[chosen] = class_product(class_weights, rows).numpy()  # (b, n)
+            product = class_product(class_weights, rows)  # (b, n), often a transposed view
+            if chosen[-1] - chosen[0] == len(chosen) - 1:  # consecutive rows: torch's copy
+                torch.from_numpy(values[chosen[0] : chosen[-1] + 1]).copy_(product)  # threaded
+            else:
+                values[chosen] = product.numpy()
     return values
 
 
@@ -182,8 +186,12 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 
     So: the compiled few-row kernels (``representer.row_kernels``, numba) up to
     ``MAX_KERNEL_ROWS`` rows, oneDNN's matmul (``representer.onednn``: the plain strided
-    tensors, no reorder, no copy of W) from there on; both use the pass's threads (the
-    few-row kernels split W's rows among them). Without numba, oneDNN for one row and
+    tensors, no reorder, no copy of W) from there on. Up to ``ONEDNN_TALL_MAX_ROWS`` rows
+    oneDNN is asked for the tall product W[c] φ̃ᵀ (n, b), returned as its transposed view:
+    on the Zen 4, two threads, W memory-mapped and not in the caches, 16 rows took 7.4 ms
+    that way against 9.9-10.8 for φ̃ W[c]ᵀ (b, n) (5 rows 6.4 against 7.3-7.7, 32 rows
+    13.7-13.9 against 13.7-15.1, 64 rows 24.4-25.2 against 21.5-22.5). Both use the
+    pass's threads (the few-row kernels split W's rows among them). Without numba, oneDNN for one row and
     from ``ONEDNN_MIN_ROWS`` rows, MKL in between (its right operand is the transposed view
     of the rows: a row-major (D, b) copy took about 5x as long). All accumulate in float32;
     a row's value may differ by float32 rounding between kernels (about 1e-4 on values of
@@ -196,11 +204,13 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 
     Returns
     -------
-    Tensor of shape (b, n), float32.
+    Tensor of shape (b, n), float32 (a transposed view for the tall product).
     """
     count = rows.shape[0]
     if _FEW_ROWS and count <= MAX_KERNEL_ROWS and class_weights.device.type == "cpu":
         return torch.from_numpy(few_rows_product(class_weights.numpy(), rows.numpy()))
+    if _ONEDNN_MATMUL is not None and ONEDNN_MIN_ROWS <= count <= ONEDNN_TALL_MAX_ROWS:
+        return linear_nt(class_weights, rows.contiguous()).T  # (n, b) product, (b, n) view
     if _ONEDNN_MATMUL is not None and (count == 1 or count >= ONEDNN_MIN_ROWS):
         return linear_nt(rows.contiguous(), class_weights)
     if count == 1:  # a GEMM, not a GEMV: MKL's GEMV read W at about half the speed
@@ -211,3 +221,6 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
 ONEDNN_MIN_ROWS = 5
 """Without the few-row kernels: from this many rows of one class on, ``class_product`` uses
 oneDNN (see there)."""
+ONEDNN_TALL_MAX_ROWS = 32
+"""Up to this many rows ``class_product`` asks oneDNN for the tall product W[c] φ̃ᵀ (n, b)
+and returns its transposed view; from there on for φ̃ W[c]ᵀ (b, n) (see there)."""

@@ -70,6 +70,7 @@ __all__ = [
     "few_rows_product",
     "grouped_rows_product",
     "row_ranges",
+    "run_on_ranges",
 ]
 
 FEW_ROWS_KERNELS = numba is not None
@@ -110,11 +111,8 @@ def few_rows_product(
     out = np.empty((count, n), dtype=np.float32)  # (b, n)
     rows = np.ascontiguousarray(rows)
     kernel = _kernel(count)
-    first, *others = row_ranges(n, threads or torch.get_num_threads())
-    pending = [_thread_pool().submit(kernel, weights, rows, out, *span) for span in others]
-    kernel(weights, rows, out, *first)  # the calling thread takes the first range
-    for future in pending:
-        future.result()
+    spans = row_ranges(n, threads or torch.get_num_threads())
+    run_on_ranges(lambda start, stop: kernel(weights, rows, out, start, stop), spans)
     return out
 
 
@@ -155,27 +153,41 @@ def grouped_rows_product(
     rows = np.ascontiguousarray(rows)
     driver = _grouped_driver()
     spans = row_ranges(n, threads or torch.get_num_threads())
-    first, *others = spans
     arguments = (weights, rows, out, group_classes, group_starts)
-    pending = [_thread_pool().submit(driver, *arguments, *span) for span in others]
-    driver(*arguments, *first)
-    for future in pending:
-        future.result()
+    run_on_ranges(lambda start, stop: driver(*arguments, start, stop), spans)
     return out
 
 
-def row_ranges(n: int, threads: int) -> list[tuple[int, int]]:
-    """[start, stop) ranges covering 0..n, one per thread, each at least
-    ``MIN_ROWS_PER_THREAD`` rows (so at least one range)."""
-    parts = min(threads, n // MIN_ROWS_PER_THREAD)
+def row_ranges(
+    n: int, threads: int, *, min_rows: int = MIN_ROWS_PER_THREAD
+) -> list[tuple[int, int]]:
+    """[start, stop) ranges covering 0..n, one per thread, each at least ``min_rows`` rows
+    (so at least one range)."""
+    parts = min(threads, n // max(1, min_rows))
     if parts <= 1:
         return [(0, n)]
     bounds = [n * part // parts for part in range(parts + 1)]  # each range >= n // parts rows
     return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
+def run_on_ranges(task: Callable[[int, int], object], spans: list[tuple[int, int]]) -> None:
+    """``task(start, stop)`` for every span, at once: the first on the calling thread, the
+    others on this process's helper threads; returns when all are done (re-raising the
+    first error). ``task`` should let go of the interpreter lock (a ``nogil`` kernel, a
+    NumPy product), or the spans run one after another."""
+    first, *others = spans
+    pending = [_thread_pool().submit(task, *span) for span in others]
+    try:
+        task(*first)
+    finally:  # never return while a helper still writes into the caller's arrays
+        errors = [future.exception() for future in pending]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
 def _thread_pool() -> ThreadPoolExecutor:
-    """This process's pool of helper threads for ``few_rows_product``."""
+    """This process's pool of helper threads for ``run_on_ranges``."""
     global _pool
     with _POOL_LOCK:
         if _pool is None or _pool[0] != os.getpid():

@@ -62,8 +62,13 @@ def query_thread_count(requested: int, *, concurrent_queries: int = 1) -> int:
 
 
 def _limit_query_threads(settings: Settings) -> int:
-    """Give each engine pass of this API process ``RPS_QUERY_THREADS`` BLAS and PyTorch
-    threads (0: every usable CPU, shared among ``RPS_CONCURRENT_QUERIES`` passes).
+    """Give each engine pass of this API process ``RPS_QUERY_THREADS`` threads (0: every
+    usable CPU, shared among ``RPS_CONCURRENT_QUERIES`` passes): PyTorch's, and the helper
+    threads the engine splits its own kernels and NumPy products over. NumPy's BLAS
+    (OpenBLAS) runs on one thread: its idle threads spin for about 0.1 s after each
+    product, on the cores the next step of the pass needs (an influence pass of 16 points,
+    n=50,000, d=512, 10 classes, two threads: 123-132 ms with two OpenBLAS threads, 64-83
+    with them sleeping), and it cannot be told otherwise once loaded.
 
     Why every CPU by default: the pass is what requests queue for, and the rest of a
     request is Python that runs one thread at a time under the interpreter lock. On the
@@ -79,7 +84,7 @@ def _limit_query_threads(settings: Settings) -> int:
     count = query_thread_count(
         settings.query_threads, concurrent_queries=settings.concurrent_queries
     )
-    threadpool_limits(limits=count, user_api="blas")
+    threadpool_limits(limits=1, user_api="blas")
     torch.set_num_threads(count)
     logger.info("engine passes use %d thread(s) (RPS_QUERY_THREADS)", count)
     return count

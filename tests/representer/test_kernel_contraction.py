@@ -1,16 +1,23 @@
 """The compiled contraction of the kernel form (``representer.kernel.contract_product``):
 the bias row, the float64 view and the sum over classes of the float32 product, equal to
 NumPy's conversion and ``einsum`` of the same product to float64 rounding, for both layouts
-the product arrives in (the few-row kernels' and oneDNN's transposed one)."""
+the product arrives in (the few-row kernels' and oneDNN's transposed one), on any number
+of threads; and ``directions_from_rows``' product of M split over threads."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from representer.feature_blocks import augmented_product, float32_product_t
-from representer.kernel import compile_contraction, contract_product, kernel_scores
-from representer.row_kernels import FEW_ROWS_KERNELS, MAX_KERNEL_ROWS
+from representer.kernel import (
+    compile_contraction,
+    contract_product,
+    directions_from_rows,
+    kernel_scores,
+)
+from representer.row_kernels import FEW_ROWS_KERNELS, MAX_KERNEL_ROWS, MIN_ROWS_PER_THREAD
 
 pytestmark = pytest.mark.skipif(not FEW_ROWS_KERNELS, reason="numba is not installed")
 
@@ -63,3 +70,52 @@ def test_compile_contraction_runs():
     assert contract_product(
         np.ones((1, 2), np.float32), np.zeros(1), np.ones((2, 1)), 1
     ).tolist() == [[1.0, 1.0]]
+
+
+@pytest.fixture
+def torch_threads():
+    """Set torch's thread count (the pass's threads) for a test; restored afterwards."""
+    before = torch.get_num_threads()
+    yield torch.set_num_threads
+    torch.set_num_threads(before)
+
+
+def test_rows_split_over_threads_sum_as_on_one(torch_threads):
+    rng = np.random.default_rng(3)
+    n = 2 * MIN_ROWS_PER_THREAD + 5  # two ranges on two threads
+    product_t = rng.normal(size=(20, n)).astype(np.float32)  # (count·k_out, n)
+    bias, residuals = rng.normal(size=20), rng.normal(size=(n, 4))
+    torch_threads(1)
+    alone = contract_product(product_t, bias, residuals, 5)
+    torch_threads(2)
+    split = contract_product(product_t, bias, residuals, 5)
+    np.testing.assert_array_equal(split, alone)
+
+
+def test_own_columns_weigh_each_point_as_l2_does():
+    """RPS-ℓ2's form: one product column per point, weighed by α's column of its target."""
+    rng = np.random.default_rng(4)
+    features = rng.normal(size=(1_003, 65)).astype(np.float32)
+    test_augmented = np.hstack([rng.normal(size=(6, 65)), np.ones((6, 1))])  # (m, D)
+    alpha = rng.normal(size=(1_003, 3))
+    targets = np.array([2, 0, 1, 1, 2, 0])
+    product_t = float32_product_t(features, test_augmented.T)  # (m, n)
+    assert product_t is not None
+    values = contract_product(product_t, test_augmented[:, -1], alpha, 6, columns=targets)
+    kernel = augmented_product(features, test_augmented.T)  # (n, m) float64
+    np.testing.assert_array_equal(values, kernel.T * alpha[:, targets].T)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_directions_split_over_columns_equal_one_product(torch_threads, threads):
+    rng = np.random.default_rng(5)
+    half = rng.normal(size=(600, 600))
+    inverse = half @ half.T  # (k_out·D, k_out·D), symmetric
+    right_hand_sides = rng.normal(size=(7, 600))
+    torch_threads(threads)
+    directions = directions_from_rows(inverse, right_hand_sides, num_outputs=3)
+    assert directions.shape == (7, 3, 200)
+    expected = (inverse @ right_hand_sides.T).T.reshape(7, 3, 200)
+    np.testing.assert_allclose(
+        directions, expected, rtol=0, atol=FLOAT64_RTOL * np.abs(expected).max()
+    )

@@ -49,10 +49,14 @@ def test_class_product_equals_float64_product(tmp_path, kernels, count):
     np.testing.assert_allclose(product.numpy(), reference, atol=FLOAT32_RTOL * scale)
 
 
-def test_rows_equal_alone_and_in_a_shared_pass(tmp_path, kernels):
+@pytest.mark.parametrize("order", ["grouped", "interleaved"])
+def test_rows_equal_alone_and_in_a_shared_pass(tmp_path, kernels, order):
+    """Grouped: a GEMM class's rows are consecutive (copied by torch); interleaved: not."""
     weights = _weights(tmp_path)
     test_augmented = np.random.default_rng(1).normal(size=(41, weights.shape[2]))
     rows_class = np.array([0] * 20 + [1] * 3 + [2] * 17 + [1])  # few-row and GEMM counts
+    if order == "interleaved":
+        rows_class = np.random.default_rng(2).permutation(rows_class)
     shared = materialised_contributions(weights, test_augmented, rows_class)  # (m, n)
     assert shared.dtype == np.float64
     scale = np.abs(shared).max()

@@ -29,11 +29,14 @@ def blas_threads() -> set[int]:
     return {pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"}
 
 
-def test_the_setting_caps_blas_and_torch_threads(tmp_path, restored_threads):
+def test_the_setting_caps_torch_threads_and_blas_runs_on_one(tmp_path, restored_threads):
     count = commands._limit_query_threads(Settings(data_dir=tmp_path, query_threads=1))
     assert count == 1
     assert blas_threads() == {1}
     assert torch.get_num_threads() == 1
+    assert commands._limit_query_threads(Settings(data_dir=tmp_path, query_threads=2)) == 2
+    assert blas_threads() == {1}  # OpenBLAS's idle threads would spin on the pass's cores
+    assert torch.get_num_threads() == 2
 
 
 def test_zero_means_the_usable_cpus_shared_among_concurrent_passes(
