@@ -45,6 +45,11 @@ PRODUCT_BYTES = 256 * 1024**2
 ZERO_SUM_ATOL = 1e-12
 """A residual row P_i − e_ỹi sums to zero up to float64 rounding of k_out terms in [−1, 1]
 (about 1e-16 each); ``kernel_scores`` drops a class column only for rows within this."""
+MIN_TERMS_TO_SPLIT = 2_000_000
+"""Products (count·p·n) from which ``contract_product`` splits the training rows over the
+pass's threads: about 2 ms of work, where a helper thread's start may wait milliseconds
+for the interpreter lock in a busy API process (one influence point: 450,000 terms, 16:
+7.2 million)."""
 MIN_COLUMNS_PER_THREAD = 256
 """Columns of M below which ``directions_from_rows`` keeps a range on one thread."""
 
@@ -144,8 +149,8 @@ def contract_product(
     With ``columns``, each product column weighs by its own column of R instead:
     s[j, i] = Σ_c (P[j·p + c, i] + bias[j·p + c]) R[i, columns[j·p + c]] for the p = len(columns)
     / count product columns of test point j (RPS-ℓ2: p = 1, R = α, columns = the targets).
-    The training rows are split over the pass's threads (``torch.get_num_threads()``); a
-    row's sums do not depend on the split.
+    From ``MIN_TERMS_TO_SPLIT`` products on, the training rows are split over the pass's
+    threads (``torch.get_num_threads()``); a row's sums do not depend on the split.
 
     Parameters
     ----------
@@ -170,9 +175,11 @@ def contract_product(
     bias = np.ascontiguousarray(bias, dtype=np.float64)
     residuals = np.ascontiguousarray(residuals, dtype=np.float64)
     columns = np.ascontiguousarray(columns, dtype=np.int64)
+    terms = columns.shape[0] * n
+    threads = torch.get_num_threads() if terms >= MIN_TERMS_TO_SPLIT else 1
     run_on_ranges(
         lambda start, stop: contract(product_t, bias, residuals, columns, out, start, stop),
-        row_ranges(n, torch.get_num_threads()),
+        row_ranges(n, threads),
     )
     return out
 

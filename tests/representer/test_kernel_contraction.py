@@ -84,12 +84,13 @@ def torch_threads():
 def test_rows_split_over_threads_sum_as_on_one(torch_threads):
     rng = np.random.default_rng(3)
     n = 2 * MIN_ROWS_PER_THREAD + 5  # two ranges on two threads
-    product_t = rng.normal(size=(20, n)).astype(np.float32)  # (count·k_out, n)
-    bias, residuals = rng.normal(size=20), rng.normal(size=(n, 4))
+    assert 128 * n >= kernel.MIN_TERMS_TO_SPLIT  # enough work to split
+    product_t = rng.normal(size=(128, n)).astype(np.float32)  # (count·k_out, n)
+    bias, residuals = rng.normal(size=128), rng.normal(size=(n, 4))
     torch_threads(1)
-    alone = contract_product(product_t, bias, residuals, 5)
+    alone = contract_product(product_t, bias, residuals, 32)
     torch_threads(2)
-    split = contract_product(product_t, bias, residuals, 5)
+    split = contract_product(product_t, bias, residuals, 32)
     np.testing.assert_array_equal(split, alone)
 
 
