@@ -44,7 +44,7 @@ PRODUCT_BYTES = 256 * 1024**2
 """Cap on the (n, m·k_out) float64 product held at once; test points are batched under it."""
 ZERO_SUM_ATOL = 1e-12
 """A residual row P_i − e_ỹi sums to zero up to float64 rounding of k_out terms in [−1, 1]
-(about 1e-16 each); ``kernel_scores`` drops a class column only for rows within this."""
+(about 1e-16 each); ``kernel_scores`` folds the last class only when every row is within it."""
 MIN_TERMS_TO_SPLIT = 2_000_000
 """Products (count·p·n) from which ``contract_product`` splits the training rows over the
 pass's threads: about 2 ms of work, where a helper thread's start may wait milliseconds

@@ -191,11 +191,11 @@ def class_product(class_weights: torch.Tensor, rows: torch.Tensor) -> torch.Tens
     on the Zen 4, two threads, W memory-mapped and not in the caches, 16 rows took 7.4 ms
     that way against 9.9-10.8 for φ̃ W[c]ᵀ (b, n) (5 rows 6.4 against 7.3-7.7, 32 rows
     13.7-13.9 against 13.7-15.1, 64 rows 24.4-25.2 against 21.5-22.5). Both use the
-    pass's threads (the few-row kernels split W's rows among them). Without numba, oneDNN for one row and
-    from ``ONEDNN_MIN_ROWS`` rows, MKL in between (its right operand is the transposed view
-    of the rows: a row-major (D, b) copy took about 5x as long). All accumulate in float32;
-    a row's value may differ by float32 rounding between kernels (about 1e-4 on values of
-    order 10).
+    pass's threads (the few-row kernels split W's rows among them). Without numba, oneDNN
+    for one row and from ``ONEDNN_MIN_ROWS`` rows, MKL in between (its right operand is the
+    transposed view of the rows: a row-major (D, b) copy took about 5x as long). All
+    accumulate in float32; a row's value may differ by float32 rounding between kernels
+    (about 1e-4 on values of order 10).
 
     Parameters
     ----------
