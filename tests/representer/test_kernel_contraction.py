@@ -131,40 +131,39 @@ def _softmax_residuals(rng, n: int, num_outputs: int) -> np.ndarray:
     return probabilities
 
 
+@pytest.fixture
+def product_widths(monkeypatch) -> list[int]:
+    """The column count of every product ``kernel_scores`` asks ``float32_product_t`` for."""
+    widths: list[int] = []
+    real_product = kernel.float32_product_t
+    monkeypatch.setattr(
+        kernel,
+        "float32_product_t",
+        lambda train, vectors: widths.append(vectors.shape[1]) or real_product(train, vectors),
+    )
+    return widths
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_zero_sum_residuals_fold_the_last_class(monkeypatch, dtype):
+def test_zero_sum_residuals_fold_the_last_class(product_widths, dtype):
     """With softmax residuals the product has k_out − 1 columns a point, and the scores are
     the full sum over k_out classes (float64: to rounding; float32: to its product's)."""
     rng = np.random.default_rng(8)
     features = rng.normal(size=(1_003, 65)).astype(dtype)
     residuals = _softmax_residuals(rng, 1_003, 4)
     directions = rng.normal(size=(5, 4, 66))  # (m, k_out, D)
-    widths = []
-    real_product = kernel.float32_product_t
-    monkeypatch.setattr(
-        kernel,
-        "float32_product_t",
-        lambda train, vectors: widths.append(vectors.shape[1]) or real_product(train, vectors),
-    )
     scores = kernel_scores(features, residuals, directions)
     augmented = np.hstack([features.astype(np.float64), np.ones((1_003, 1))])  # (n, D)
     expected = np.einsum("id,mcd,ic->mi", augmented, directions, residuals)  # (m, n)
     tolerance = FLOAT64_RTOL if dtype == np.float64 else 1e-5
     np.testing.assert_allclose(scores, expected, rtol=0, atol=tolerance * np.abs(expected).max())
-    assert widths == [5 * 3]  # k_out − 1 = 3 product columns a point
+    assert product_widths == [5 * 3]  # k_out − 1 = 3 product columns a point
 
 
-def test_residuals_that_do_not_sum_to_zero_keep_every_class(monkeypatch):
+def test_residuals_that_do_not_sum_to_zero_keep_every_class(product_widths):
     rng = np.random.default_rng(9)
     features = rng.normal(size=(1_003, 65)).astype(np.float32)
     residuals = _softmax_residuals(rng, 1_003, 4)
     residuals[17, 2] += 1e-6  # one row off: no fold
-    widths = []
-    real_product = kernel.float32_product_t
-    monkeypatch.setattr(
-        kernel,
-        "float32_product_t",
-        lambda train, vectors: widths.append(vectors.shape[1]) or real_product(train, vectors),
-    )
     kernel_scores(features, residuals, rng.normal(size=(5, 4, 66)))
-    assert widths == [5 * 4]
+    assert product_widths == [5 * 4]
